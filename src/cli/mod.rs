@@ -1,0 +1,1 @@
+pub fn main() -> u8 { 0 }

@@ -1,0 +1,521 @@
+//! `tandem.yaml`: parties, users, inventory, secret sources, notify targets, calendars.
+//!
+//! This is the only module that reads environment variables (secret sources), and it never
+//! keeps a secret value longer than the caller asks for it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LoadError, LoadErrors};
+use crate::yaml;
+
+/// A role a user holds (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Operator,
+    Approver,
+    Admin,
+    Auditor,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Operator => "operator",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        })
+    }
+}
+
+/// How tandem reaches a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Ssh,
+    Local,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Option<PathBuf>,
+    listen: Option<String>,
+    runbooks_dir: Option<PathBuf>,
+    /// Base URL people use to reach the web pages, for links in prompts.
+    public_url: Option<String>,
+    parties: Vec<String>,
+    #[serde(default)]
+    users: Vec<User>,
+    #[serde(default)]
+    inventory: Vec<RawHost>,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretSource>,
+    #[serde(default)]
+    notify: Vec<NotifyTarget>,
+    #[serde(default)]
+    calendars: BTreeMap<String, Calendar>,
+}
+
+/// A user of tandem: a person or an automation acting for one party.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub party: String,
+    pub roles: Vec<Role>,
+    /// Hex SHA-256 of the user's bearer token; the token itself is never stored.
+    pub token_sha256: String,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("party", &self.party)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    /// Whether the user holds `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: String,
+    #[serde(default = "default_address")]
+    address: String,
+    #[serde(default = "default_port")]
+    port: u16,
+    user: Option<String>,
+    host_key: Option<String>,
+    identity_file: Option<PathBuf>,
+    identity_secret: Option<String>,
+    owner: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    transport: Transport,
+}
+
+fn default_address() -> String {
+    "127.0.0.1".to_string()
+}
+
+fn default_port() -> u16 {
+    22
+}
+
+/// A pinned SSH host key in OpenSSH `known_hosts` form: key type and public key blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostKey {
+    /// e.g. `ssh-ed25519`.
+    pub key_type: String,
+    /// Base64 of the public key blob, as in `known_hosts`.
+    pub base64: String,
+    #[serde(skip)]
+    pub blob: Vec<u8>,
+}
+
+impl HostKey {
+    /// Parses `TYPE BASE64 [comment]` or a whole `known_hosts` line `HOST TYPE BASE64 [comment]`.
+    pub fn parse(text: &str) -> Result<HostKey, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let start = match words.first() {
+            Some(w) if is_key_type(w) => 0,
+            Some(_) if words.get(1).is_some_and(|w| is_key_type(w)) => 1,
+            _ => {
+                return Err(
+                    "expected `TYPE BASE64` as in known_hosts (e.g. `ssh-ed25519 AAAAC3Nz…`)"
+                        .to_string(),
+                )
+            }
+        };
+        let key_type = words[start].to_string();
+        let b64 = words
+            .get(start + 1)
+            .ok_or_else(|| format!("`{key_type}` is missing its base64 key"))?;
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("the key is not valid base64: {e}"))?;
+        // The blob starts with its own type as an SSH string; a mismatch means a pasted key
+        // of another type or a truncated line.
+        let embedded = blob
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .and_then(|n| blob.get(4..4 + n));
+        if embedded != Some(key_type.as_bytes()) {
+            return Err(format!("the key blob is not a `{key_type}` key"));
+        }
+        Ok(HostKey {
+            key_type,
+            base64: (*b64).to_string(),
+            blob,
+        })
+    }
+
+    /// `TYPE BASE64`, the form used in plans and digests.
+    pub fn to_known_hosts(&self) -> String {
+        format!("{} {}", self.key_type, self.base64)
+    }
+}
+
+fn is_key_type(word: &str) -> bool {
+    word.starts_with("ssh-") || word.starts_with("ecdsa-sha2-") || word.starts_with("sk-")
+}
+
+/// A host in the inventory.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub host_key: Option<HostKey>,
+    pub identity: Option<Identity>,
+    pub owner: String,
+    pub tags: Vec<String>,
+    pub transport: Transport,
+}
+
+/// Where the SSH private key for a host comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    File(PathBuf),
+    Secret(String),
+}
+
+/// Where a secret's value is read from at the moment it is used.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// A secret value. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// The value itself, for the one place that hands it to a script or a connection.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Which kind of message a notify target expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    Webhook,
+    Slack,
+    Teams,
+}
+
+/// A place prompts and events are sent to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    pub name: String,
+    pub kind: NotifyKind,
+    pub url: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub parties: Vec<String>,
+}
+
+/// A named set of freeze or blackout periods.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calendar {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub periods: Vec<Period>,
+}
+
+/// One blackout period, RFC 3339 instants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    pub from: chrono::DateTime<chrono::FixedOffset>,
+    pub to: chrono::DateTime<chrono::FixedOffset>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file itself.
+    pub path: PathBuf,
+    pub state_dir: PathBuf,
+    pub listen: String,
+    pub runbooks_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub parties: Vec<String>,
+    pub users: Vec<User>,
+    pub inventory: Vec<Host>,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub notify: Vec<NotifyTarget>,
+    pub calendars: BTreeMap<String, Calendar>,
+    /// SHA-256 of the config file's bytes, recorded in `config_loaded`.
+    pub sha256: String,
+}
+
+impl Config {
+    /// Reads and validates the config at `path`. Relative paths inside it are resolved
+    /// against the config file's folder.
+    pub fn load(path: &Path) -> Result<Config, LoadErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LoadError::at(path, "", format!("cannot read config: {e}")))?;
+        let raw: RawConfig = yaml::parse(path, &text)?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut errors = Vec::new();
+        let err = |field: String, needle: &str, message: String| LoadError {
+            file: path.to_path_buf(),
+            line: yaml::find_line(&text, needle),
+            column: None,
+            field,
+            message,
+        };
+
+        let parties: BTreeSet<&str> = raw.parties.iter().map(String::as_str).collect();
+        if raw.parties.is_empty() {
+            errors.push(err("parties".into(), "parties", "at least one party is required".into()));
+        }
+        if parties.len() != raw.parties.len() {
+            errors.push(err("parties".into(), "parties", "party names must be unique".into()));
+        }
+        let mut names = BTreeSet::new();
+        for (i, u) in raw.users.iter().enumerate() {
+            let field = format!("users[{i}]");
+            if u.name == "system" || !names.insert(u.name.as_str()) {
+                errors.push(err(
+                    format!("{field}.name"),
+                    &u.name,
+                    format!("user name `{}` is reserved or used twice", u.name),
+                ));
+            }
+            if !parties.contains(u.party.as_str()) {
+                errors.push(err(
+                    format!("{field}.party"),
+                    &u.party,
+                    format!("unknown party `{}` (parties: {})", u.party, raw.parties.join(", ")),
+                ));
+            }
+            if u.token_sha256.len() != 64 || hex::decode(&u.token_sha256).is_err() {
+                errors.push(err(
+                    format!("{field}.token_sha256"),
+                    "token_sha256",
+                    "must be 64 hex digits (see `tandem token new USER`)".into(),
+                ));
+            }
+        }
+
+        let mut inventory = Vec::new();
+        let mut host_names = BTreeSet::new();
+        for (i, h) in raw.inventory.into_iter().enumerate() {
+            let field = format!("inventory[{i}]");
+            if !host_names.insert(h.name.clone()) {
+                errors.push(err(format!("{field}.name"), &h.name, format!("host `{}` is listed twice", h.name)));
+            }
+            if !parties.contains(h.owner.as_str()) {
+                errors.push(err(
+                    format!("{field}.owner"),
+                    &h.owner,
+                    format!("unknown party `{}`", h.owner),
+                ));
+            }
+            if h.identity_file.is_some() && h.identity_secret.is_some() {
+                errors.push(err(
+                    format!("{field}.identity_secret"),
+                    "identity_secret",
+                    "give identity_file or identity_secret, not both".into(),
+                ));
+            }
+            if let Some(s) = &h.identity_secret {
+                if !raw.secrets.contains_key(s) {
+                    errors.push(err(format!("{field}.identity_secret"), s, format!("unknown secret `{s}`")));
+                }
+            }
+            let host_key = match &h.host_key {
+                Some(k) => match HostKey::parse(k) {
+                    Ok(k) => Some(k),
+                    Err(m) => {
+                        errors.push(err(format!("{field}.host_key"), "host_key", m));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let identity = match (h.identity_file, h.identity_secret) {
+                (Some(f), _) => Some(Identity::File(base.join(f))),
+                (None, Some(s)) => Some(Identity::Secret(s)),
+                (None, None) => None,
+            };
+            if h.transport == Transport::Ssh {
+                // No trust on first use: an SSH host without a pinned key is a config error.
+                if h.host_key.is_none() {
+                    errors.push(err(
+                        format!("{field}.host_key"),
+                        &h.name,
+                        "an ssh host needs a pinned host_key (ssh-keyscan HOST, then check it)".into(),
+                    ));
+                }
+                if h.user.is_none() {
+                    errors.push(err(format!("{field}.user"), &h.name, "an ssh host needs a user".into()));
+                }
+                if identity.is_none() {
+                    errors.push(err(
+                        format!("{field}.identity_file"),
+                        &h.name,
+                        "an ssh host needs identity_file or identity_secret".into(),
+                    ));
+                }
+            }
+            inventory.push(Host {
+                name: h.name,
+                address: h.address,
+                port: h.port,
+                user: h.user.unwrap_or_else(|| "root".to_string()),
+                host_key,
+                identity,
+                owner: h.owner,
+                tags: h.tags,
+                transport: h.transport,
+            });
+        }
+
+        for (name, s) in &raw.secrets {
+            if s.env.is_some() == s.file.is_some() {
+                errors.push(err(
+                    format!("secrets.{name}"),
+                    name,
+                    "give exactly one of `env` or `file`".into(),
+                ));
+            }
+        }
+        for (i, n) in raw.notify.iter().enumerate() {
+            if url::Url::parse(&n.url).is_err() {
+                errors.push(err(format!("notify[{i}].url"), &n.url, "not a valid URL".into()));
+            }
+            for p in &n.parties {
+                if !parties.contains(p.as_str()) {
+                    errors.push(err(format!("notify[{i}].parties"), p, format!("unknown party `{p}`")));
+                }
+            }
+        }
+        for (name, c) in &raw.calendars {
+            for (i, p) in c.periods.iter().enumerate() {
+                if p.to <= p.from {
+                    errors.push(err(
+                        format!("calendars.{name}.periods[{i}]"),
+                        name,
+                        "`to` must be after `from`".into(),
+                    ));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+
+        let secrets = raw
+            .secrets
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.file = v.file.map(|f| base.join(f));
+                (k, v)
+            })
+            .collect();
+        Ok(Config {
+            path: path.to_path_buf(),
+            state_dir: base.join(raw.state_dir.unwrap_or_else(|| PathBuf::from(".tandem"))),
+            listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+            runbooks_dir: base.join(raw.runbooks_dir.unwrap_or_else(|| PathBuf::from("runbooks"))),
+            public_url: raw.public_url,
+            parties: raw.parties,
+            users: raw.users,
+            inventory,
+            secrets,
+            notify: raw.notify,
+            calendars: raw.calendars,
+            sha256: crate::audit::sha256_hex(text.as_bytes()),
+        })
+    }
+
+    /// The user with this name.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// The host with this name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.inventory.iter().find(|h| h.name == name)
+    }
+
+    /// The user whose token hashes to `token_sha256`, compared in constant time against
+    /// every user so the time taken says nothing about which prefix matched.
+    pub fn user_by_token(&self, token: &str) -> Option<&User> {
+        use subtle::ConstantTimeEq;
+        let presented = crate::audit::sha256_hex(token.as_bytes()).into_bytes();
+        let mut found = None;
+        for u in &self.users {
+            let stored = u.token_sha256.to_ascii_lowercase().into_bytes();
+            if bool::from(stored.ct_eq(&presented)) {
+                found = Some(u);
+            }
+        }
+        found
+    }
+
+    /// Reads a secret's current value from its source. The error names the secret and its
+    /// source, never a value.
+    pub fn read_secret(&self, name: &str) -> Result<SecretValue, String> {
+        let source = self
+            .secrets
+            .get(name)
+            .ok_or_else(|| format!("unknown secret `{name}`"))?;
+        if let Some(var) = &source.env {
+            return std::env::var(var)
+                .map(SecretValue)
+                .map_err(|_| format!("secret `{name}`: environment variable {var} is not set"));
+        }
+        if let Some(file) = &source.file {
+            return std::fs::read_to_string(file)
+                .map(|s| SecretValue(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| format!("secret `{name}`: cannot read {}: {}", file.display(), e.kind()));
+        }
+        Err(format!("secret `{name}` has no source"))
+    }
+}

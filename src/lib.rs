@@ -1,0 +1,41 @@
+//! tandem: a runbook executor for co-managed IT.
+//!
+//! Runbooks (rhai scripts with a declared scope) run over SSH, locally or against HTTP APIs,
+//! behind approval gates held by the party that owns the systems, and every action lands in a
+//! hash-chained audit log. `SPEC.md` in the steering repo is the contract; this crate is one
+//! package, a library plus the `tandem` binary.
+//!
+//! # Layout
+//!
+//! | module       | owns                                                                       |
+//! |--------------|----------------------------------------------------------------------------|
+//! | [`error`]    | the crate's error enum and the one mapping from error to exit code        |
+//! | [`config`]   | typed `tandem.yaml` + inventory + secret sources; the only env reader     |
+//! | [`yaml`]     | YAML → typed value with file, line, column and field path in every error  |
+//! | [`runbook`]  | runbook YAML → validated model; params, targets, plan and plan digest    |
+//! | [`policy`]   | pure decisions: who may start, who must approve, what is in scope         |
+//! | [`script`]   | the one hardened rhai engine; host functions call a [`script::HostApi`]   |
+//! | [`exec`]     | run one action with a deadline: `ssh` (ssh2), `local`, `http` (reqwest)  |
+//! | [`audit`]    | hash-chained records: canonical form, verify, export; never edits        |
+//! | [`store`]    | SQLite (WAL, migrations): runs, host results, logs, actions, audit       |
+//! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all  |
+//! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
+//! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
+//!
+//! Blocking work (ssh2, rhai, SQLite) never runs on a tokio worker: scripts run on
+//! `spawn_blocking` threads, and the server reaches the store through `spawn_blocking`.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod policy;
+pub mod run;
+pub mod runbook;
+pub mod script;
+pub mod server;
+pub mod store;
+pub mod yaml;
+
+pub use error::{Error, Result};

@@ -1,0 +1,175 @@
+//! A plan: exactly what a run will do, and its digest (SPEC §1). An approval approves one
+//! digest; any change to its inputs makes a new digest.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::Runbook;
+use crate::config::{Config, Host, Transport};
+use crate::policy::ApprovalRequirement;
+
+/// Who asked for a run: a user of a party, or `system` acting for a runbook's owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Initiator {
+    pub user: String,
+    pub party: String,
+}
+
+/// A target host as planned, with the host key that will be required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedHost {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub owner: String,
+    pub transport: Transport,
+    pub host_key: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Everything a run is bound to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub runbook: String,
+    pub version: String,
+    pub params: BTreeMap<String, Value>,
+    pub targets: Vec<PlannedHost>,
+    pub scope: Value,
+    pub initiator: Initiator,
+    pub slot: Option<String>,
+    /// Who must approve; derived from the above, so not part of the digest input.
+    pub approvals: Vec<ApprovalRequirement>,
+    /// Hex SHA-256 of the canonical JSON of the bound fields.
+    pub digest: String,
+}
+
+/// Why a plan could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("unknown parameter `{0}`")]
+    UnknownParam(String),
+    #[error("parameter `{name}`: {message}")]
+    BadParam { name: String, message: String },
+    #[error("missing parameter `{0}` (it has no default)")]
+    MissingParam(String),
+    #[error("target `{0}` is not in the inventory")]
+    UnknownTarget(String),
+}
+
+/// Resolves `given` against the runbook's declared params: unknown names are refused,
+/// values are converted to their declared type, defaults fill the rest.
+pub fn resolve_params(
+    rb: &Runbook,
+    given: &Map<String, Value>,
+) -> Result<BTreeMap<String, Value>, PlanError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in given {
+        let spec = rb
+            .params
+            .get(name)
+            .ok_or_else(|| PlanError::UnknownParam(name.clone()))?;
+        let v = spec.kind.coerce(value).map_err(|message| PlanError::BadParam {
+            name: name.clone(),
+            message,
+        })?;
+        out.insert(name.clone(), v);
+    }
+    for (name, spec) in &rb.params {
+        if out.contains_key(name) {
+            continue;
+        }
+        let default = spec
+            .default
+            .as_ref()
+            .ok_or_else(|| PlanError::MissingParam(name.clone()))?;
+        let v = spec
+            .kind
+            .coerce(&super::yaml_to_json(default))
+            .map_err(|message| PlanError::BadParam {
+                name: name.clone(),
+                message,
+            })?;
+        out.insert(name.clone(), v);
+    }
+    Ok(out)
+}
+
+/// Resolves the runbook's `targets` (host names and `tag:NAME`) against the inventory, in
+/// order of first mention, each host once.
+pub fn resolve_targets<'c>(rb: &Runbook, config: &'c Config) -> Result<Vec<&'c Host>, PlanError> {
+    let mut out: Vec<&Host> = Vec::new();
+    for t in &rb.targets {
+        let found: Vec<&Host> = match t.strip_prefix("tag:") {
+            Some(tag) => config
+                .inventory
+                .iter()
+                .filter(|h| h.tags.iter().any(|x| x == tag))
+                .collect(),
+            None => vec![config
+                .host(t)
+                .ok_or_else(|| PlanError::UnknownTarget(t.clone()))?],
+        };
+        for h in found {
+            if !out.iter().any(|o| o.name == h.name) {
+                out.push(h);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the plan for one run of `rb`.
+pub fn make_plan(
+    rb: &Runbook,
+    config: &Config,
+    given: &Map<String, Value>,
+    initiator: Initiator,
+    slot: Option<String>,
+) -> Result<Plan, PlanError> {
+    let params = resolve_params(rb, given)?;
+    let hosts = resolve_targets(rb, config)?;
+    let approvals = crate::policy::required_approvals(rb, &hosts, &initiator.party);
+    let targets: Vec<PlannedHost> = hosts
+        .iter()
+        .map(|h| PlannedHost {
+            name: h.name.clone(),
+            address: h.address.clone(),
+            port: h.port,
+            user: h.user.clone(),
+            owner: h.owner.clone(),
+            transport: h.transport,
+            host_key: h.host_key.as_ref().map(|k| k.to_known_hosts()),
+            tags: h.tags.clone(),
+        })
+        .collect();
+    let mut plan = Plan {
+        runbook: rb.name.clone(),
+        version: rb.version.clone(),
+        params,
+        targets,
+        scope: rb.scope.to_json(),
+        initiator,
+        slot,
+        approvals,
+        digest: String::new(),
+    };
+    plan.digest = digest(&plan);
+    Ok(plan)
+}
+
+/// SHA-256 over the canonical JSON (sorted keys, no spaces) of the fields an approval binds.
+pub fn digest(plan: &Plan) -> String {
+    let bound = serde_json::json!({
+        "runbook": plan.runbook,
+        "version": plan.version,
+        "params": plan.params,
+        "targets": plan.targets,
+        "scope": plan.scope,
+        "initiator": plan.initiator,
+        "slot": plan.slot,
+    });
+    crate::audit::sha256_hex(crate::audit::canonical_json(&bound).as_bytes())
+}

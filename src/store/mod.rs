@@ -1,0 +1,566 @@
+//! The state store: SQLite on disk (WAL, foreign keys, versioned migrations) holding runs,
+//! per-host results, run logs, actions and the audit log. No business rules live here.
+//!
+//! Every write goes through [`Store::tx`], which hands out a [`Tx`] that can append audit
+//! records in the same transaction as the state change they describe: either both land or
+//! neither does. One connection behind a mutex is deliberate: SQLite has one writer anyway,
+//! and serializing appends keeps the hash chain linear without retry loops.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::{Actor, Record, GENESIS};
+
+/// A failure of the store. Its message is for logs and the local CLI; the server turns it
+/// into a plain "internal error" for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state store: cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("state store: the database is newer than this tandem (schema {0})")]
+    TooNew(i64),
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        runbook TEXT NOT NULL,
+        version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        initiator_user TEXT NOT NULL,
+        initiator_party TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        digest TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        error TEXT,
+        break_glass INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        slot TEXT UNIQUE
+    );
+    CREATE INDEX runs_status ON runs(status);
+    CREATE TABLE host_results (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        host TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        started_at TEXT,
+        finished_at TEXT,
+        error TEXT,
+        PRIMARY KEY (run_id, host)
+    );
+    CREATE TABLE logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        ts TEXT NOT NULL,
+        host TEXT,
+        stream TEXT NOT NULL,
+        line TEXT NOT NULL
+    );
+    CREATE INDEX logs_run ON logs(run_id, id);
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        host TEXT,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE INDEX actions_open ON actions(status);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        run_id TEXT,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_run ON audit(run_id);
+    "#,
+];
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The SQLite store.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// A run as stored and as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunRow {
+    pub id: String,
+    pub runbook: String,
+    pub version: String,
+    pub status: String,
+    pub initiator: Value,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub digest: String,
+    pub plan: Value,
+    pub error: Option<String>,
+    pub break_glass: bool,
+    pub reason: Option<String>,
+    pub slot: Option<String>,
+    pub hosts: Vec<HostResult>,
+}
+
+/// One host's part of a run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HostResult {
+    pub host: String,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// One line of a run's log.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogLine {
+    pub id: i64,
+    pub ts: String,
+    pub host: Option<String>,
+    pub stream: String,
+    pub line: String,
+}
+
+/// The fields of a new run.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub runbook: &'a str,
+    pub version: &'a str,
+    pub status: &'a str,
+    pub initiator_user: &'a str,
+    pub initiator_party: &'a str,
+    pub digest: &'a str,
+    pub plan: &'a Value,
+    pub break_glass: bool,
+    pub reason: Option<&'a str>,
+    pub slot: Option<&'a str>,
+    pub hosts: &'a [String],
+}
+
+/// An action that was recorded as intended but never got a result.
+#[derive(Debug, Clone)]
+pub struct OpenAction {
+    pub id: i64,
+    pub run_id: String,
+    pub host: Option<String>,
+    pub kind: String,
+    pub target: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) `state_dir/tandem.db` and brings its schema up to date.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        Store::open_file(&state_dir.join("tandem.db"))
+    }
+
+    /// Opens a database file.
+    pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: an action's intent must survive a power cut before the action runs (rule 8).
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew(version));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction rolls
+        // back on drop), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one transaction; commits when it returns `Ok`.
+    pub fn tx<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let out = f(&Tx { tx: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Appends one audit record on its own.
+    pub fn audit(
+        &self,
+        actor: &Actor,
+        run_id: Option<&str>,
+        event: &str,
+        detail: Value,
+    ) -> Result<Record, StoreError> {
+        self.tx(|tx| tx.audit(actor, run_id, event, detail))
+    }
+
+    /// One run with its host results.
+    pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_from_row)
+            .optional()?;
+        match row {
+            Some(mut r) => {
+                r.hosts = host_results(&conn, &r.id)?;
+                Ok(Some(r))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Runs, newest first, optionally only those in `status`.
+    pub fn runs(&self, status: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![status, limit as i64], run_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            r.hosts = host_results(&conn, &r.id)?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Log lines of a run after line id `after`.
+    pub fn logs(&self, run_id: &str, after: i64) -> Result<Vec<LogLine>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, ts, host, stream, line FROM logs WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT 5000",
+        )?;
+        let rows = stmt
+            .query_map(params![run_id, after], |r| {
+                Ok(LogLine {
+                    id: r.get(0)?,
+                    ts: r.get(1)?,
+                    host: r.get(2)?,
+                    stream: r.get(3)?,
+                    line: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Audit records with seq greater than `after`, at most `limit`.
+    pub fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after as i64, limit as i64], |r| {
+                let actor: String = r.get(2)?;
+                let detail: String = r.get(5)?;
+                Ok(Record {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts: r.get(1)?,
+                    // A row whose JSON was tampered with still yields a record; verify then
+                    // reports the hash mismatch at its seq.
+                    actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
+                    run_id: r.get(3)?,
+                    event: r.get(4)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+                    prev_hash: r.get(6)?,
+                    hash: r.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Actions recorded as intended with no result yet, of runs in `status`.
+    pub fn open_actions(&self) -> Result<Vec<OpenAction>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, run_id, host, kind, target FROM actions WHERE status = 'intent' ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(OpenAction {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    host: r.get(2)?,
+                    kind: r.get(3)?,
+                    target: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Ids of runs in one of `statuses`.
+    pub fn run_ids_in(&self, statuses: &[&str]) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut out = Vec::new();
+        for s in statuses {
+            let mut stmt = conn.prepare("SELECT id FROM runs WHERE status = ?1 ORDER BY created_at")?;
+            let ids = stmt
+                .query_map([s], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            out.extend(ids);
+        }
+        Ok(out)
+    }
+}
+
+const RUN_SELECT: &str = "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot FROM runs";
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+    let plan: String = r.get(10)?;
+    Ok(RunRow {
+        id: r.get(0)?,
+        runbook: r.get(1)?,
+        version: r.get(2)?,
+        status: r.get(3)?,
+        initiator: serde_json::json!({"user": r.get::<_, String>(4)?, "party": r.get::<_, String>(5)?}),
+        created_at: r.get(6)?,
+        started_at: r.get(7)?,
+        finished_at: r.get(8)?,
+        digest: r.get(9)?,
+        plan: serde_json::from_str(&plan).unwrap_or(Value::Null),
+        error: r.get(11)?,
+        break_glass: r.get::<_, i64>(12)? != 0,
+        reason: r.get(13)?,
+        slot: r.get(14)?,
+        hosts: Vec::new(),
+    })
+}
+
+fn host_results(conn: &Connection, run_id: &str) -> Result<Vec<HostResult>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT host, status, exit_code, started_at, finished_at, error FROM host_results WHERE run_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt
+        .query_map([run_id], |r| {
+            let started_at: Option<String> = r.get(3)?;
+            let finished_at: Option<String> = r.get(4)?;
+            Ok(HostResult {
+                host: r.get(0)?,
+                status: r.get(1)?,
+                exit_code: r.get(2)?,
+                duration_ms: duration_ms(started_at.as_deref(), finished_at.as_deref()),
+                started_at,
+                finished_at,
+                error: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<i64> {
+    let s = chrono::DateTime::parse_from_rfc3339(start?).ok()?;
+    let e = chrono::DateTime::parse_from_rfc3339(end?).ok()?;
+    Some((e - s).num_milliseconds())
+}
+
+/// A write transaction. Dropped without commit, it rolls back.
+pub struct Tx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+}
+
+impl Tx<'_> {
+    /// Appends an audit record chained to the last one.
+    pub fn audit(
+        &self,
+        actor: &Actor,
+        run_id: Option<&str>,
+        event: &str,
+        detail: Value,
+    ) -> Result<Record, StoreError> {
+        let last: Option<(i64, String)> = self
+            .tx
+            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (seq, prev_hash) = match last {
+            Some((s, h)) => (s as u64 + 1, h),
+            None => (1, GENESIS.to_string()),
+        };
+        let mut rec = Record {
+            seq,
+            ts: now(),
+            actor: actor.clone(),
+            run_id: run_id.map(str::to_string),
+            event: event.to_string(),
+            detail,
+            prev_hash,
+            hash: String::new(),
+        };
+        rec.hash = rec.compute_hash();
+        self.tx.execute(
+            "INSERT INTO audit (seq, ts, actor, run_id, event, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                rec.seq as i64,
+                rec.ts,
+                serde_json::to_string(&rec.actor).unwrap_or_default(),
+                rec.run_id,
+                rec.event,
+                crate::audit::canonical_json(&rec.detail),
+                rec.prev_hash,
+                rec.hash
+            ],
+        )?;
+        Ok(rec)
+    }
+
+    /// Inserts a new run and its hosts as `pending`.
+    pub fn insert_run(&self, run: &NewRun<'_>) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO runs (id, runbook, version, status, initiator_user, initiator_party, created_at, digest, plan, break_glass, reason, slot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                run.id,
+                run.runbook,
+                run.version,
+                run.status,
+                run.initiator_user,
+                run.initiator_party,
+                now(),
+                run.digest,
+                run.plan.to_string(),
+                run.break_glass as i64,
+                run.reason,
+                run.slot
+            ],
+        )?;
+        for (i, h) in run.hosts.iter().enumerate() {
+            self.tx.execute(
+                "INSERT INTO host_results (run_id, host, position, status) VALUES (?1, ?2, ?3, 'pending')",
+                params![run.id, h, i as i64],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Moves a run to `status`; `started`/`finished` stamp the times; `error` is kept if given.
+    pub fn set_run_status(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+        let ts = now();
+        let (started, finished) = match status {
+            "running" => (Some(ts.as_str()), None),
+            "succeeded" | "failed" | "cancelled" | "interrupted" | "denied" | "expired" => {
+                (None, Some(ts.as_str()))
+            }
+            _ => (None, None),
+        };
+        self.tx.execute(
+            "UPDATE runs SET status = ?2, started_at = COALESCE(started_at, ?3), finished_at = COALESCE(?4, finished_at), error = COALESCE(?5, error) WHERE id = ?1",
+            params![id, status, started, finished, error],
+        )?;
+        Ok(())
+    }
+
+    /// The current status of a run.
+    pub fn run_status(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Updates one host's result.
+    pub fn set_host(
+        &self,
+        run_id: &str,
+        host: &str,
+        status: &str,
+        exit_code: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let ts = now();
+        let started = (status == "running").then_some(ts.as_str());
+        let finished = (status != "running" && status != "pending").then_some(ts.as_str());
+        self.tx.execute(
+            "UPDATE host_results SET status = ?3, exit_code = COALESCE(?4, exit_code), started_at = COALESCE(started_at, ?5), finished_at = COALESCE(?6, finished_at), error = COALESCE(?7, error) WHERE run_id = ?1 AND host = ?2",
+            params![run_id, host, status, exit_code, started, finished, error],
+        )?;
+        Ok(())
+    }
+
+    /// Marks every still-pending or running host of a run with `status`.
+    pub fn close_hosts(&self, run_id: &str, status: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE host_results SET status = ?2, finished_at = COALESCE(finished_at, ?3) WHERE run_id = ?1 AND status IN ('pending', 'running')",
+            params![run_id, status, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Appends a line to a run's log.
+    pub fn log(&self, run_id: &str, host: Option<&str>, stream: &str, line: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO logs (run_id, ts, host, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run_id, now(), host, stream, line],
+        )?;
+        Ok(())
+    }
+
+    /// Records an action as intended; returns its id.
+    pub fn action_intent(&self, run_id: &str, host: Option<&str>, kind: &str, target: &str) -> Result<i64, StoreError> {
+        self.tx.execute(
+            "INSERT INTO actions (run_id, host, kind, target, status, started_at) VALUES (?1, ?2, ?3, ?4, 'intent', ?5)",
+            params![run_id, host, kind, target, now()],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Closes an action with `status` (`done` or `outcome_unknown`).
+    pub fn action_done(&self, id: i64, status: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE actions SET status = ?2, finished_at = ?3 WHERE id = ?1",
+            params![id, status, now()],
+        )?;
+        Ok(())
+    }
+}
