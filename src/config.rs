@@ -311,10 +311,18 @@ impl Config {
 
         let parties: BTreeSet<&str> = raw.parties.iter().map(String::as_str).collect();
         if raw.parties.is_empty() {
-            errors.push(err("parties".into(), "parties", "at least one party is required".into()));
+            errors.push(err(
+                "parties".into(),
+                "parties",
+                "at least one party is required".into(),
+            ));
         }
         if parties.len() != raw.parties.len() {
-            errors.push(err("parties".into(), "parties", "party names must be unique".into()));
+            errors.push(err(
+                "parties".into(),
+                "parties",
+                "party names must be unique".into(),
+            ));
         }
         let mut names = BTreeSet::new();
         for (i, u) in raw.users.iter().enumerate() {
@@ -330,7 +338,11 @@ impl Config {
                 errors.push(err(
                     format!("{field}.party"),
                     &u.party,
-                    format!("unknown party `{}` (parties: {})", u.party, raw.parties.join(", ")),
+                    format!(
+                        "unknown party `{}` (parties: {})",
+                        u.party,
+                        raw.parties.join(", ")
+                    ),
                 ));
             }
             if u.token_sha256.len() != 64 || hex::decode(&u.token_sha256).is_err() {
@@ -347,7 +359,11 @@ impl Config {
         for (i, h) in raw.inventory.into_iter().enumerate() {
             let field = format!("inventory[{i}]");
             if !host_names.insert(h.name.clone()) {
-                errors.push(err(format!("{field}.name"), &h.name, format!("host `{}` is listed twice", h.name)));
+                errors.push(err(
+                    format!("{field}.name"),
+                    &h.name,
+                    format!("host `{}` is listed twice", h.name),
+                ));
             }
             if !parties.contains(h.owner.as_str()) {
                 errors.push(err(
@@ -365,7 +381,11 @@ impl Config {
             }
             if let Some(s) = &h.identity_secret {
                 if !raw.secrets.contains_key(s) {
-                    errors.push(err(format!("{field}.identity_secret"), s, format!("unknown secret `{s}`")));
+                    errors.push(err(
+                        format!("{field}.identity_secret"),
+                        s,
+                        format!("unknown secret `{s}`"),
+                    ));
                 }
             }
             let host_key = match &h.host_key {
@@ -389,11 +409,16 @@ impl Config {
                     errors.push(err(
                         format!("{field}.host_key"),
                         &h.name,
-                        "an ssh host needs a pinned host_key (ssh-keyscan HOST, then check it)".into(),
+                        "an ssh host needs a pinned host_key (ssh-keyscan HOST, then check it)"
+                            .into(),
                     ));
                 }
                 if h.user.is_none() {
-                    errors.push(err(format!("{field}.user"), &h.name, "an ssh host needs a user".into()));
+                    errors.push(err(
+                        format!("{field}.user"),
+                        &h.name,
+                        "an ssh host needs a user".into(),
+                    ));
                 }
                 if identity.is_none() {
                     errors.push(err(
@@ -427,11 +452,19 @@ impl Config {
         }
         for (i, n) in raw.notify.iter().enumerate() {
             if url::Url::parse(&n.url).is_err() {
-                errors.push(err(format!("notify[{i}].url"), &n.url, "not a valid URL".into()));
+                errors.push(err(
+                    format!("notify[{i}].url"),
+                    &n.url,
+                    "not a valid URL".into(),
+                ));
             }
             for p in &n.parties {
                 if !parties.contains(p.as_str()) {
-                    errors.push(err(format!("notify[{i}].parties"), p, format!("unknown party `{p}`")));
+                    errors.push(err(
+                        format!("notify[{i}].parties"),
+                        p,
+                        format!("unknown party `{p}`"),
+                    ));
                 }
             }
         }
@@ -462,7 +495,10 @@ impl Config {
             path: path.to_path_buf(),
             state_dir: base.join(raw.state_dir.unwrap_or_else(|| PathBuf::from(".tandem"))),
             listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
-            runbooks_dir: base.join(raw.runbooks_dir.unwrap_or_else(|| PathBuf::from("runbooks"))),
+            runbooks_dir: base.join(
+                raw.runbooks_dir
+                    .unwrap_or_else(|| PathBuf::from("runbooks")),
+            ),
             public_url: raw.public_url,
             parties: raw.parties,
             users: raw.users,
@@ -514,7 +550,13 @@ impl Config {
         if let Some(file) = &source.file {
             return std::fs::read_to_string(file)
                 .map(|s| SecretValue(s.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|e| format!("secret `{name}`: cannot read {}: {}", file.display(), e.kind()));
+                .map_err(|e| {
+                    format!(
+                        "secret `{name}`: cannot read {}: {}",
+                        file.display(),
+                        e.kind()
+                    )
+                });
         }
         Err(format!("secret `{name}` has no source"))
     }

@@ -20,7 +20,11 @@ pub struct LoadError {
 
 impl LoadError {
     /// A problem in `file` at field path `field`, with no known position.
-    pub fn at(file: impl Into<PathBuf>, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn at(
+        file: impl Into<PathBuf>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         LoadError {
             file: file.into(),
             line: None,

@@ -119,7 +119,9 @@ where
         if r.seq != expected_seq {
             return Err(Broken {
                 seq: r.seq,
-                reason: format!("expected seq {expected_seq} (a record was removed, added or moved)"),
+                reason: format!(
+                    "expected seq {expected_seq} (a record was removed, added or moved)"
+                ),
             });
         }
         if r.prev_hash != prev {
@@ -245,7 +247,10 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys() {
         let a = serde_json::json!({"b": 1, "a": {"d": 2, "c": [1, {"z": 0, "y": 1}]}});
-        assert_eq!(canonical_json(&a), r#"{"a":{"c":[1,{"y":1,"z":0}],"d":2},"b":1}"#);
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":[1,{"y":1,"z":0}],"d":2},"b":1}"#
+        );
     }
 
     #[test]

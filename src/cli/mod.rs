@@ -1,1 +1,262 @@
-pub fn main() -> u8 { 0 }
+//! The command line (SPEC §6): clap arguments → calls. Printing happens here and only here.
+//! `main` prints an error once, with its whole context, and maps it to the exit code.
+
+mod client;
+mod local;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+
+/// tandem: runbooks for co-managed IT, with scopes, approvals and a tamper-evident audit log.
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "tandem.yaml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How a client command reaches the daemon.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The daemon's URL.
+    #[arg(long, env = "TANDEM_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Your bearer token.
+    #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config and runbooks (all of runbooks_dir, or the given files).
+    Validate { paths: Vec<PathBuf> },
+    /// Show what a run would do, offline: targets, scope, approvals, plan digest.
+    Plan {
+        runbook: String,
+        /// A parameter, `name=value`.
+        #[arg(short = 'p', long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        /// Plan as this user (default: the runbook owner's first operator).
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+    },
+    /// Run the daemon: workers, HTTP API.
+    Serve {
+        /// Address to listen on (default: `listen` from the config).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Start a runbook.
+    Run {
+        runbook: String,
+        #[arg(short = 'p', long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        /// Wait for the run to end and exit with its outcome.
+        #[arg(long)]
+        wait: bool,
+        /// Start an emergency runbook at once, without approval.
+        #[arg(long, requires = "reason")]
+        break_glass: bool,
+        /// Why (required with --break-glass).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Approve a run waiting for your party.
+    Approve {
+        run: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Deny a run waiting for your party.
+    Deny {
+        run: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Cancel a run.
+    Cancel {
+        run: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List runs.
+    Runs {
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one run.
+    Show {
+        run: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a run's log.
+    Logs {
+        run: String,
+        /// Keep printing until the run ends.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Verify or export the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain of the store's log, or of an export.
+    Verify {
+        #[arg(long, value_name = "EXPORT")]
+        file: Option<PathBuf>,
+    },
+    /// Print the whole log as JSON lines.
+    Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random token and the `token_sha256` line for the config.
+    New { user: String },
+}
+
+/// Parses the command line, runs the command, prints any error once; returns the exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 2,
+            };
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            match &e {
+                Error::Load(_) => eprintln!("{e}"),
+                _ => eprintln!("error: {e}"),
+            }
+            e.exit_code()
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Validate { paths } => local::validate(&cli.config, &paths),
+        Command::Plan {
+            runbook,
+            params,
+            as_user,
+        } => local::plan(&cli.config, &runbook, &params, as_user.as_deref(), json),
+        Command::Serve { listen } => serve::serve(&cli.config, listen).await,
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => local::audit_verify(&cli.config, file.as_deref()),
+        Command::Audit {
+            command: AuditCommand::Export,
+        } => local::audit_export(&cli.config),
+        Command::Token {
+            command: TokenCommand::New { user },
+        } => local::token_new(&user, json),
+        Command::Run {
+            runbook,
+            params,
+            wait,
+            break_glass,
+            reason,
+            server,
+        } => client::run(&server, &runbook, &params, wait, break_glass, reason, json).await,
+        Command::Approve {
+            run,
+            comment,
+            server,
+        } => client::decide(&server, &run, "approve", json!({"comment": comment}), json).await,
+        Command::Deny {
+            run,
+            reason,
+            server,
+        } => client::decide(&server, &run, "deny", json!({"reason": reason}), json).await,
+        Command::Cancel { run, server } => client::cancel(&server, &run, json).await,
+        Command::Runs { status, server } => client::runs(&server, status.as_deref(), json).await,
+        Command::Show { run, server } => client::show(&server, &run, json).await,
+        Command::Logs {
+            run,
+            follow,
+            server,
+        } => client::logs(&server, &run, follow, json).await,
+    }
+}
+
+use serde_json::json;
+
+/// Parses `-p name=value` pairs into a JSON object of strings; the runbook's declared types
+/// convert them.
+pub fn parse_params(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut out = serde_json::Map::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("parameter `{p}` must be NAME=VALUE")))?;
+        if k.is_empty() {
+            return Err(Error::Usage(format!("parameter `{p}` has no name")));
+        }
+        out.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+    }
+    Ok(out)
+}

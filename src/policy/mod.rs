@@ -20,7 +20,7 @@ impl std::fmt::Display for Denied {
 
 /// Rule 1: `allowed` must admit both the user's party and one of their roles.
 pub fn may_start(rb: &Runbook, user: &User) -> Result<(), Denied> {
-    if !rb.allowed.parties.iter().any(|p| *p == user.party) {
+    if !rb.allowed.parties.contains(&user.party) {
         return Err(Denied(format!(
             "runbook `{}` may be started by parties [{}]; {} is in `{}`",
             rb.name,
@@ -95,7 +95,10 @@ pub fn required_approvals(
 /// and is not the initiator.
 pub fn may_approve(user: &User, party: &str, initiator: &str) -> Result<(), Denied> {
     if user.name == initiator {
-        return Err(Denied(format!("{} started this run and cannot approve it", user.name)));
+        return Err(Denied(format!(
+            "{} started this run and cannot approve it",
+            user.name
+        )));
     }
     if user.party != party {
         return Err(Denied(format!(
@@ -104,7 +107,10 @@ pub fn may_approve(user: &User, party: &str, initiator: &str) -> Result<(), Deni
         )));
     }
     if !user.has_role(Role::Approver) {
-        return Err(Denied(format!("{} does not hold the approver role", user.name)));
+        return Err(Denied(format!(
+            "{} does not hold the approver role",
+            user.name
+        )));
     }
     Ok(())
 }

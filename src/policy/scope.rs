@@ -88,7 +88,9 @@ fn shell_active_chars(command: &str) -> Option<Vec<bool>> {
                 }
                 '\'' => state = State::Single,
                 '"' => state = State::Double,
-                ';' | '&' | '|' | '<' | '>' | '(' | ')' | '$' | '`' | '\n' | '\r' => active[i] = true,
+                ';' | '&' | '|' | '<' | '>' | '(' | ')' | '$' | '`' | '\n' | '\r' => {
+                    active[i] = true
+                }
                 _ => {}
             },
             State::Single => {
@@ -127,11 +129,18 @@ impl HttpRule {
     pub fn parse(text: &str) -> Result<HttpRule, String> {
         let mut words = text.split_whitespace();
         let (Some(method), Some(url), None) = (words.next(), words.next(), words.next()) else {
-            return Err("expected `METHOD URL-prefix`, e.g. `POST https://api.example.com/v1/`".into());
+            return Err(
+                "expected `METHOD URL-prefix`, e.g. `POST https://api.example.com/v1/`".into(),
+            );
         };
         let method = method.to_ascii_uppercase();
-        if !matches!(method.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "*") {
-            return Err(format!("`{method}` is not an HTTP method (GET, POST, PUT, PATCH, DELETE, HEAD or *)"));
+        if !matches!(
+            method.as_str(),
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "*"
+        ) {
+            return Err(format!(
+                "`{method}` is not an HTTP method (GET, POST, PUT, PATCH, DELETE, HEAD or *)"
+            ));
         }
         let prefix = Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
         if !matches!(prefix.scheme(), "http" | "https") || prefix.host_str().is_none() {
@@ -179,7 +188,10 @@ impl HttpRule {
         if want.ends_with('/') {
             path.starts_with(want)
         } else {
-            path == want || path.strip_prefix(want).is_some_and(|rest| rest.starts_with('/'))
+            path == want
+                || path
+                    .strip_prefix(want)
+                    .is_some_and(|rest| rest.starts_with('/'))
         }
     }
 }
@@ -216,7 +228,11 @@ mod tests {
         ];
         for (pattern, command, want) in table {
             let p = CommandPattern::new(pattern).unwrap();
-            assert_eq!(p.matches(command), *want, "pattern {pattern:?} command {command:?}");
+            assert_eq!(
+                p.matches(command),
+                *want,
+                "pattern {pattern:?} command {command:?}"
+            );
         }
     }
 
@@ -225,19 +241,43 @@ mod tests {
         let rule = HttpRule::parse("POST https://api.example.com/v1/machines").unwrap();
         let table: &[(&str, &str, bool)] = &[
             ("POST", "https://api.example.com/v1/machines", true),
-            ("post", "https://api.example.com/v1/machines/42/isolate", true),
+            (
+                "post",
+                "https://api.example.com/v1/machines/42/isolate",
+                true,
+            ),
             ("GET", "https://api.example.com/v1/machines", false),
             ("POST", "https://api.example.com/v1/machinesevil", false),
-            ("POST", "https://api.example.com.evil.net/v1/machines", false),
-            ("POST", "https://api.example.com@evil.net/v1/machines", false),
+            (
+                "POST",
+                "https://api.example.com.evil.net/v1/machines",
+                false,
+            ),
+            (
+                "POST",
+                "https://api.example.com@evil.net/v1/machines",
+                false,
+            ),
             ("POST", "https://user@api.example.com/v1/machines", false),
             ("POST", "http://api.example.com/v1/machines", false),
             ("POST", "https://api.example.com:8443/v1/machines", false),
             ("POST", "https://api.example.com:443/v1/machines", true),
             ("POST", "https://API.EXAMPLE.COM/v1/machines/1", true),
-            ("POST", "https://api.example.com/v1/machines/../../admin", false),
-            ("POST", "https://api.example.com/v1/machines/%2e%2e/%2e%2e/admin", false),
-            ("POST", "https://api.example.com/v1/machines%2f..%2fadmin", false),
+            (
+                "POST",
+                "https://api.example.com/v1/machines/../../admin",
+                false,
+            ),
+            (
+                "POST",
+                "https://api.example.com/v1/machines/%2e%2e/%2e%2e/admin",
+                false,
+            ),
+            (
+                "POST",
+                "https://api.example.com/v1/machines%2f..%2fadmin",
+                false,
+            ),
             ("POST", "https://api.example.com/v1/machines/1?x=1", true),
         ];
         for (method, url, want) in table {
@@ -252,7 +292,14 @@ mod tests {
 
     #[test]
     fn http_rule_errors() {
-        for bad in ["POST", "FETCH https://x/", "GET ftp://x/", "GET https://u:p@x/", "GET https://x/?q=1", "GET not a url"] {
+        for bad in [
+            "POST",
+            "FETCH https://x/",
+            "GET ftp://x/",
+            "GET https://u:p@x/",
+            "GET https://x/?q=1",
+            "GET not a url",
+        ] {
             assert!(HttpRule::parse(bad).is_err(), "{bad}");
         }
     }

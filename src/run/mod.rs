@@ -1,1 +1,583 @@
+//! The orchestrator: plan → policy → gate → actions → audit. The one place that composes
+//! config, runbooks, policy, the script engine, the executors and the store.
+//!
+//! [`App`] is the daemon's shared state. [`App::submit`] turns a request into a run (or a
+//! refusal); [`App::execute`] carries a run out host by host on blocking threads, each
+//! action going through [`host::HostContext`], which checks scope and records intent before
+//! acting.
 
+mod host;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::audit::Actor;
+use crate::config::{Config, User};
+use crate::policy;
+use crate::runbook::plan::{make_plan, Initiator, Plan, PlanError};
+use crate::runbook::{Catalog, Runbook};
+use crate::store::{NewRun, RunRow, Store, StoreError};
+
+/// Run statuses (SPEC §4).
+pub mod status {
+    pub const QUEUED: &str = "queued";
+    pub const AWAITING_APPROVAL: &str = "awaiting_approval";
+    pub const RUNNING: &str = "running";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+    pub const INTERRUPTED: &str = "interrupted";
+    pub const DENIED: &str = "denied";
+    pub const EXPIRED: &str = "expired";
+
+    /// Whether a run in this status is over.
+    pub fn is_final(s: &str) -> bool {
+        matches!(
+            s,
+            SUCCEEDED | FAILED | CANCELLED | INTERRUPTED | DENIED | EXPIRED
+        )
+    }
+}
+
+/// Why a request was not turned into a run. Each maps to one HTTP status in the server.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("unknown runbook `{0}`")]
+    UnknownRunbook(String),
+    #[error("unknown run `{0}`")]
+    UnknownRun(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the daemon is shutting down and accepts no new runs")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<PlanError> for RunError {
+    fn from(e: PlanError) -> Self {
+        RunError::Invalid(e.to_string())
+    }
+}
+
+/// A request to start a runbook.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub runbook: String,
+    pub params: Map<String, Value>,
+    pub break_glass: bool,
+    pub reason: Option<String>,
+}
+
+/// What a live run can be told from outside.
+#[derive(Debug, Default)]
+struct RunControl {
+    cancel: AtomicBool,
+}
+
+/// The daemon's shared state.
+pub struct App {
+    pub config: Arc<Config>,
+    catalog: RwLock<Arc<Catalog>>,
+    pub store: Arc<Store>,
+    http: reqwest::Client,
+    active: Mutex<HashMap<String, Arc<RunControl>>>,
+    shutting_down: AtomicBool,
+    /// Woken whenever a run's log or status changes, for followers of `logs --follow`.
+    pub changed: Notify,
+    /// Woken when the last active run ends, for a draining shutdown.
+    idle: Notify,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+/// A fresh run id: 16 hex digits from the OS random source.
+fn new_run_id() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness: fall back to the clock; ids need to be unique, not secret.
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = (n as u64).to_be_bytes();
+    }
+    hex::encode(b)
+}
+
+fn actor_of(i: &Initiator) -> Actor {
+    if i.user == "system" {
+        Actor::system()
+    } else {
+        Actor::user(&i.user, &i.party)
+    }
+}
+
+impl App {
+    /// Builds the daemon state from a loaded config and catalog and an open store.
+    pub fn new(config: Config, catalog: Catalog, store: Store) -> Result<Arc<App>, crate::Error> {
+        let http = crate::exec::http::client().map_err(|e| crate::Error::Usage(e.to_string()))?;
+        Ok(Arc::new(App {
+            config: Arc::new(config),
+            catalog: RwLock::new(Arc::new(catalog)),
+            store: Arc::new(store),
+            http,
+            active: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+            changed: Notify::new(),
+            idle: Notify::new(),
+        }))
+    }
+
+    /// The current runbooks.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Rule 8 after a crash: runs left `running` (or accepted but not started) become
+    /// `interrupted`, their in-flight actions `outcome_unknown`. Nothing is re-run.
+    pub fn recover(&self) -> Result<usize, StoreError> {
+        let open = self.store.open_actions()?;
+        let runs = self.store.run_ids_in(&[status::RUNNING, status::QUEUED])?;
+        self.store.tx(|tx| {
+            for a in &open {
+                tx.action_done(a.id, "outcome_unknown")?;
+                tx.audit(
+                    &Actor::system(),
+                    Some(&a.run_id),
+                    "action_result",
+                    json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": "outcome_unknown",
+                           "reason": "the daemon stopped while the action was in flight"}),
+                )?;
+            }
+            for id in &runs {
+                tx.set_run_status(id, status::INTERRUPTED, Some("interrupted: the daemon stopped during the run; nothing was re-run"))?;
+                tx.close_hosts(id, "interrupted")?;
+                tx.audit(&Actor::system(), Some(id), "run_finished", json!({"status": status::INTERRUPTED}))?;
+            }
+            Ok(())
+        })?;
+        Ok(runs.len())
+    }
+
+    /// Makes the plan for `rb` as `initiator` would run it now.
+    pub fn plan(
+        &self,
+        rb: &Runbook,
+        params: &Map<String, Value>,
+        initiator: Initiator,
+        slot: Option<String>,
+    ) -> Result<Plan, PlanError> {
+        make_plan(rb, &self.config, params, initiator, slot)
+    }
+
+    /// Turns a request into a run: rule 1, params, plan, then either waits for approval
+    /// (rule 3) or starts at once.
+    pub fn submit(self: &Arc<Self>, user: &User, req: StartRequest) -> Result<RunRow, RunError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(RunError::ShuttingDown);
+        }
+        let actor = Actor::user(&user.name, &user.party);
+        let catalog = self.catalog();
+        let rb = catalog
+            .get(&req.runbook)
+            .ok_or_else(|| RunError::UnknownRunbook(req.runbook.clone()))?;
+        if let Err(denied) = policy::may_start(rb, user) {
+            self.store.audit(
+                &actor,
+                None,
+                "start_denied",
+                json!({"runbook": rb.name, "reason": denied.0}),
+            )?;
+            return Err(RunError::Forbidden(denied.0));
+        }
+        if req.break_glass {
+            return Err(RunError::Invalid(
+                "break-glass starts are not available in this version; start the run normally"
+                    .into(),
+            ));
+        }
+        let initiator = Initiator {
+            user: user.name.clone(),
+            party: user.party.clone(),
+        };
+        let plan = self.plan(rb, &req.params, initiator, None)?;
+        let id = new_run_id();
+        let needs_approval = !plan.approvals.is_empty();
+        let status = if needs_approval {
+            status::AWAITING_APPROVAL
+        } else {
+            status::QUEUED
+        };
+        let plan_json = serde_json::to_value(&plan).unwrap_or(Value::Null);
+        let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
+        self.store.tx(|tx| {
+            tx.insert_run(&NewRun {
+                id: &id,
+                runbook: &rb.name,
+                version: &rb.version,
+                status,
+                initiator_user: &user.name,
+                initiator_party: &user.party,
+                digest: &plan.digest,
+                plan: &plan_json,
+                break_glass: false,
+                reason: req.reason.as_deref(),
+                slot: None,
+                hosts: &hosts,
+            })?;
+            tx.audit(
+                &actor,
+                Some(&id),
+                "run_requested",
+                json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest}),
+            )?;
+            if needs_approval {
+                tx.audit(&actor, Some(&id), "approval_requested", json!({"digest": plan.digest, "from": plan.approvals}))?;
+            }
+            Ok(())
+        })?;
+        if !needs_approval {
+            self.spawn(id.clone());
+        }
+        self.store.run(&id)?.ok_or(RunError::UnknownRun(id))
+    }
+
+    /// Starts carrying out a run in the background.
+    fn spawn(self: &Arc<Self>, id: String) {
+        let control = Arc::new(RunControl::default());
+        if let Ok(mut active) = self.active.lock() {
+            active.insert(id.clone(), control.clone());
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.execute(&id, control).await {
+                tracing::error!(run = %id, error = %e, "run could not be carried out");
+            }
+            let now_idle = match app.active.lock() {
+                Ok(mut active) => {
+                    active.remove(&id);
+                    active.is_empty()
+                }
+                Err(_) => false,
+            };
+            app.changed.notify_waiters();
+            if now_idle {
+                app.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Cancels a run that has not finished.
+    pub fn cancel(&self, user: &User, id: &str) -> Result<RunRow, RunError> {
+        let run = self
+            .store
+            .run(id)?
+            .ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
+        let actor = Actor::user(&user.name, &user.party);
+        let own_party = run.initiator["party"] == user.party.as_str();
+        let admin = user.has_role(crate::config::Role::Admin);
+        if !(admin || own_party && user.has_role(crate::config::Role::Operator)) {
+            self.store.audit(
+                &actor,
+                Some(id),
+                "cancel_denied",
+                json!({"reason": "not the initiating party's operator or an admin"}),
+            )?;
+            return Err(RunError::Forbidden(
+                "only an operator of the initiating party or an admin may cancel a run".into(),
+            ));
+        }
+        if status::is_final(&run.status) {
+            return Err(RunError::Conflict(format!(
+                "run {id} already ended {}",
+                run.status
+            )));
+        }
+        let control = self.active.lock().ok().and_then(|a| a.get(id).cloned());
+        match control {
+            Some(c) => {
+                c.cancel.store(true, Ordering::SeqCst);
+                self.store
+                    .audit(&actor, Some(id), "cancel_requested", json!({}))?;
+            }
+            None => {
+                // Not executing (awaiting approval): it ends here.
+                self.store.tx(|tx| {
+                    tx.set_run_status(id, status::CANCELLED, Some("cancelled before it started"))?;
+                    tx.close_hosts(id, "not_started")?;
+                    tx.audit(
+                        &actor,
+                        Some(id),
+                        "run_finished",
+                        json!({"status": status::CANCELLED}),
+                    )
+                })?;
+            }
+        }
+        self.changed.notify_waiters();
+        self.store
+            .run(id)?
+            .ok_or_else(|| RunError::UnknownRun(id.to_string()))
+    }
+
+    /// Stops accepting runs and waits for active ones to end (SIGTERM).
+    pub async fn drain(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        loop {
+            let idle = self.idle.notified();
+            if self.active.lock().map(|a| a.is_empty()).unwrap_or(true) {
+                return;
+            }
+            // Re-check at least every second in case a notification raced the check.
+            let _ = tokio::time::timeout(Duration::from_secs(1), idle).await;
+        }
+    }
+
+    /// Carries out a run: rule 4 digest check, then the hosts per the rollout.
+    async fn execute(self: &Arc<Self>, id: &str, control: Arc<RunControl>) -> Result<(), RunError> {
+        let store = self.store.clone();
+        let rid = id.to_string();
+        let run = tokio::task::spawn_blocking(move || store.run(&rid))
+            .await
+            .map_err(|e| RunError::Invalid(e.to_string()))??
+            .ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
+        let initiator = Initiator {
+            user: run.initiator["user"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            party: run.initiator["party"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let actor = actor_of(&initiator);
+        let catalog = self.catalog();
+
+        // Rule 4: recompute the digest from what would run now; any difference, no run.
+        let recomputed = catalog
+            .get(&run.runbook)
+            .ok_or_else(|| RunError::UnknownRunbook(run.runbook.clone()))
+            .and_then(|rb| {
+                let params: Map<String, Value> =
+                    run.plan["params"].as_object().cloned().unwrap_or_default();
+                Ok((
+                    rb,
+                    self.plan(rb, &params, initiator.clone(), run.slot.clone())?,
+                ))
+            });
+        let (rb, plan) = match recomputed {
+            Ok((rb, plan)) if plan.digest == run.digest => (rb, plan),
+            other => {
+                let why = match other {
+                    Ok((_, p)) => format!("plan digest changed since the request ({} → {}): the runbook, targets or host keys were edited", short(&run.digest), short(&p.digest)),
+                    Err(e) => e.to_string(),
+                };
+                self.finish(
+                    id,
+                    &actor,
+                    status::FAILED,
+                    Some(&format!("digest_mismatch: {why}")),
+                    "not_started",
+                )?;
+                return Ok(());
+            }
+        };
+
+        self.store.tx(|tx| {
+            tx.set_run_status(id, status::RUNNING, None)?;
+            tx.audit(
+                &actor,
+                Some(id),
+                "run_started",
+                json!({"digest": plan.digest, "version": rb.version}),
+            )?;
+            tx.log(
+                id,
+                None,
+                "event",
+                &format!("run started: {} ({} hosts)", rb.name, plan.targets.len()),
+            )
+        })?;
+        self.changed.notify_waiters();
+
+        let ast = match crate::script::compile(&rb.script) {
+            Ok(ast) => Arc::new(ast),
+            Err(e) => {
+                self.finish(
+                    id,
+                    &actor,
+                    status::FAILED,
+                    Some(&format!("script does not compile: {e}")),
+                    "not_started",
+                )?;
+                return Ok(());
+            }
+        };
+        let shared = Arc::new(host::RunShared {
+            app: self.clone(),
+            run_id: id.to_string(),
+            runbook: rb.clone(),
+            params: serde_json::to_value(&plan.params).unwrap_or(Value::Null),
+            actor,
+            deadline: Instant::now() + rb.timeout,
+            cancel: control,
+            violation: Mutex::new(None),
+            rt: tokio::runtime::Handle::current(),
+        });
+        let outcome = self.rollout(shared.clone(), ast, &plan).await;
+        let (final_status, error) = match (&outcome, shared.violation()) {
+            (_, Some(v)) => (status::FAILED, Some(format!("scope_violation: {v}"))),
+            (_, None) if shared.cancelled() => (status::CANCELLED, Some("cancelled".to_string())),
+            (Ok(()), None) => (status::SUCCEEDED, None),
+            (Err(e), None) => (status::FAILED, Some(e.clone())),
+        };
+        self.finish(
+            id,
+            &shared.actor,
+            final_status,
+            error.as_deref(),
+            "not_started",
+        )?;
+        Ok(())
+    }
+
+    /// Runs the script on every target in batches, `parallel` at a time, stopping new hosts
+    /// once `max_failures` is exceeded or the run is cancelled. `Err` summarizes failures.
+    async fn rollout(
+        &self,
+        shared: Arc<host::RunShared>,
+        ast: Arc<rhai::AST>,
+        plan: &Plan,
+    ) -> Result<(), String> {
+        let rb = &shared.runbook;
+        if plan.targets.is_empty() {
+            let s = shared.clone();
+            return tokio::task::spawn_blocking(move || host::run_host(&s, &ast, None))
+                .await
+                .map_err(|e| format!("script thread failed: {e}"))?;
+        }
+        let total = plan.targets.len();
+        let batch = rb.rollout.batch.map_or(total, |b| b.of(total).max(1));
+        let max_failures = rb.rollout.max_failures.map(|m| m.of(total));
+        let permits = Arc::new(Semaphore::new(rb.rollout.parallel));
+        let mut failures: Vec<String> = Vec::new();
+        let mut halted: Option<String> = None;
+        for chunk in plan.targets.chunks(batch) {
+            if halted.is_some() {
+                break;
+            }
+            let mut tasks = Vec::with_capacity(chunk.len());
+            for target in chunk {
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if shared.stop_reason().is_some()
+                    || max_failures.is_some_and(|m| failures.len() > m)
+                {
+                    drop(permit);
+                    break;
+                }
+                let s = shared.clone();
+                let ast = ast.clone();
+                let t = target.clone();
+                tasks.push((
+                    target.name.clone(),
+                    tokio::task::spawn_blocking(move || {
+                        let r = host::run_host(&s, &ast, Some(&t));
+                        drop(permit);
+                        r
+                    }),
+                ));
+            }
+            for (name, task) in tasks {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => failures.push(format!("{name}: {e}")),
+                    Err(e) => failures.push(format!("{name}: script thread failed: {e}")),
+                }
+            }
+            if let Some(m) = max_failures {
+                if failures.len() > m {
+                    halted = Some(format!(
+                        "max_failures ({m}) exceeded; remaining hosts not started"
+                    ));
+                }
+            }
+            if shared.stop_reason().is_some() {
+                break;
+            }
+        }
+        if failures.is_empty() && halted.is_none() {
+            Ok(())
+        } else {
+            let mut msg = format!("{} of {} hosts failed", failures.len(), total);
+            if let Some(first) = failures.first() {
+                msg.push_str(&format!(" (first: {first})"));
+            }
+            if let Some(h) = halted {
+                msg.push_str(&format!("; {h}"));
+            }
+            Err(msg)
+        }
+    }
+
+    /// Ends a run: final status, hosts never started, `run_finished`.
+    fn finish(
+        &self,
+        id: &str,
+        actor: &Actor,
+        final_status: &str,
+        error: Option<&str>,
+        leftover: &str,
+    ) -> Result<(), StoreError> {
+        let run_error = error.map(|e| e.to_string());
+        self.store.tx(|tx| {
+            tx.set_run_status(id, final_status, run_error.as_deref())?;
+            tx.close_hosts(id, leftover)?;
+            tx.log(
+                id,
+                None,
+                "event",
+                &format!(
+                    "run {final_status}{}",
+                    run_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+            )?;
+            tx.audit(
+                actor,
+                Some(id),
+                "run_finished",
+                json!({"status": final_status, "error": run_error}),
+            )
+        })?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}

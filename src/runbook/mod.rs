@@ -25,9 +25,8 @@ impl Catalog {
     /// Loads every `*.yaml` / `*.yml` in `dir`, checking each against `config`.
     /// All problems of all files are reported together.
     pub fn load_dir(dir: &Path, config: &Config) -> Result<Catalog, LoadErrors> {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            LoadError::at(dir, "", format!("cannot read runbooks folder: {e}"))
-        })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| LoadError::at(dir, "", format!("cannot read runbooks folder: {e}")))?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
@@ -47,7 +46,11 @@ impl Catalog {
                         errors.push(LoadError::at(
                             file,
                             "name",
-                            format!("runbook `{}` is also defined in {}", rb.name, other.path.display()),
+                            format!(
+                                "runbook `{}` is also defined in {}",
+                                rb.name,
+                                other.path.display()
+                            ),
                         ));
                     } else {
                         runbooks.insert(rb.name.clone(), rb);
@@ -88,7 +91,10 @@ impl Runbook {
         let party_known = |p: &str| config.parties.iter().any(|q| q == p);
 
         if raw.name.is_empty()
-            || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             errors.push(err(
                 "name".into(),
@@ -97,7 +103,11 @@ impl Runbook {
             ));
         }
         if !party_known(&raw.owner) {
-            errors.push(err("owner".into(), "owner:", format!("unknown party `{}`", raw.owner)));
+            errors.push(err(
+                "owner".into(),
+                "owner:",
+                format!("unknown party `{}`", raw.owner),
+            ));
         }
 
         // Params: types and defaults agree.
@@ -113,12 +123,23 @@ impl Runbook {
         // Targets name hosts or tags that exist.
         for (i, t) in raw.targets.iter().enumerate() {
             let known = match t.strip_prefix("tag:") {
-                Some(tag) => config.inventory.iter().any(|h| h.tags.iter().any(|x| x == tag)),
+                Some(tag) => config
+                    .inventory
+                    .iter()
+                    .any(|h| h.tags.iter().any(|x| x == tag)),
                 None => config.host(t).is_some(),
             };
             if !known {
-                let what = if t.starts_with("tag:") { "no host has tag" } else { "unknown host" };
-                errors.push(err(format!("targets[{i}]"), t, format!("{what} `{}`", t.trim_start_matches("tag:"))));
+                let what = if t.starts_with("tag:") {
+                    "no host has tag"
+                } else {
+                    "unknown host"
+                };
+                errors.push(err(
+                    format!("targets[{i}]"),
+                    t,
+                    format!("{what} `{}`", t.trim_start_matches("tag:")),
+                ));
             }
         }
 
@@ -139,7 +160,11 @@ impl Runbook {
         }
         for (i, s) in raw.scope.secrets.iter().enumerate() {
             if !config.secrets.contains_key(s) {
-                errors.push(err(format!("scope.secrets[{i}]"), s, format!("unknown secret `{s}`")));
+                errors.push(err(
+                    format!("scope.secrets[{i}]"),
+                    s,
+                    format!("unknown secret `{s}`"),
+                ));
             }
         }
 
@@ -147,12 +172,24 @@ impl Runbook {
             Some(a) => {
                 for (i, p) in a.parties.iter().enumerate() {
                     if !party_known(p) {
-                        errors.push(err(format!("allowed.parties[{i}]"), p, format!("unknown party `{p}`")));
+                        errors.push(err(
+                            format!("allowed.parties[{i}]"),
+                            p,
+                            format!("unknown party `{p}`"),
+                        ));
                     }
                 }
                 Allowed {
-                    parties: if a.parties.is_empty() { vec![raw.owner.clone()] } else { a.parties },
-                    roles: if a.roles.is_empty() { vec![crate::config::Role::Operator] } else { a.roles },
+                    parties: if a.parties.is_empty() {
+                        vec![raw.owner.clone()]
+                    } else {
+                        a.parties
+                    },
+                    roles: if a.roles.is_empty() {
+                        vec![crate::config::Role::Operator]
+                    } else {
+                        a.roles
+                    },
                 }
             }
             None => Allowed {
@@ -165,11 +202,19 @@ impl Runbook {
             Some(a) => {
                 if let Some(p) = &a.from {
                     if !party_known(p) {
-                        errors.push(err("approval.from".into(), p, format!("unknown party `{p}`")));
+                        errors.push(err(
+                            "approval.from".into(),
+                            p,
+                            format!("unknown party `{p}`"),
+                        ));
                     }
                 }
                 if a.quorum == 0 {
-                    errors.push(err("approval.quorum".into(), "quorum", "quorum must be at least 1".into()));
+                    errors.push(err(
+                        "approval.quorum".into(),
+                        "quorum",
+                        "quorum must be at least 1".into(),
+                    ));
                 }
                 let mut dur = |field: &str, v: &Option<String>| -> Option<Duration> {
                     let v = v.as_ref()?;
@@ -196,12 +241,21 @@ impl Runbook {
         let rollout = match raw.rollout {
             Some(r) => {
                 if r.parallel == Some(0) {
-                    errors.push(err("rollout.parallel".into(), "parallel", "parallel must be at least 1".into()));
+                    errors.push(err(
+                        "rollout.parallel".into(),
+                        "parallel",
+                        "parallel must be at least 1".into(),
+                    ));
                 }
                 Rollout {
                     parallel: r.parallel.unwrap_or(Rollout::DEFAULT_PARALLEL).max(1),
                     batch: parse_opt_amount(&r.batch, "rollout.batch", &mut errors, path),
-                    max_failures: parse_opt_amount(&r.max_failures, "rollout.max_failures", &mut errors, path),
+                    max_failures: parse_opt_amount(
+                        &r.max_failures,
+                        "rollout.max_failures",
+                        &mut errors,
+                        path,
+                    ),
                 }
             }
             None => Rollout::default(),
@@ -224,7 +278,11 @@ impl Runbook {
             }
             for (i, c) in s.blackout.iter().enumerate() {
                 if !config.calendars.contains_key(c) {
-                    errors.push(err(format!("schedule.blackout[{i}]"), c, format!("unknown calendar `{c}`")));
+                    errors.push(err(
+                        format!("schedule.blackout[{i}]"),
+                        c,
+                        format!("unknown calendar `{c}`"),
+                    ));
                 }
             }
         }
@@ -240,13 +298,21 @@ impl Runbook {
                         (s, b)
                     }
                     Err(e) => {
-                        errors.push(err("script_file".into(), "script_file", format!("cannot read {}: {e}", full.display())));
+                        errors.push(err(
+                            "script_file".into(),
+                            "script_file",
+                            format!("cannot read {}: {e}", full.display()),
+                        ));
                         (String::new(), Vec::new())
                     }
                 }
             }
             _ => {
-                errors.push(err("script".into(), "script", "give exactly one of `script` or `script_file`".into()));
+                errors.push(err(
+                    "script".into(),
+                    "script",
+                    "give exactly one of `script` or `script_file`".into(),
+                ));
                 (String::new(), Vec::new())
             }
         };
@@ -304,7 +370,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Parses `90s`, `10m`, `4h`, `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 30s, 10m, 4h: {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 30s, 10m, 4h: {e}"))
 }
 
 fn parse_opt_amount(

@@ -119,7 +119,10 @@ impl ParamType {
                 _ => Err(format!("`{s}` is not true or false")),
             },
             (ParamType::List, Value::Array(items)) => {
-                if items.iter().all(|i| i.is_string() || i.is_number() || i.is_boolean()) {
+                if items
+                    .iter()
+                    .all(|i| i.is_string() || i.is_number() || i.is_boolean())
+                {
                     Ok(Value::Array(
                         items
                             .iter()
@@ -288,13 +291,26 @@ impl ScheduleSpec {
         let expr = match fields {
             5 => format!("0 {}", self.cron),
             6 => self.cron.clone(),
-            _ => return Err(("cron".into(), "cron takes 5 fields (or 6 with seconds first)".into())),
+            _ => {
+                return Err((
+                    "cron".into(),
+                    "cron takes 5 fields (or 6 with seconds first)".into(),
+                ))
+            }
         };
-        expr.parse::<cron::Schedule>()
-            .map_err(|e| ("cron".to_string(), format!("`{}` is not a valid cron expression: {e}", self.cron)))?;
+        expr.parse::<cron::Schedule>().map_err(|e| {
+            (
+                "cron".to_string(),
+                format!("`{}` is not a valid cron expression: {e}", self.cron),
+            )
+        })?;
         if let Some(tz) = &self.timezone {
-            tz.parse::<chrono_tz::Tz>()
-                .map_err(|_| ("timezone".to_string(), format!("`{tz}` is not an IANA time zone")))?;
+            tz.parse::<chrono_tz::Tz>().map_err(|_| {
+                (
+                    "timezone".to_string(),
+                    format!("`{tz}` is not an IANA time zone"),
+                )
+            })?;
         }
         for (field, v) in [("window", &self.window), ("jitter", &self.jitter)] {
             if let Some(v) = v {

@@ -71,10 +71,13 @@ pub fn resolve_params(
             .params
             .get(name)
             .ok_or_else(|| PlanError::UnknownParam(name.clone()))?;
-        let v = spec.kind.coerce(value).map_err(|message| PlanError::BadParam {
-            name: name.clone(),
-            message,
-        })?;
+        let v = spec
+            .kind
+            .coerce(value)
+            .map_err(|message| PlanError::BadParam {
+                name: name.clone(),
+                message,
+            })?;
         out.insert(name.clone(), v);
     }
     for (name, spec) in &rb.params {

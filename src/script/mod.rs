@@ -65,7 +65,13 @@ pub enum ActionError {
 /// run; every call is scope-checked and audited there.
 pub trait HostApi: Send + Sync {
     fn sh(&self, command: &str) -> Result<ShOutput, ActionError>;
-    fn http(&self, method: &str, url: &str, body: Option<String>, headers: Vec<(String, String)>) -> Result<HttpOutput, ActionError>;
+    fn http(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> Result<HttpOutput, ActionError>;
     fn secret(&self, name: &str) -> Result<String, ActionError>;
     fn log(&self, message: &str) -> Result<(), ActionError>;
     fn sleep(&self, seconds: f64) -> Result<(), ActionError>;
@@ -191,7 +197,9 @@ fn classify(e: EvalAltResult) -> ScriptError {
         EvalAltResult::ErrorDataTooLarge(what, pos) => {
             ScriptError::Limit(format!("{what} over its limit ({pos})"))
         }
-        EvalAltResult::ErrorTooManyVariables(pos) => ScriptError::Limit(format!("too many variables ({pos})")),
+        EvalAltResult::ErrorTooManyVariables(pos) => {
+            ScriptError::Limit(format!("too many variables ({pos})"))
+        }
         EvalAltResult::ErrorParsing(p, pos) => ScriptError::Limit(format!("{p} ({pos})")),
         EvalAltResult::ErrorInFunctionCall(name, _, inner, pos) => match classify(*inner) {
             ScriptError::Failed(m) => ScriptError::Failed(format!("in {name}() ({pos}): {m}")),
@@ -203,8 +211,12 @@ fn classify(e: EvalAltResult) -> ScriptError {
 
 fn to_rhai(e: ActionError) -> Box<EvalAltResult> {
     match e {
-        ActionError::Fatal(m) => EvalAltResult::ErrorTerminated(Dynamic::from(m), Position::NONE).into(),
-        ActionError::Failed(m) => EvalAltResult::ErrorRuntime(Dynamic::from(m), Position::NONE).into(),
+        ActionError::Fatal(m) => {
+            EvalAltResult::ErrorTerminated(Dynamic::from(m), Position::NONE).into()
+        }
+        ActionError::Failed(m) => {
+            EvalAltResult::ErrorRuntime(Dynamic::from(m), Position::NONE).into()
+        }
     }
 }
 
@@ -230,41 +242,66 @@ fn register_host_functions(engine: &mut Engine, api: Arc<dyn HostApi>) {
             Err(to_rhai(ActionError::Failed(format!(
                 "`{cmd}` exited {}{}",
                 out.code,
-                if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
+                if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {stderr}")
+                }
             ))))
         }
     });
     engine.register_fn("quote", |s: &str| -> Rr<String> {
-        shlex::try_quote(s)
-            .map(|q| q.into_owned())
-            .map_err(|_| to_rhai(ActionError::Failed("quote(): the string contains a NUL byte".into())))
+        shlex::try_quote(s).map(|q| q.into_owned()).map_err(|_| {
+            to_rhai(ActionError::Failed(
+                "quote(): the string contains a NUL byte".into(),
+            ))
+        })
     });
     let a = api.clone();
     engine.register_fn("http", move |method: &str, url: &str| -> Rr<Map> {
         http_call(&*a, method, url, Dynamic::UNIT, Map::new())
     });
     let a = api.clone();
-    engine.register_fn("http", move |method: &str, url: &str, body: Dynamic| -> Rr<Map> {
-        http_call(&*a, method, url, body, Map::new())
-    });
+    engine.register_fn(
+        "http",
+        move |method: &str, url: &str, body: Dynamic| -> Rr<Map> {
+            http_call(&*a, method, url, body, Map::new())
+        },
+    );
     let a = api.clone();
-    engine.register_fn("http", move |method: &str, url: &str, body: Dynamic, headers: Map| -> Rr<Map> {
-        http_call(&*a, method, url, body, headers)
-    });
+    engine.register_fn(
+        "http",
+        move |method: &str, url: &str, body: Dynamic, headers: Map| -> Rr<Map> {
+            http_call(&*a, method, url, body, headers)
+        },
+    );
     let a = api.clone();
-    engine.register_fn("secret", move |name: &str| -> Rr<String> { a.secret(name).map_err(to_rhai) });
+    engine.register_fn("secret", move |name: &str| -> Rr<String> {
+        a.secret(name).map_err(to_rhai)
+    });
     let a = api.clone();
     engine.register_fn("log", move |msg: Dynamic| -> Rr<()> {
-        let text = msg.into_immutable_string().map(|s| s.to_string()).unwrap_or_else(|d| d.to_string());
+        let text = msg
+            .into_immutable_string()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|d| d.to_string());
         a.log(&text).map_err(to_rhai)
     });
-    engine.register_fn("fail", |msg: &str| -> Rr<()> { Err(to_rhai(ActionError::Fatal(format!("fail: {msg}")))) });
+    engine.register_fn("fail", |msg: &str| -> Rr<()> {
+        Err(to_rhai(ActionError::Fatal(format!("fail: {msg}"))))
+    });
     let a = api.clone();
-    engine.register_fn("sleep", move |secs: i64| -> Rr<()> { a.sleep(secs as f64).map_err(to_rhai) });
+    engine.register_fn("sleep", move |secs: i64| -> Rr<()> {
+        a.sleep(secs as f64).map_err(to_rhai)
+    });
     let a = api.clone();
-    engine.register_fn("sleep", move |secs: f64| -> Rr<()> { a.sleep(secs).map_err(to_rhai) });
+    engine.register_fn("sleep", move |secs: f64| -> Rr<()> {
+        a.sleep(secs).map_err(to_rhai)
+    });
     let a = api.clone();
-    engine.register_fn("gate", move |reason: &str| -> Rr<()> { a.gate(reason).map_err(to_rhai) });
+    engine.register_fn("gate", move |reason: &str| -> Rr<()> {
+        a.gate(reason).map_err(to_rhai)
+    });
     let a = api;
     engine.register_fn("window_left", move || -> i64 { a.window_left() });
     // Anything printed goes to the run log like `log()`.
@@ -275,13 +312,24 @@ fn http_call(api: &dyn HostApi, method: &str, url: &str, body: Dynamic, headers:
     let body = if body.is_unit() {
         None
     } else if body.is_string() {
-        Some(body.into_immutable_string().map(|s| s.to_string()).unwrap_or_default())
+        Some(
+            body.into_immutable_string()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        )
     } else {
         Some(dynamic_to_json(&body).to_string())
     };
     let headers = headers
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v.into_immutable_string().map(|s| s.to_string()).unwrap_or_else(|d| d.to_string())))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.into_immutable_string()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|d| d.to_string()),
+            )
+        })
         .collect();
     let out = api.http(method, url, body, headers).map_err(to_rhai)?;
     let mut m = Map::new();
@@ -322,12 +370,28 @@ pub fn dynamic_to_json(d: &Dynamic) -> Value {
     } else if let Ok(f) = d.as_float() {
         Value::from(f)
     } else if d.is_string() {
-        Value::String(d.clone().into_immutable_string().map(|s| s.to_string()).unwrap_or_default())
+        Value::String(
+            d.clone()
+                .into_immutable_string()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        )
     } else if d.is_array() {
-        Value::Array(d.clone().into_array().unwrap_or_default().iter().map(dynamic_to_json).collect())
+        Value::Array(
+            d.clone()
+                .into_array()
+                .unwrap_or_default()
+                .iter()
+                .map(dynamic_to_json)
+                .collect(),
+        )
     } else if d.is_map() {
         let m = d.clone().cast::<Map>();
-        Value::Object(m.iter().map(|(k, v)| (k.to_string(), dynamic_to_json(v))).collect())
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.to_string(), dynamic_to_json(v)))
+                .collect(),
+        )
     } else {
         Value::String(d.to_string())
     }
@@ -349,9 +413,19 @@ mod tests {
             if command.starts_with("forbidden") {
                 return Err(ActionError::Fatal("scope_violation: not allowed".into()));
             }
-            Ok(ShOutput { code: 0, stdout: format!("ran {command}"), stderr: String::new() })
+            Ok(ShOutput {
+                code: 0,
+                stdout: format!("ran {command}"),
+                stderr: String::new(),
+            })
         }
-        fn http(&self, _: &str, _: &str, _: Option<String>, _: Vec<(String, String)>) -> Result<HttpOutput, ActionError> {
+        fn http(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<String>,
+            _: Vec<(String, String)>,
+        ) -> Result<HttpOutput, ActionError> {
             Err(ActionError::Failed("no http here".into()))
         }
         fn secret(&self, _: &str) -> Result<String, ActionError> {
@@ -396,7 +470,10 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(r, Ok(()));
-        assert_eq!(logs, vec!["web1 3 ran uptime r1".to_string(), r#""a b'c""#.to_string()]);
+        assert_eq!(
+            logs,
+            vec!["web1 3 ran uptime r1".to_string(), r#""a b'c""#.to_string()]
+        );
     }
 
     #[test]
@@ -405,10 +482,19 @@ mod tests {
             r#"try { sh("forbidden thing"); } catch (e) { log("caught"); } log("after");"#,
             Duration::from_secs(5),
         );
-        assert!(matches!(r, Err(ScriptError::Stopped(ref m)) if m.contains("scope_violation")), "{r:?}");
+        assert!(
+            matches!(r, Err(ScriptError::Stopped(ref m)) if m.contains("scope_violation")),
+            "{r:?}"
+        );
         assert!(logs.is_empty(), "{logs:?}");
-        let (r, _) = exec(r#"fn f() { fail("boom") } try { f() } catch { log("caught") }"#, Duration::from_secs(5));
-        assert!(matches!(r, Err(ScriptError::Stopped(ref m)) if m.contains("boom")), "{r:?}");
+        let (r, _) = exec(
+            r#"fn f() { fail("boom") } try { f() } catch { log("caught") }"#,
+            Duration::from_secs(5),
+        );
+        assert!(
+            matches!(r, Err(ScriptError::Stopped(ref m)) if m.contains("boom")),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -429,8 +515,14 @@ mod tests {
     #[test]
     fn wall_clock_deadline_stops_a_script() {
         let started = Instant::now();
-        let (r, _) = exec("let i = 0; loop { i += 1; if i > 1000000000 { break; } }", Duration::from_millis(200));
-        assert!(matches!(r, Err(ScriptError::Stopped(ref m)) if m.contains("wall-clock")), "{r:?}");
+        let (r, _) = exec(
+            "let i = 0; loop { i += 1; if i > 1000000000 { break; } }",
+            Duration::from_millis(200),
+        );
+        assert!(
+            matches!(r, Err(ScriptError::Stopped(ref m)) if m.contains("wall-clock")),
+            "{r:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 

@@ -1,1 +1,415 @@
+//! The HTTP API (SPEC §7): axum router and handlers, HTTP ↔ run/store. No ssh2, no rhai;
+//! store calls go through `spawn_blocking` so no handler blocks a tokio worker.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::config::{Role, User};
+use crate::run::{status, App, RunError, StartRequest};
+use crate::store::StoreError;
+
+/// An API error. Every variant has one status; internal details are logged, never sent.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    Forbidden(String),
+    NotFound(String),
+    BadRequest(String),
+    Conflict(String),
+    Unprocessable(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required".to_string(),
+            ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".to_string(),
+                )
+            }
+        };
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::UnknownRunbook(_) | RunError::UnknownRun(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            RunError::Forbidden(m) => ApiError::Forbidden(m),
+            RunError::Invalid(m) => ApiError::Unprocessable(m),
+            RunError::Conflict(m) => ApiError::Conflict(m),
+            RunError::ShuttingDown => ApiError::Unavailable(e.to_string()),
+            RunError::Store(s) => ApiError::Internal(s.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs blocking work (the store, the orchestrator's bookkeeping) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task: {e}")))?
+}
+
+/// The caller, from `Authorization: Bearer TOKEN`.
+fn caller(app: &App, headers: &HeaderMap) -> ApiResult<User> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized)?;
+    app.config
+        .user_by_token(token)
+        .cloned()
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// The router of the whole API.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/runs", post(create_run).get(list_runs))
+        .route("/api/v1/runs/{id}", get(show_run))
+        .route("/api/v1/runs/{id}/log", get(run_log))
+        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/runs/{id}/approve", post(decide))
+        .route("/api/v1/runs/{id}/deny", post(decide))
+        .route("/api/v1/approvals", get(approvals))
+        .route("/api/v1/runbooks", get(runbooks))
+        .route("/api/v1/schedules", get(schedules))
+        .route("/api/v1/audit", get(audit))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(app)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRun {
+    runbook: String,
+    #[serde(default)]
+    params: Map<String, Value>,
+    #[serde(default)]
+    break_glass: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
+}
+
+async fn create_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let req: CreateRun = parse_body(&body)?;
+    let run = blocking(move || {
+        app.submit(
+            &user,
+            StartRequest {
+                runbook: req.runbook,
+                params: req.params,
+                break_glass: req.break_glass,
+                reason: req.reason,
+            },
+        )
+        .map_err(ApiError::from)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(run)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_runs(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    caller(&app, &headers)?;
+    let runs = blocking(move || {
+        Ok(app
+            .store
+            .runs(q.status.as_deref(), q.limit.unwrap_or(200).min(1000))?)
+    })
+    .await?;
+    Ok(Json(runs).into_response())
+}
+
+async fn show_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller(&app, &headers)?;
+    let run = blocking(move || {
+        app.store
+            .run(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("unknown run `{id}`")))
+    })
+    .await?;
+    Ok(Json(run).into_response())
+}
+
+async fn cancel_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let run = blocking(move || Ok(app.cancel(&user, &id)?)).await?;
+    Ok(Json(run).into_response())
+}
+
+async fn decide(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller(&app, &headers)?;
+    let run = blocking(move || {
+        app.store
+            .run(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("unknown run `{id}`")))
+    })
+    .await?;
+    Err(ApiError::Conflict(format!(
+        "run {} is {}; approval decisions are not available in this version",
+        run.id, run.status
+    )))
+}
+
+async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    caller(&app, &headers)?;
+    Ok(Json(Vec::<Value>::new()).into_response())
+}
+
+async fn schedules(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    caller(&app, &headers)?;
+    Ok(Json(Vec::<Value>::new()).into_response())
+}
+
+async fn runbooks(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    caller(&app, &headers)?;
+    let catalog = app.catalog();
+    let list: Vec<Value> = catalog
+        .runbooks
+        .values()
+        .map(|rb| {
+            json!({
+                "name": rb.name,
+                "description": rb.description,
+                "owner": rb.owner,
+                "version": rb.version,
+                "params": rb.params,
+                "targets": rb.targets,
+                "scope": rb.scope.to_json(),
+                "emergency": rb.emergency,
+                "schedule": rb.schedule,
+            })
+        })
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    if !user.has_role(Role::Auditor) && !user.has_role(Role::Admin) {
+        return Err(ApiError::Forbidden(
+            "reading the audit log needs the auditor or admin role".into(),
+        ));
+    }
+    let records = blocking(move || {
+        Ok(app
+            .store
+            .audit_records(q.after.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))?)
+    })
+    .await?;
+    Ok(Json(records).into_response())
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> ApiResult<Response> {
+    let (counts, audit_len) =
+        blocking(move || Ok((app.store.count_by_status()?, app.store.audit_len()?))).await?;
+    let mut out = String::from("# HELP tandem_runs Runs by status.\n# TYPE tandem_runs gauge\n");
+    for (s, n) in counts {
+        out.push_str(&format!("tandem_runs{{status=\"{s}\"}} {n}\n"));
+    }
+    out.push_str("# HELP tandem_audit_records Records in the audit log.\n# TYPE tandem_audit_records gauge\n");
+    out.push_str(&format!("tandem_audit_records {audit_len}\n"));
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    follow: Option<String>,
+    after: Option<i64>,
+}
+
+async fn run_log(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Response> {
+    caller(&app, &headers)?;
+    let (a, rid) = (app.clone(), id.clone());
+    blocking(move || {
+        a.store
+            .run(&rid)?
+            .ok_or_else(|| ApiError::NotFound(format!("unknown run `{rid}`")))
+    })
+    .await?;
+    let after = q.after.unwrap_or(0);
+    if !matches!(q.follow.as_deref(), Some("1" | "true")) {
+        let lines = blocking(move || Ok(app.store.logs(&id, after)?)).await?;
+        return Ok(Json(lines).into_response());
+    }
+    Ok(Sse::new(follow(app, id, after))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+struct Follow {
+    app: Arc<App>,
+    id: String,
+    after: i64,
+    pending: VecDeque<Event>,
+    done: bool,
+}
+
+/// Server-sent events: one `line` event per log line, then one `end` event with the final
+/// run when the run is over.
+fn follow(
+    app: Arc<App>,
+    id: String,
+    after: i64,
+) -> impl futures_util::Stream<Item = Result<Event, Infallible>> {
+    let state = Follow {
+        app,
+        id,
+        after,
+        pending: VecDeque::new(),
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                return Some((Ok(ev), st));
+            }
+            if st.done {
+                return None;
+            }
+            // Subscribe before reading, so a change between the read and the wait is seen.
+            let app = st.app.clone();
+            let notified = app.changed.notified();
+            let (a, id, after) = (st.app.clone(), st.id.clone(), st.after);
+            let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+                let lines = a.store.logs(&id, after)?;
+                let run = a.store.run(&id)?;
+                Ok((lines, run))
+            })
+            .await;
+            let Ok(Ok((lines, run))) = read else {
+                st.done = true;
+                st.pending
+                    .push_back(Event::default().event("error").data("internal error"));
+                continue;
+            };
+            for l in &lines {
+                st.after = l.id;
+                st.pending.push_back(
+                    Event::default()
+                        .event("line")
+                        .data(serde_json::to_string(l).unwrap_or_default()),
+                );
+            }
+            match run {
+                Some(r) if lines.is_empty() && status::is_final(&r.status) => {
+                    st.done = true;
+                    st.pending.push_back(
+                        Event::default()
+                            .event("end")
+                            .data(serde_json::to_string(&r).unwrap_or_default()),
+                    );
+                }
+                Some(_) if lines.is_empty() => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+                }
+                Some(_) => {}
+                None => st.done = true,
+            }
+        }
+    })
+}

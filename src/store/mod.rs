@@ -344,7 +344,8 @@ impl Store {
         let conn = self.lock();
         let mut out = Vec::new();
         for s in statuses {
-            let mut stmt = conn.prepare("SELECT id FROM runs WHERE status = ?1 ORDER BY created_at")?;
+            let mut stmt =
+                conn.prepare("SELECT id FROM runs WHERE status = ?1 ORDER BY created_at")?;
             let ids = stmt
                 .query_map([s], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -421,9 +422,11 @@ impl Tx<'_> {
     ) -> Result<Record, StoreError> {
         let last: Option<(i64, String)> = self
             .tx
-            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
         let (seq, prev_hash) = match last {
             Some((s, h)) => (s as u64 + 1, h),
@@ -485,7 +488,12 @@ impl Tx<'_> {
     }
 
     /// Moves a run to `status`; `started`/`finished` stamp the times; `error` is kept if given.
-    pub fn set_run_status(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+    pub fn set_run_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
         let ts = now();
         let (started, finished) = match status {
             "running" => (Some(ts.as_str()), None),
@@ -538,7 +546,13 @@ impl Tx<'_> {
     }
 
     /// Appends a line to a run's log.
-    pub fn log(&self, run_id: &str, host: Option<&str>, stream: &str, line: &str) -> Result<(), StoreError> {
+    pub fn log(
+        &self,
+        run_id: &str,
+        host: Option<&str>,
+        stream: &str,
+        line: &str,
+    ) -> Result<(), StoreError> {
         self.tx.execute(
             "INSERT INTO logs (run_id, ts, host, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![run_id, now(), host, stream, line],
@@ -547,7 +561,13 @@ impl Tx<'_> {
     }
 
     /// Records an action as intended; returns its id.
-    pub fn action_intent(&self, run_id: &str, host: Option<&str>, kind: &str, target: &str) -> Result<i64, StoreError> {
+    pub fn action_intent(
+        &self,
+        run_id: &str,
+        host: Option<&str>,
+        kind: &str,
+        target: &str,
+    ) -> Result<i64, StoreError> {
         self.tx.execute(
             "INSERT INTO actions (run_id, host, kind, target, status, started_at) VALUES (?1, ?2, ?3, ?4, 'intent', ?5)",
             params![run_id, host, kind, target, now()],
@@ -562,5 +582,25 @@ impl Tx<'_> {
             params![id, status, now()],
         )?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// How many runs are in each status, for `/metrics`.
+    pub fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The number of audit records.
+    pub fn audit_len(&self) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?;
+        Ok(n as u64)
     }
 }

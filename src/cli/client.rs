@@ -1,0 +1,360 @@
+//! Client commands: talk to a running daemon over the HTTP API.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use super::ServerArgs;
+use crate::error::{Error, Result};
+use crate::run::status;
+
+struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(args: &ServerArgs) -> Result<Client> {
+        let token = args
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Usage("no token: pass --token or set TANDEM_TOKEN".into()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Usage(format!("http client: {e}")))?;
+        Ok(Client {
+            base: args.server.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> Error {
+        Error::Client {
+            url: self.base.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.fail(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        Err(Error::Api {
+            status,
+            code: body["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string(),
+            message: body["error"]["message"]
+                .as_str()
+                .unwrap_or("the server gave no reason")
+                .to_string(),
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<Value> {
+        let resp = self
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        resp.json().await.map_err(|e| self.fail(e))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        let resp = self
+            .send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await?;
+        resp.json().await.map_err(|e| self.fail(e))
+    }
+
+    /// Follows a run's log (server-sent events), printing each line, until the run ends;
+    /// returns the final run.
+    async fn follow(&self, id: &str, json: bool) -> Result<Value> {
+        let mut resp = self
+            .send(
+                self.http
+                    .get(format!("{}/api/v1/runs/{id}/log?follow=1", self.base)),
+            )
+            .await?;
+        let mut buf = String::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.fail(e))? {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                let mut kind = "message";
+                let mut data = String::new();
+                for line in event.lines() {
+                    if let Some(k) = line.strip_prefix("event:") {
+                        kind = if k.trim() == "line" {
+                            "line"
+                        } else if k.trim() == "end" {
+                            "end"
+                        } else {
+                            "other"
+                        };
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.strip_prefix(' ').unwrap_or(d));
+                    }
+                }
+                match kind {
+                    "line" => print_line(&serde_json::from_str(&data).unwrap_or(Value::Null), json),
+                    "end" => return serde_json::from_str(&data).map_err(|e| self.fail(e)),
+                    _ => {}
+                }
+            }
+        }
+        Err(self.fail("the log stream ended before the run did"))
+    }
+}
+
+fn print_line(line: &Value, json: bool) {
+    let host = line["host"]
+        .as_str()
+        .map(|h| format!("[{h}] "))
+        .unwrap_or_default();
+    let stream = match line["stream"].as_str() {
+        Some("stderr") => "! ",
+        _ => "",
+    };
+    let text = format!(
+        "{host}{stream}{}",
+        line["line"].as_str().unwrap_or_default()
+    );
+    // With --json, stdout carries only the JSON result.
+    if json {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+}
+
+/// Exit status for a finished run (SPEC §6).
+fn outcome(run: &Value) -> Result<()> {
+    let st = run["status"].as_str().unwrap_or_default();
+    if st == status::SUCCEEDED {
+        Ok(())
+    } else {
+        Err(Error::RunUnsuccessful {
+            id: run["id"].as_str().unwrap_or_default().to_string(),
+            status: st.to_string(),
+            reason: run["error"].as_str().map(str::to_string),
+        })
+    }
+}
+
+pub async fn run(
+    server: &ServerArgs,
+    runbook: &str,
+    params: &[String],
+    wait: bool,
+    break_glass: bool,
+    reason: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let client = Client::new(server)?;
+    let params = super::parse_params(params)?;
+    let run = client
+        .post(
+            "/api/v1/runs",
+            json!({"runbook": runbook, "params": params, "break_glass": break_glass, "reason": reason}),
+        )
+        .await?;
+    let id = run["id"].as_str().unwrap_or_default().to_string();
+    if !wait {
+        print_run_brief(&run, json);
+        if run["status"] == status::AWAITING_APPROVAL {
+            return Err(Error::AwaitingApproval { id });
+        }
+        return Ok(());
+    }
+    if !json {
+        println!("run {id} {}", run["status"].as_str().unwrap_or_default());
+    }
+    let done = client.follow(&id, json).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&done).unwrap_or_default()
+        );
+    } else {
+        print_hosts(&done);
+        println!("run {id} {}", done["status"].as_str().unwrap_or_default());
+    }
+    outcome(&done)
+}
+
+fn print_run_brief(run: &Value, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(run).unwrap_or_default());
+    } else {
+        println!(
+            "run {} {}",
+            run["id"].as_str().unwrap_or_default(),
+            run["status"].as_str().unwrap_or_default()
+        );
+    }
+}
+
+pub async fn decide(
+    server: &ServerArgs,
+    id: &str,
+    verb: &str,
+    body: Value,
+    json: bool,
+) -> Result<()> {
+    let client = Client::new(server)?;
+    let run = client
+        .post(&format!("/api/v1/runs/{id}/{verb}"), body)
+        .await?;
+    print_run_brief(&run, json);
+    Ok(())
+}
+
+pub async fn cancel(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    let run = client
+        .post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+        .await?;
+    print_run_brief(&run, json);
+    Ok(())
+}
+
+pub async fn runs(server: &ServerArgs, status: Option<&str>, json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    let path = match status {
+        Some(s) => format!("/api/v1/runs?status={s}"),
+        None => "/api/v1/runs".to_string(),
+    };
+    let runs = client.get(&path).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let mut out = format!(
+        "{:<16}  {:<17}  {:<24}  {:<20}  {}\n",
+        "ID", "STATUS", "RUNBOOK", "INITIATOR", "CREATED"
+    );
+    for r in runs.as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<16}  {:<17}  {:<24}  {:<20}  {}\n",
+            r["id"].as_str().unwrap_or_default(),
+            r["status"].as_str().unwrap_or_default(),
+            r["runbook"].as_str().unwrap_or_default(),
+            format!(
+                "{} ({})",
+                r["initiator"]["user"].as_str().unwrap_or_default(),
+                r["initiator"]["party"].as_str().unwrap_or_default()
+            ),
+            r["created_at"].as_str().unwrap_or_default()
+        ));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    let r = client.get(&format!("/api/v1/runs/{id}")).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        return Ok(());
+    }
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let mut out = String::new();
+    out.push_str(&format!("run:        {}\n", s(&r["id"])));
+    out.push_str(&format!(
+        "runbook:    {} (version {})\n",
+        s(&r["runbook"]),
+        s(&r["version"]).chars().take(12).collect::<String>()
+    ));
+    out.push_str(&format!("status:     {}\n", s(&r["status"])));
+    out.push_str(&format!(
+        "initiator:  {} ({})\n",
+        s(&r["initiator"]["user"]),
+        s(&r["initiator"]["party"])
+    ));
+    out.push_str(&format!("created:    {}\n", s(&r["created_at"])));
+    out.push_str(&format!("started:    {}\n", s(&r["started_at"])));
+    out.push_str(&format!("finished:   {}\n", s(&r["finished_at"])));
+    out.push_str(&format!("params:     {}\n", r["plan"]["params"]));
+    out.push_str(&format!("scope:      {}\n", r["plan"]["scope"]));
+    for a in r["plan"]["approvals"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "approval:   {} x{}\n",
+            s(&a["party"]),
+            a["quorum"]
+        ));
+    }
+    out.push_str(&format!("digest:     {}\n", s(&r["digest"])));
+    if let Some(e) = r["error"].as_str() {
+        out.push_str(&format!("error:      {e}\n"));
+    }
+    print!("{out}");
+    print_hosts(&r);
+    Ok(())
+}
+
+fn print_hosts(r: &Value) {
+    let hosts = r["hosts"].as_array().cloned().unwrap_or_default();
+    if hosts.is_empty() {
+        return;
+    }
+    let mut out = format!(
+        "{:<20}  {:<12}  {:>4}  {:>9}  {}\n",
+        "HOST", "STATUS", "EXIT", "TIME", "ERROR"
+    );
+    for h in hosts {
+        out.push_str(&format!(
+            "{:<20}  {:<12}  {:>4}  {:>9}  {}\n",
+            h["host"].as_str().unwrap_or_default(),
+            h["status"].as_str().unwrap_or_default(),
+            h["exit_code"]
+                .as_i64()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            h["duration_ms"]
+                .as_i64()
+                .map(|d| format!("{:.2}s", d as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into()),
+            h["error"].as_str().unwrap_or("")
+        ));
+    }
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+pub async fn logs(server: &ServerArgs, id: &str, follow: bool, json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    if follow {
+        let run = client.follow(id, json).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+        }
+        return Ok(());
+    }
+    let lines = client.get(&format!("/api/v1/runs/{id}/log")).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&lines).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    for l in lines.as_array().into_iter().flatten() {
+        print_line(l, false);
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! Offline commands: `validate`, `plan`, `audit verify|export`, `token new`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::audit::{self, Broken};
+use crate::config::{Config, Role};
+use crate::error::{Error, LoadErrors, Result};
+use crate::runbook::plan::{make_plan, Initiator};
+use crate::runbook::Catalog;
+use crate::store::Store;
+
+/// Loads the config and the runbooks (all of `runbooks_dir`, or `paths`).
+pub fn load(config: &Path, paths: &[PathBuf]) -> Result<(Config, Catalog)> {
+    let config = Config::load(config)?;
+    let catalog = if paths.is_empty() {
+        Catalog::load_dir(&config.runbooks_dir, &config)?
+    } else {
+        Catalog::load_files(paths, &config)?
+    };
+    Ok((config, catalog))
+}
+
+pub fn validate(config: &Path, paths: &[PathBuf]) -> Result<()> {
+    let (_, catalog) = load(config, paths)?;
+    println!("ok: {} runbooks", catalog.runbooks.len());
+    Ok(())
+}
+
+pub fn plan(
+    config_path: &Path,
+    name: &str,
+    params: &[String],
+    as_user: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let (config, catalog) = load(config_path, &[])?;
+    let rb = catalog
+        .get(name)
+        .ok_or_else(|| Error::Usage(format!("unknown runbook `{name}`")))?;
+    let initiator = match as_user {
+        Some(u) => {
+            let user = config
+                .user(u)
+                .ok_or_else(|| Error::Usage(format!("unknown user `{u}`")))?;
+            if let Err(d) = crate::policy::may_start(rb, user) {
+                eprintln!("note: {d}");
+            }
+            Initiator {
+                user: user.name.clone(),
+                party: user.party.clone(),
+            }
+        }
+        None => config
+            .users
+            .iter()
+            .find(|u| u.party == rb.owner && u.has_role(Role::Operator))
+            .map(|u| Initiator {
+                user: u.name.clone(),
+                party: u.party.clone(),
+            })
+            .unwrap_or(Initiator {
+                user: "system".into(),
+                party: rb.owner.clone(),
+            }),
+    };
+    let params = super::parse_params(params)?;
+    let plan = make_plan(rb, &config, &params, initiator, None)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "runbook:   {} (version {})\n",
+        plan.runbook,
+        &plan.version[..12]
+    ));
+    out.push_str(&format!(
+        "initiator: {} ({})\n",
+        plan.initiator.user, plan.initiator.party
+    ));
+    out.push_str("params:\n");
+    for (k, v) in &plan.params {
+        out.push_str(&format!("  {k} = {v}\n"));
+    }
+    out.push_str("targets:\n");
+    if plan.targets.is_empty() {
+        out.push_str("  (none: the script runs once)\n");
+    }
+    for t in &plan.targets {
+        out.push_str(&format!(
+            "  {} {}@{}:{} owner={} {}\n",
+            t.name,
+            t.user,
+            t.address,
+            t.port,
+            t.owner,
+            t.host_key.as_deref().unwrap_or("local")
+        ));
+    }
+    out.push_str(&format!("scope:     {}\n", plan.scope));
+    if plan.approvals.is_empty() {
+        out.push_str("approval:  not needed\n");
+    }
+    for a in &plan.approvals {
+        out.push_str(&format!(
+            "approval:  {} x{} ({})\n",
+            a.party,
+            a.quorum,
+            a.reasons.join("; ")
+        ));
+    }
+    out.push_str(&format!("digest:    {}\n", plan.digest));
+    print!("{out}");
+    Ok(())
+}
+
+pub fn audit_verify(config: &Path, file: Option<&Path>) -> Result<()> {
+    let result = match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::io(format!("cannot read {}", f.display()), e))?;
+            audit::verify(audit::parse_export(&text))
+        }
+        None => {
+            let store = open_store(config)?;
+            audit::verify(records(&store))
+        }
+    };
+    match result {
+        Ok(v) => {
+            println!("ok: {} records, head {}", v.count, v.head);
+            Ok(())
+        }
+        Err(b) => Err(Error::AuditBroken {
+            seq: b.seq,
+            reason: b.reason,
+        }),
+    }
+}
+
+pub fn audit_export(config: &Path) -> Result<()> {
+    let store = open_store(config)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for r in records(&store) {
+        let r = r.map_err(|b| Error::AuditBroken {
+            seq: b.seq,
+            reason: b.reason,
+        })?;
+        let line = serde_json::to_string(&r).unwrap_or_default();
+        writeln!(out, "{line}").map_err(|e| Error::io("writing the export", e))?;
+    }
+    out.flush().map_err(|e| Error::io("writing the export", e))
+}
+
+fn open_store(config: &Path) -> Result<Store> {
+    let config = Config::load(config).map_err(|e: LoadErrors| Error::Load(e))?;
+    Ok(Store::open(&config.state_dir)?)
+}
+
+/// The store's audit records in order, read a page at a time.
+fn records(store: &Store) -> impl Iterator<Item = Result<audit::Record, Broken>> + '_ {
+    let mut after = 0u64;
+    let mut page: std::vec::IntoIter<audit::Record> = Vec::new().into_iter();
+    let mut failed = false;
+    std::iter::from_fn(move || loop {
+        if failed {
+            return None;
+        }
+        if let Some(r) = page.next() {
+            after = r.seq;
+            return Some(Ok(r));
+        }
+        match store.audit_records(after, 5000) {
+            Ok(p) if p.is_empty() => return None,
+            Ok(p) => page = p.into_iter(),
+            Err(e) => {
+                failed = true;
+                return Some(Err(Broken {
+                    seq: after + 1,
+                    reason: format!("cannot read the log: {e}"),
+                }));
+            }
+        }
+    })
+}
+
+pub fn token_new(user: &str, json: bool) -> Result<()> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Usage(format!("no randomness available: {e}")))?;
+    let token = format!("tdm_{}", hex::encode(bytes));
+    let sha = audit::sha256_hex(token.as_bytes());
+    if json {
+        println!(
+            "{}",
+            json!({"user": user, "token": token, "token_sha256": sha})
+        );
+    } else {
+        println!("token: {token}");
+        println!("token_sha256: {sha}");
+        eprintln!("Give the token to {user} (it is shown only now); put the token_sha256 line in the user's entry in tandem.yaml.");
+    }
+    Ok(())
+}

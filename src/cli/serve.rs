@@ -1,0 +1,93 @@
+//! `tandem serve`: the daemon.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::audit::Actor;
+use crate::error::{Error, Result};
+use crate::run::App;
+use crate::store::Store;
+
+pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
+    let (config, catalog) = super::local::load(config_path, &[])?;
+    let store = Store::open(&config.state_dir)?;
+    let listen = listen.unwrap_or_else(|| config.listen.clone());
+    let versions: serde_json::Map<String, serde_json::Value> = catalog
+        .runbooks
+        .values()
+        .map(|rb| (rb.name.clone(), json!(rb.version)))
+        .collect();
+    let config_sha = config.sha256.clone();
+    let app = App::new(config, catalog, store)?;
+
+    // Rule 8: before accepting anything, settle what a crash left behind.
+    let a = app.clone();
+    let recovered = tokio::task::spawn_blocking(move || -> Result<usize> {
+        let n = a.recover()?;
+        a.store.audit(
+            &Actor::system(),
+            None,
+            "config_loaded",
+            json!({"config_sha256": config_sha, "runbooks": versions}),
+        )?;
+        Ok(n)
+    })
+    .await
+    .map_err(|e| Error::Usage(format!("startup task failed: {e}")))??;
+    if recovered > 0 {
+        tracing::warn!(
+            runs = recovered,
+            "runs interrupted by the last stop were marked interrupted"
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen on {listen}"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("listening socket", e))?;
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        axum::serve(listener, crate::server::router(app.clone())).with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        });
+    let server = tokio::spawn(async move { server.await });
+
+    shutdown_signal().await;
+    tracing::warn!("stopping: no new runs; waiting for active runs to finish");
+    app.drain().await;
+    let _ = stop_tx.send(());
+    // Open connections (a follower of a run still awaiting approval) get a moment to end.
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

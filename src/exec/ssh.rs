@@ -1,0 +1,215 @@
+//! SSH with ssh2. Blocking: only ever called from a blocking thread.
+//!
+//! The pinned host key is compared right after the key exchange and before any
+//! authentication: a host that presents another key never sees our user name or key. The
+//! agent is never used or forwarded. One [`SshSession`] serves all of a host's actions in a
+//! run.
+
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use ssh2::{MethodType, Session};
+
+use super::{into_text, push_capped, ExecError, ShOutput, Stop};
+use crate::config::HostKey;
+
+/// How to log in: a private key file or a key held in a secret.
+pub enum Credential<'a> {
+    File(&'a std::path::Path),
+    Pem(&'a str),
+}
+
+/// Where and how to connect.
+pub struct Target<'a> {
+    pub address: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub host_key: &'a HostKey,
+    pub credential: Credential<'a>,
+}
+
+/// An authenticated SSH session to one host.
+pub struct SshSession {
+    session: Session,
+    /// A second handle on the socket, used only to wait until it is readable.
+    socket: TcpStream,
+}
+
+/// `SHA256:…` fingerprint of a key blob, as `ssh-keygen -l` prints it.
+pub fn fingerprint(blob: &[u8]) -> String {
+    let digest = Sha256::digest(blob);
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    )
+}
+
+/// The host-key algorithms to offer for a pinned key type, so the server presents the key
+/// that was pinned rather than another one it also has.
+fn hostkey_prefs(key_type: &str) -> &str {
+    match key_type {
+        "ssh-rsa" => "rsa-sha2-512,rsa-sha2-256,ssh-rsa",
+        other => other,
+    }
+}
+
+impl SshSession {
+    /// Connects, checks the pinned host key, then authenticates with the key.
+    pub fn connect(t: &Target<'_>, stop: &Stop<'_>) -> Result<SshSession, ExecError> {
+        let addr: SocketAddr = (t.address, t.port)
+            .to_socket_addrs()
+            .map_err(|e| ExecError::Connect(format!("{}:{}: {e}", t.address, t.port)))?
+            .next()
+            .ok_or_else(|| ExecError::Connect(format!("{}:{}: no address", t.address, t.port)))?;
+        let connect_timeout = stop.remaining().min(Duration::from_secs(10));
+        if connect_timeout.is_zero() {
+            return Err(ExecError::Timeout("connect".into()));
+        }
+        let tcp = TcpStream::connect_timeout(&addr, connect_timeout)
+            .map_err(|e| ExecError::Connect(format!("{addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let socket = tcp
+            .try_clone()
+            .map_err(|e| ExecError::Connect(format!("{addr}: {e}")))?;
+        let mut session = Session::new().map_err(|e| ExecError::Connect(e.to_string()))?;
+        session.set_tcp_stream(tcp);
+        session.set_timeout(millis(connect_timeout));
+        session
+            .method_pref(MethodType::HostKey, hostkey_prefs(&t.host_key.key_type))
+            .map_err(|e| ExecError::Connect(format!("host key preference: {e}")))?;
+        session
+            .handshake()
+            .map_err(|e| ExecError::Connect(format!("{addr}: SSH handshake: {e}")))?;
+
+        // Rule 7: compare before any authentication. No trust on first use.
+        let presented = session
+            .host_key()
+            .map(|(k, _)| k.to_vec())
+            .unwrap_or_default();
+        if presented != t.host_key.blob {
+            let _ = session.disconnect(None, "host key mismatch", None);
+            return Err(ExecError::HostKeyMismatch {
+                expected: fingerprint(&t.host_key.blob),
+                presented: if presented.is_empty() {
+                    "no key".into()
+                } else {
+                    fingerprint(&presented)
+                },
+            });
+        }
+
+        let auth = match &t.credential {
+            Credential::File(path) => session.userauth_pubkey_file(t.user, None, path, None),
+            Credential::Pem(pem) => session.userauth_pubkey_memory(t.user, None, pem, None),
+        };
+        if let Err(e) = auth {
+            return Err(ExecError::Auth(format!(
+                "{}@{addr}: {}",
+                t.user,
+                e.message()
+            )));
+        }
+        if !session.authenticated() {
+            return Err(ExecError::Auth(format!("{}@{addr}: not accepted", t.user)));
+        }
+        Ok(SshSession { session, socket })
+    }
+
+    /// Runs one command and collects its output and exit code. Gives up at the deadline or
+    /// on cancellation, closing the channel.
+    pub fn exec(&mut self, command: &str, stop: &Stop<'_>) -> Result<ShOutput, ExecError> {
+        let io = |e: ssh2::Error| ExecError::Io(format!("ssh: {}", e.message()));
+        self.session.set_blocking(true);
+        self.session
+            .set_timeout(millis(stop.remaining().min(Duration::from_secs(30))));
+        let mut channel = self.session.channel_session().map_err(io)?;
+        channel.exec(command).map_err(io)?;
+
+        // Read stdout and stderr without blocking, so that neither fills up while we wait on
+        // the other; when libssh2 has nothing, wait on the socket itself.
+        self.session.set_blocking(false);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (mut out_cut, mut err_cut) = (false, false);
+        let mut buf = vec![0u8; 32 * 1024];
+        let result = loop {
+            let mut progressed = false;
+            match channel.read(&mut buf) {
+                Ok(0) => {}
+                Ok(n) => {
+                    push_capped(&mut out, &buf[..n], &mut out_cut);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => break Err(ExecError::Io(format!("ssh read: {e}"))),
+            }
+            match channel.stderr().read(&mut buf) {
+                Ok(0) => {}
+                Ok(n) => {
+                    push_capped(&mut err, &buf[..n], &mut err_cut);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => break Err(ExecError::Io(format!("ssh read: {e}"))),
+            }
+            if !progressed && channel.eof() {
+                break Ok(());
+            }
+            if let Some(e) = stop.check(command) {
+                break Err(e);
+            }
+            if !progressed {
+                self.wait_readable(stop);
+            }
+        };
+        self.session.set_blocking(true);
+        if let Err(e) = result {
+            let _ = channel.close();
+            return Err(e);
+        }
+        self.session.set_timeout(millis(
+            stop.remaining()
+                .max(Duration::from_millis(100))
+                .min(Duration::from_secs(10)),
+        ));
+        let _ = channel.wait_close();
+        let code = channel.exit_status().map_err(io)?;
+        Ok(ShOutput {
+            code: code as i64,
+            stdout: into_text(out, out_cut),
+            stderr: into_text(err, err_cut),
+        })
+    }
+
+    /// Blocks until the socket has data, at most 50 ms or the deadline.
+    fn wait_readable(&self, stop: &Stop<'_>) {
+        let wait = stop
+            .remaining()
+            .min(Duration::from_millis(50))
+            .max(Duration::from_millis(1));
+        let _ = self.socket.set_read_timeout(Some(wait));
+        let started = Instant::now();
+        let mut probe = [0u8; 1];
+        match self.socket.peek(&mut probe) {
+            // The peer closed: let libssh2 notice on its next read. Avoid a busy loop.
+            Ok(0) if started.elapsed() < Duration::from_millis(1) => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for SshSession {
+    fn drop(&mut self) {
+        self.session.set_blocking(true);
+        self.session.set_timeout(1000);
+        let _ = self.session.disconnect(None, "tandem run finished", None);
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().clamp(1, u32::MAX as u128) as u32
+}

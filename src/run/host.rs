@@ -1,0 +1,480 @@
+//! One host's part of a run: the [`HostApi`] the script calls. Every action is checked
+//! against the run's scope (rule 2), its intent is committed to the store and the audit
+//! log before it runs (rule 8, fail closed), and every text that leaves goes through the
+//! run's redactor (rule 9).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{App, RunControl};
+use crate::audit::{Actor, Redactor};
+use crate::config::{Identity, Transport};
+use crate::exec::ssh::{Credential, SshSession, Target};
+use crate::exec::{ExecError, Stop};
+use crate::runbook::plan::PlannedHost;
+use crate::runbook::Runbook;
+use crate::script::{self, ActionError, HostApi, HttpOutput, ScriptInput, ShOutput};
+
+/// What all hosts of one run share.
+pub(super) struct RunShared {
+    pub app: Arc<App>,
+    pub run_id: String,
+    pub runbook: Runbook,
+    pub params: Value,
+    pub actor: Actor,
+    pub deadline: Instant,
+    pub cancel: Arc<RunControl>,
+    pub violation: Mutex<Option<String>>,
+    pub rt: tokio::runtime::Handle,
+}
+
+impl RunShared {
+    pub fn cancelled(&self) -> bool {
+        self.cancel.cancel.load(Ordering::SeqCst)
+    }
+
+    pub fn violation(&self) -> Option<String> {
+        self.violation.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// Why no more work may start: a scope violation anywhere in the run, or cancellation.
+    pub fn stop_reason(&self) -> Option<String> {
+        if let Some(v) = self.violation() {
+            return Some(format!("scope_violation: {v}"));
+        }
+        self.cancelled().then(|| "cancelled".to_string())
+    }
+}
+
+/// Runs the script for one host (or once, with no host) and records the host's outcome.
+pub(super) fn run_host(
+    shared: &Arc<RunShared>,
+    ast: &rhai::AST,
+    target: Option<&PlannedHost>,
+) -> Result<(), String> {
+    let host_name = target.map(|t| t.name.clone());
+    let ctx = Arc::new(HostContext {
+        shared: shared.clone(),
+        target: target.cloned(),
+        ssh: Mutex::new(None),
+        redactor: Mutex::new(Redactor::default()),
+        last_code: Mutex::new(None),
+    });
+    let store = &shared.app.store;
+    if let Some(h) = &host_name {
+        if let Err(e) = store.tx(|tx| tx.set_host(&shared.run_id, h, "running", None, None)) {
+            return Err(format!("cannot record host start: {e}"));
+        }
+    }
+    let input = ScriptInput {
+        host: target.map(
+            |t| json!({"name": t.name, "address": t.address, "tags": t.tags, "owner": t.owner}),
+        ),
+        params: shared.params.clone(),
+        run_id: shared.run_id.clone(),
+        deadline: shared.deadline,
+    };
+    let result = script::run(ast, ctx.clone(), input);
+    // Close the SSH session now rather than when the last Arc goes.
+    if let Ok(mut s) = ctx.ssh.lock() {
+        s.take();
+    }
+    let outcome = result.map_err(|e| ctx.redact(&e.to_string()));
+    if let Some(h) = &host_name {
+        let (st, err) = match &outcome {
+            Ok(()) => ("succeeded", None),
+            Err(_) if shared.cancelled() => ("cancelled", outcome.as_ref().err().cloned()),
+            Err(e) => ("failed", Some(e.clone())),
+        };
+        let code = ctx.last_code.lock().ok().and_then(|c| *c);
+        let _ = store.tx(|tx| {
+            tx.set_host(&shared.run_id, h, st, code, err.as_deref())?;
+            tx.log(
+                &shared.run_id,
+                Some(h),
+                "event",
+                &format!(
+                    "host {h} {st}{}",
+                    err.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+            )
+        });
+        shared.app.changed.notify_waiters();
+    }
+    outcome
+}
+
+/// The capabilities a script has on one host.
+struct HostContext {
+    shared: Arc<RunShared>,
+    target: Option<PlannedHost>,
+    ssh: Mutex<Option<SshSession>>,
+    redactor: Mutex<Redactor>,
+    last_code: Mutex<Option<i64>>,
+}
+
+impl HostContext {
+    fn redact(&self, text: &str) -> String {
+        self.redactor
+            .lock()
+            .map(|r| r.redact(text))
+            .unwrap_or_else(|_| "[redacted]".into())
+    }
+
+    fn redact_json(&self, v: &Value) -> Value {
+        self.redactor
+            .lock()
+            .map(|r| r.redact_json(v))
+            .unwrap_or(Value::Null)
+    }
+
+    fn host_name(&self) -> Option<&str> {
+        self.target.as_ref().map(|t| t.name.as_str())
+    }
+
+    /// Rule 2: the action does not happen, the run fails, the refusal is audited.
+    fn violation(&self, kind: &str, what: &str) -> ActionError {
+        let what = self.redact(what);
+        let message = format!(
+            "{kind} `{what}` is not in the scope of runbook `{}`",
+            self.shared.runbook.name
+        );
+        if let Ok(mut v) = self.shared.violation.lock() {
+            v.get_or_insert_with(|| message.clone());
+        }
+        let _ = self.shared.app.store.audit(
+            &self.shared.actor,
+            Some(&self.shared.run_id),
+            "scope_denied",
+            json!({"host": self.host_name(), "kind": kind, "target": what}),
+        );
+        ActionError::Fatal(format!("scope_violation: {message}"))
+    }
+
+    /// Rule 8: the intent is committed before the action; if it cannot be, nothing runs.
+    fn intent(&self, kind: &str, target: &str, detail: Value) -> Result<i64, ActionError> {
+        if let Some(reason) = self.should_stop() {
+            return Err(ActionError::Fatal(reason));
+        }
+        let run_id = &self.shared.run_id;
+        let mut d = self.redact_json(&detail);
+        if let Value::Object(m) = &mut d {
+            m.insert("host".into(), json!(self.host_name()));
+            m.insert("kind".into(), json!(kind));
+        }
+        self.shared
+            .app
+            .store
+            .tx(|tx| {
+                let id = tx.action_intent(run_id, self.host_name(), kind, &self.redact(target))?;
+                tx.audit(&self.shared.actor, Some(run_id), "action_intent", d.clone())?;
+                Ok(id)
+            })
+            .map_err(|e| {
+                tracing::error!(run = %run_id, error = %e, "audit log unavailable; action not run");
+                ActionError::Fatal(
+                    "audit log unavailable: the action was not run (fail closed)".into(),
+                )
+            })
+    }
+
+    /// Records the result of an action that ran; logs its output lines.
+    fn result(
+        &self,
+        action_id: i64,
+        kind: &str,
+        detail: Value,
+        output: &[(&str, &str)],
+    ) -> Result<(), ActionError> {
+        let run_id = &self.shared.run_id;
+        let mut d = self.redact_json(&detail);
+        if let Value::Object(m) = &mut d {
+            m.insert("host".into(), json!(self.host_name()));
+            m.insert("kind".into(), json!(kind));
+        }
+        let r = self.shared.app.store.tx(|tx| {
+            tx.action_done(action_id, "done")?;
+            tx.audit(&self.shared.actor, Some(run_id), "action_result", d.clone())?;
+            for (stream, text) in output {
+                for line in text.lines().take(10_000) {
+                    tx.log(run_id, self.host_name(), stream, &self.redact(line))?;
+                }
+            }
+            Ok(())
+        });
+        self.shared.app.changed.notify_waiters();
+        r.map_err(|_| {
+            ActionError::Fatal(
+                "audit log unavailable after the action: stopping (fail closed)".into(),
+            )
+        })
+    }
+
+    fn ssh_exec(&self, target: &PlannedHost, command: &str) -> Result<ShOutput, ExecError> {
+        let shared = &self.shared;
+        let cancelled = || shared.cancelled();
+        let stop = Stop {
+            deadline: shared.deadline,
+            cancelled: &cancelled,
+        };
+        let mut guard = self
+            .ssh
+            .lock()
+            .map_err(|_| ExecError::Io("session lock poisoned".into()))?;
+        if guard.is_none() {
+            let host = shared.app.config.host(&target.name).ok_or_else(|| {
+                ExecError::Connect(format!("host {} left the inventory", target.name))
+            })?;
+            let key = host.host_key.as_ref().ok_or_else(|| {
+                ExecError::Connect(format!("host {} has no pinned key", target.name))
+            })?;
+            let pem;
+            let credential = match &host.identity {
+                Some(Identity::File(p)) => Credential::File(p),
+                Some(Identity::Secret(name)) => {
+                    pem = shared
+                        .app
+                        .config
+                        .read_secret(name)
+                        .map_err(ExecError::Auth)?;
+                    if let Ok(mut r) = self.redactor.lock() {
+                        r.add(pem.expose());
+                    }
+                    Credential::Pem(pem.expose())
+                }
+                None => {
+                    return Err(ExecError::Auth(format!(
+                        "host {} has no identity",
+                        target.name
+                    )))
+                }
+            };
+            let t = Target {
+                address: &target.address,
+                port: target.port,
+                user: &target.user,
+                host_key: key,
+                credential,
+            };
+            *guard = Some(SshSession::connect(&t, &stop)?);
+        }
+        match guard.as_mut() {
+            Some(session) => session.exec(command, &stop),
+            None => Err(ExecError::Connect("no session".into())),
+        }
+    }
+}
+
+fn exec_to_action(e: ExecError) -> ActionError {
+    match e {
+        ExecError::Cancelled => ActionError::Fatal("cancelled".into()),
+        ExecError::HostKeyMismatch { .. } => ActionError::Fatal(format!("hostkey_mismatch: {e}")),
+        other => ActionError::Failed(other.to_string()),
+    }
+}
+
+impl HostApi for HostContext {
+    fn sh(&self, command: &str) -> Result<ShOutput, ActionError> {
+        let Some(target) = self.target.clone() else {
+            return Err(ActionError::Failed(
+                "sh() needs a target host; this runbook has no targets".into(),
+            ));
+        };
+        if !self
+            .shared
+            .runbook
+            .scope
+            .commands
+            .iter()
+            .any(|p| p.matches(command))
+        {
+            return Err(self.violation("command", command));
+        }
+        let action = self.intent("sh", command, json!({"command": command}))?;
+        let started = Instant::now();
+        let result = match target.transport {
+            Transport::Ssh => self.ssh_exec(&target, command),
+            Transport::Local => {
+                let shared = &self.shared;
+                let cancelled = || shared.cancelled();
+                let stop = Stop {
+                    deadline: shared.deadline,
+                    cancelled: &cancelled,
+                };
+                crate::exec::local::run(&shared.rt, command, &stop)
+            }
+        };
+        let ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(out) => {
+                if let Ok(mut c) = self.last_code.lock() {
+                    *c = Some(out.code);
+                }
+                self.result(
+                    action,
+                    "sh",
+                    json!({"command": command, "code": out.code, "duration_ms": ms, "stdout_bytes": out.stdout.len(), "stderr_bytes": out.stderr.len()}),
+                    &[("stdout", &out.stdout), ("stderr", &out.stderr)],
+                )?;
+                Ok(out)
+            }
+            Err(e) => {
+                if let ExecError::HostKeyMismatch {
+                    expected,
+                    presented,
+                } = &e
+                {
+                    let _ = self.shared.app.store.audit(
+                        &self.shared.actor,
+                        Some(&self.shared.run_id),
+                        "hostkey_mismatch",
+                        json!({"host": target.name, "address": format!("{}:{}", target.address, target.port), "expected": expected, "presented": presented}),
+                    );
+                }
+                self.result(
+                    action,
+                    "sh",
+                    json!({"command": command, "error": e.to_string(), "duration_ms": ms}),
+                    &[("stderr", &e.to_string())],
+                )?;
+                Err(exec_to_action(e))
+            }
+        }
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> Result<HttpOutput, ActionError> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            ActionError::Failed(format!("http(): `{}` is not a URL: {e}", self.redact(url)))
+        })?;
+        let what = format!("{} {}", method.to_ascii_uppercase(), url);
+        if !self
+            .shared
+            .runbook
+            .scope
+            .http
+            .iter()
+            .any(|r| r.allows(method, &parsed))
+        {
+            return Err(self.violation("http", &what));
+        }
+        let action = self.intent(
+            "http",
+            &what,
+            json!({"method": method.to_ascii_uppercase(), "url": url}),
+        )?;
+        let started = Instant::now();
+        let shared = &self.shared;
+        let cancelled = || shared.cancelled();
+        let stop = Stop {
+            deadline: shared.deadline,
+            cancelled: &cancelled,
+        };
+        let r = crate::exec::http::request(
+            &shared.rt,
+            &shared.app.http,
+            method,
+            parsed,
+            body,
+            &headers,
+            &stop,
+        );
+        let ms = started.elapsed().as_millis() as u64;
+        match r {
+            Ok(out) => {
+                self.result(action, "http", json!({"method": method.to_ascii_uppercase(), "url": url, "status": out.status, "duration_ms": ms}), &[])?;
+                Ok(out)
+            }
+            Err(e) => {
+                self.result(action, "http", json!({"method": method.to_ascii_uppercase(), "url": url, "error": e.to_string(), "duration_ms": ms}), &[])?;
+                Err(exec_to_action(e))
+            }
+        }
+    }
+
+    fn secret(&self, name: &str) -> Result<String, ActionError> {
+        if !self.shared.runbook.scope.secrets.iter().any(|s| s == name) {
+            return Err(self.violation("secret", name));
+        }
+        let action = self.intent("secret", name, json!({"secret": name}))?;
+        match self.shared.app.config.read_secret(name) {
+            Ok(v) => {
+                if let Ok(mut r) = self.redactor.lock() {
+                    r.add(v.expose());
+                }
+                self.result(
+                    action,
+                    "secret",
+                    json!({"secret": name, "outcome": "read"}),
+                    &[],
+                )?;
+                Ok(v.expose().to_string())
+            }
+            Err(e) => {
+                self.result(action, "secret", json!({"secret": name, "error": e}), &[])?;
+                Err(ActionError::Failed(e))
+            }
+        }
+    }
+
+    fn log(&self, message: &str) -> Result<(), ActionError> {
+        let line = self.redact(message);
+        self.shared
+            .app
+            .store
+            .tx(|tx| tx.log(&self.shared.run_id, self.host_name(), "log", &line))
+            .map_err(|_| ActionError::Fatal("run log unavailable".into()))?;
+        self.shared.app.changed.notify_waiters();
+        Ok(())
+    }
+
+    fn sleep(&self, seconds: f64) -> Result<(), ActionError> {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return Err(ActionError::Failed(format!(
+                "sleep({seconds}): seconds must be zero or more"
+            )));
+        }
+        let until = Instant::now() + Duration::from_secs_f64(seconds.min(1e7));
+        loop {
+            if let Some(reason) = self.should_stop() {
+                return Err(ActionError::Fatal(reason));
+            }
+            let now = Instant::now();
+            if now >= self.shared.deadline {
+                return Err(ActionError::Fatal(
+                    "wall-clock limit reached (runbook timeout)".into(),
+                ));
+            }
+            if now >= until {
+                return Ok(());
+            }
+            std::thread::sleep(
+                (until - now)
+                    .min(self.shared.deadline - now)
+                    .min(Duration::from_millis(50)),
+            );
+        }
+    }
+
+    fn gate(&self, _reason: &str) -> Result<(), ActionError> {
+        Err(ActionError::Failed(
+            "gate() is not available in this version".into(),
+        ))
+    }
+
+    fn window_left(&self) -> i64 {
+        i64::MAX
+    }
+
+    fn should_stop(&self) -> Option<String> {
+        self.shared.stop_reason()
+    }
+}
