@@ -14,6 +14,8 @@
 //! | [`yaml`]     | YAML → typed value with file, line, column and field path in every error  |
 //! | [`runbook`]  | runbook YAML → validated model; params, targets, plan and plan digest    |
 //! | [`policy`]   | pure decisions: who may start, who must approve, what is in scope         |
+//! | [`approval`] | the gate state machine: quorum, separation of duties, digest binding      |
+//! | [`notify`]   | prompts to webhook, Slack and Teams targets, with retries; never blocking |
 //! | [`script`]   | the one hardened rhai engine; host functions call a [`script::HostApi`]   |
 //! | [`exec`]     | run one action with a deadline: `ssh` (ssh2), `local`, `http` (reqwest)  |
 //! | [`audit`]    | hash-chained records: canonical form, verify, export; never edits        |
@@ -25,11 +27,13 @@
 //! Blocking work (ssh2, rhai, SQLite) never runs on a tokio worker: scripts run on
 //! `spawn_blocking` threads, and the server reaches the store through `spawn_blocking`.
 
+pub mod approval;
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod notify;
 pub mod policy;
 pub mod run;
 pub mod runbook;

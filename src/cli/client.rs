@@ -205,18 +205,70 @@ fn print_run_brief(run: &Value, json: bool) {
     }
 }
 
+/// Approve or deny. The decision is bound to the digest the approver saw: `--digest`, or
+/// else the digest of the run as fetched and printed just before deciding.
 pub async fn decide(
     server: &ServerArgs,
     id: &str,
     verb: &str,
-    body: Value,
+    mut body: Value,
+    digest: Option<String>,
     json: bool,
 ) -> Result<()> {
     let client = Client::new(server)?;
+    let digest = match digest {
+        Some(d) => d,
+        None => {
+            let run = client.get(&format!("/api/v1/runs/{id}")).await?;
+            if !json {
+                eprintln!(
+                    "{verb} run {id}: {} {} params {} targets [{}] digest {}",
+                    run["runbook"].as_str().unwrap_or_default(),
+                    run["version"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(12)
+                        .collect::<String>(),
+                    run["plan"]["params"],
+                    run["hosts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|h| h["host"].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    run["digest"].as_str().unwrap_or_default()
+                );
+            }
+            run["digest"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    body["digest"] = Value::String(digest);
     let run = client
         .post(&format!("/api/v1/runs/{id}/{verb}"), body)
         .await?;
     print_run_brief(&run, json);
+    Ok(())
+}
+
+pub async fn review(server: &ServerArgs, id: &str, comment: &str, json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    let run = client
+        .post(
+            &format!("/api/v1/runs/{id}/review"),
+            json!({"comment": comment}),
+        )
+        .await?;
+    print_run_brief(&run, json);
+    Ok(())
+}
+
+/// Prints a list of runs from `path` as the `runs` table.
+pub async fn list(server: &ServerArgs, path: &str, json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    let runs = client.get(path).await?;
+    print_runs(&runs, json);
     Ok(())
 }
 
@@ -236,12 +288,14 @@ pub async fn runs(server: &ServerArgs, status: Option<&str>, json: bool) -> Resu
         None => "/api/v1/runs".to_string(),
     };
     let runs = client.get(&path).await?;
+    print_runs(&runs, json);
+    Ok(())
+}
+
+fn print_runs(runs: &Value, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&runs).unwrap_or_default()
-        );
-        return Ok(());
+        println!("{}", serde_json::to_string_pretty(runs).unwrap_or_default());
+        return;
     }
     let mut out = format!(
         "{:<16}  {:<17}  {:<24}  {:<20}  {}\n",
@@ -262,7 +316,6 @@ pub async fn runs(server: &ServerArgs, status: Option<&str>, json: bool) -> Resu
         ));
     }
     print!("{out}");
-    Ok(())
 }
 
 pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {

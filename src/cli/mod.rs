@@ -83,6 +83,9 @@ pub enum Command {
         run: String,
         #[arg(long)]
         comment: Option<String>,
+        /// The plan digest you reviewed (from `show`); refused if the run is not that plan.
+        #[arg(long)]
+        digest: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -91,6 +94,24 @@ pub enum Command {
         run: String,
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Acknowledge the after-the-fact review of a break-glass run.
+    Review {
+        run: String,
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List runs waiting for a decision you may make.
+    Approvals {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List break-glass runs whose review is still open.
+    Reviews {
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -225,13 +246,31 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Approve {
             run,
             comment,
+            digest,
             server,
-        } => client::decide(&server, &run, "approve", json!({"comment": comment}), json).await,
+        } => {
+            client::decide(
+                &server,
+                &run,
+                "approve",
+                json!({"comment": comment}),
+                digest,
+                json,
+            )
+            .await
+        }
         Command::Deny {
             run,
             reason,
             server,
-        } => client::decide(&server, &run, "deny", json!({"reason": reason}), json).await,
+        } => client::decide(&server, &run, "deny", json!({"reason": reason}), None, json).await,
+        Command::Review {
+            run,
+            comment,
+            server,
+        } => client::review(&server, &run, &comment, json).await,
+        Command::Approvals { server } => client::list(&server, "/api/v1/approvals", json).await,
+        Command::Reviews { server } => client::list(&server, "/api/v1/reviews", json).await,
         Command::Cancel { run, server } => client::cancel(&server, &run, json).await,
         Command::Runs { status, server } => client::runs(&server, status.as_deref(), json).await,
         Command::Show { run, server } => client::show(&server, &run, json).await,

@@ -21,12 +21,21 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
         .map(|rb| (rb.name.clone(), json!(rb.version)))
         .collect();
     let config_sha = config.sha256.clone();
-    let app = App::new(config, catalog, store)?;
+    // Bind first so links in prompts can name the real address (port 0 in tests).
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen on {listen}"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("listening socket", e))?;
+    let app = App::new(config, catalog, store, &format!("http://{addr}"))?;
 
     // Rule 8: before accepting anything, settle what a crash left behind.
     let a = app.clone();
     let recovered = tokio::task::spawn_blocking(move || -> Result<usize> {
         let n = a.recover()?;
+        // Rule 5 across restarts: what expired while the daemon was down is expired now.
+        a.expire_due()?;
         a.store.audit(
             &Actor::system(),
             None,
@@ -44,12 +53,7 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
         );
     }
 
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| Error::io(format!("cannot listen on {listen}"), e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::io("listening socket", e))?;
+    tokio::spawn(expiry_loop(app.clone()));
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
@@ -67,6 +71,21 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
     // Open connections (a follower of a run still awaiting approval) get a moment to end.
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// Expires pending approvals whose time is up, twice a second.
+async fn expiry_loop(app: std::sync::Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let a = app.clone();
+        match tokio::task::spawn_blocking(move || a.expire_due()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "expiring approvals failed"),
+            Err(e) => tracing::error!(error = %e, "expiry task failed"),
+        }
+    }
 }
 
 /// SIGTERM or Ctrl-C.

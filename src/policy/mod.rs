@@ -114,3 +114,201 @@ pub fn may_approve(user: &User, party: &str, initiator: &str) -> Result<(), Deni
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::runbook::plan::{make_plan, resolve_targets, Initiator};
+
+    const CONFIG: &str = r#"
+parties: [internal, provider]
+users:
+  - { name: alice, party: internal, roles: [operator], token_sha256: "0000000000000000000000000000000000000000000000000000000000000000" }
+  - { name: ivan,  party: internal, roles: [approver], token_sha256: "0000000000000000000000000000000000000000000000000000000000000001" }
+  - { name: ian,   party: internal, roles: [operator, approver], token_sha256: "0000000000000000000000000000000000000000000000000000000000000002" }
+  - { name: paula, party: provider, roles: [operator], token_sha256: "0000000000000000000000000000000000000000000000000000000000000003" }
+  - { name: pete,  party: provider, roles: [approver], token_sha256: "0000000000000000000000000000000000000000000000000000000000000004" }
+  - { name: aud,   party: internal, roles: [auditor], token_sha256: "0000000000000000000000000000000000000000000000000000000000000005" }
+inventory:
+  - { name: web1, transport: local, owner: internal, tags: [web] }
+  - { name: mon1, transport: local, owner: provider, tags: [mon] }
+"#;
+
+    fn setup(runbook: &str) -> (tempfile::TempDir, Config, Runbook) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tandem.yaml"), CONFIG).unwrap();
+        std::fs::write(dir.path().join("rb.yaml"), runbook).unwrap();
+        let config = Config::load(&dir.path().join("tandem.yaml")).unwrap();
+        let rb = Runbook::load(&dir.path().join("rb.yaml"), &config).unwrap();
+        (dir, config, rb)
+    }
+
+    fn rb(targets: &str, extra: &str) -> String {
+        format!("name: t\nowner: internal\ntargets: {targets}\nscope: {{ commands: [\"true\"] }}\n{extra}\nscript: 'sh(\"true\")'\n")
+    }
+
+    #[test]
+    fn rule1_who_may_start() {
+        // (allowed section, user, may start)
+        let table = [
+            ("", "alice", true),
+            ("", "ian", true),
+            ("", "paula", false),
+            ("", "ivan", false),
+            ("", "aud", false),
+            (
+                "allowed: { parties: [internal, provider], roles: [operator] }",
+                "paula",
+                true,
+            ),
+            (
+                "allowed: { parties: [internal, provider], roles: [operator] }",
+                "pete",
+                false,
+            ),
+            (
+                "allowed: { parties: [provider], roles: [operator] }",
+                "alice",
+                false,
+            ),
+            (
+                "allowed: { parties: [internal], roles: [auditor] }",
+                "aud",
+                true,
+            ),
+            (
+                "allowed: { parties: [internal], roles: [auditor] }",
+                "alice",
+                false,
+            ),
+        ];
+        for (allowed, user, want) in table {
+            let (_d, config, rb) = setup(&rb("[web1]", allowed));
+            let u = config.user(user).unwrap();
+            assert_eq!(may_start(&rb, u).is_ok(), want, "{allowed:?} {user}");
+        }
+    }
+
+    #[test]
+    fn rule3_who_must_approve() {
+        // (targets, approval section, initiator party, expected parties)
+        let table: [(&str, &str, &str, &[&str]); 7] = [
+            ("[web1]", "", "internal", &[]),
+            ("[web1]", "", "provider", &["internal"]),
+            ("[web1, mon1]", "", "internal", &["provider"]),
+            ("[web1, mon1]", "", "provider", &["internal"]),
+            (
+                "[web1]",
+                "approval: { from: provider }",
+                "internal",
+                &["provider"],
+            ),
+            (
+                "[web1, mon1]",
+                "approval: {}",
+                "internal",
+                &["internal", "provider"],
+            ),
+            ("[]", "approval: { quorum: 2 }", "internal", &["internal"]),
+        ];
+        for (targets, approval, party, want) in table {
+            let (_d, config, rb) = setup(&rb(targets, approval));
+            let hosts = resolve_targets(&rb, &config).unwrap();
+            let got: Vec<String> = required_approvals(&rb, &hosts, party)
+                .into_iter()
+                .map(|r| r.party)
+                .collect();
+            assert_eq!(
+                got,
+                want.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                "{targets} {approval:?} {party}"
+            );
+        }
+    }
+
+    #[test]
+    fn rule3_who_may_approve() {
+        let (_d, config, _) = setup(&rb("[web1]", ""));
+        // (approver, party needed, initiator, allowed)
+        let table = [
+            ("ivan", "internal", "paula", true),
+            ("ian", "internal", "paula", true),
+            ("ian", "internal", "ian", false),
+            ("alice", "internal", "paula", false),
+            ("pete", "internal", "paula", false),
+            ("pete", "provider", "alice", true),
+            ("aud", "internal", "paula", false),
+        ];
+        for (approver, party, initiator, want) in table {
+            let u = config.user(approver).unwrap();
+            assert_eq!(
+                may_approve(u, party, initiator).is_ok(),
+                want,
+                "{approver} {party} {initiator}"
+            );
+        }
+    }
+
+    #[test]
+    fn digest_changes_with_every_input() {
+        let base = rb("[web1]", "params: { n: { type: int, default: 1 } }");
+        let (_d, config, rb0) = setup(&base);
+        let who = || Initiator {
+            user: "alice".into(),
+            party: "internal".into(),
+        };
+        let params = |n: &str| {
+            let mut m = serde_json::Map::new();
+            m.insert("n".into(), serde_json::Value::String(n.into()));
+            m
+        };
+        let d0 = make_plan(&rb0, &config, &params("1"), who(), None)
+            .unwrap()
+            .digest;
+        assert_eq!(
+            d0,
+            make_plan(&rb0, &config, &serde_json::Map::new(), who(), None)
+                .unwrap()
+                .digest,
+            "defaults resolve to the same plan"
+        );
+        let changed = [
+            make_plan(&rb0, &config, &params("2"), who(), None)
+                .unwrap()
+                .digest,
+            make_plan(
+                &rb0,
+                &config,
+                &params("1"),
+                Initiator {
+                    user: "ian".into(),
+                    party: "internal".into(),
+                },
+                None,
+            )
+            .unwrap()
+            .digest,
+            make_plan(
+                &rb0,
+                &config,
+                &params("1"),
+                who(),
+                Some("2026-01-01T00:00:00Z".into()),
+            )
+            .unwrap()
+            .digest,
+            {
+                let (_d, c, r) = setup(&base.replace("'sh(\"true\")'", "'sh(\"true\"); '"));
+                make_plan(&r, &c, &params("1"), who(), None).unwrap().digest
+            },
+            {
+                let (_d, c, r) = setup(&base.replace("[web1]", "[web1, mon1]"));
+                make_plan(&r, &c, &params("1"), who(), None).unwrap().digest
+            },
+        ];
+        for (i, d) in changed.iter().enumerate() {
+            assert_ne!(*d, d0, "change {i} must change the digest");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{App, RunControl};
+use super::{status, App, RunControl};
 use crate::audit::{Actor, Redactor};
 use crate::config::{Identity, Transport};
 use crate::exec::ssh::{Credential, SshSession, Target};
@@ -28,6 +28,10 @@ pub(super) struct RunShared {
     pub deadline: Instant,
     pub cancel: Arc<RunControl>,
     pub violation: Mutex<Option<String>>,
+    /// Set when a mid-run gate was denied or expired: the run ends with that status.
+    pub gate_end: Mutex<Option<&'static str>>,
+    /// The run's stored plan (approvals, targets, initiator), for mid-run gates.
+    pub plan: Value,
     pub rt: tokio::runtime::Handle,
 }
 
@@ -40,10 +44,18 @@ impl RunShared {
         self.violation.lock().ok().and_then(|v| v.clone())
     }
 
-    /// Why no more work may start: a scope violation anywhere in the run, or cancellation.
+    pub fn gate_end(&self) -> Option<&'static str> {
+        self.gate_end.lock().ok().and_then(|g| *g)
+    }
+
+    /// Why no more work may start: a scope violation anywhere in the run, a gate that was
+    /// denied or expired, or cancellation.
     pub fn stop_reason(&self) -> Option<String> {
         if let Some(v) = self.violation() {
             return Some(format!("scope_violation: {v}"));
+        }
+        if let Some(g) = self.gate_end() {
+            return Some(format!("approval gate {g}"));
         }
         self.cancelled().then(|| "cancelled".to_string())
     }
@@ -464,10 +476,61 @@ impl HostApi for HostContext {
         }
     }
 
-    fn gate(&self, _reason: &str) -> Result<(), ActionError> {
-        Err(ActionError::Failed(
-            "gate() is not available in this version".into(),
-        ))
+    fn gate(&self, reason: &str) -> Result<(), ActionError> {
+        let shared = &self.shared;
+        let reason = self.redact(reason);
+        let gate = shared
+            .app
+            .open_mid_run_gate(
+                &shared.run_id,
+                &shared.runbook,
+                &shared.plan,
+                self.host_name(),
+                &reason,
+                &shared.actor,
+            )
+            .map_err(|_| {
+                ActionError::Fatal(
+                    "audit log unavailable: cannot open the gate (fail closed)".into(),
+                )
+            })?;
+        loop {
+            if let Some(stop) = self.should_stop() {
+                return Err(ActionError::Fatal(stop));
+            }
+            if Instant::now() >= shared.deadline {
+                return Err(ActionError::Fatal(
+                    "wall-clock limit reached while waiting for approval".into(),
+                ));
+            }
+            let status = shared
+                .app
+                .store
+                .gate_status(&shared.run_id, gate)
+                .map_err(|_| {
+                    ActionError::Fatal("state store unavailable while waiting for approval".into())
+                })?;
+            match status.as_deref() {
+                Some("approved") => return Ok(()),
+                // Decisions arrive through the API in another thread; a short poll of
+                // one indexed row keeps this independent of which thread decides.
+                Some("pending") => std::thread::sleep(Duration::from_millis(100)),
+                other => {
+                    let end = if other == Some("denied") {
+                        status::DENIED
+                    } else {
+                        status::EXPIRED
+                    };
+                    if let Ok(mut g) = shared.gate_end.lock() {
+                        g.get_or_insert(end);
+                    }
+                    return Err(ActionError::Fatal(format!(
+                        "gate `{reason}` {}",
+                        other.unwrap_or("vanished")
+                    )));
+                }
+            }
+        }
     }
 
     fn window_left(&self) -> i64 {

@@ -6,6 +6,7 @@
 //! action going through [`host::HostContext`], which checks scope and records intent before
 //! acting.
 
+mod approve;
 mod host;
 
 use std::collections::HashMap;
@@ -90,6 +91,7 @@ pub struct App {
     catalog: RwLock<Arc<Catalog>>,
     pub store: Arc<Store>,
     http: reqwest::Client,
+    pub notifier: crate::notify::Notifier,
     active: Mutex<HashMap<String, Arc<RunControl>>>,
     shutting_down: AtomicBool,
     /// Woken whenever a run's log or status changes, for followers of `logs --follow`.
@@ -128,13 +130,32 @@ fn actor_of(i: &Initiator) -> Actor {
 
 impl App {
     /// Builds the daemon state from a loaded config and catalog and an open store.
-    pub fn new(config: Config, catalog: Catalog, store: Store) -> Result<Arc<App>, crate::Error> {
+    /// `public_url` is where people reach the daemon (links in prompts). Call from inside
+    /// the tokio runtime.
+    pub fn new(
+        config: Config,
+        catalog: Catalog,
+        store: Store,
+        public_url: &str,
+    ) -> Result<Arc<App>, crate::Error> {
         let http = crate::exec::http::client().map_err(|e| crate::Error::Usage(e.to_string()))?;
+        let store = Arc::new(store);
+        let notifier = crate::notify::Notifier::new(
+            config.notify.clone(),
+            http.clone(),
+            config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| public_url.to_string()),
+            store.clone(),
+            tokio::runtime::Handle::current(),
+        );
         Ok(Arc::new(App {
             config: Arc::new(config),
             catalog: RwLock::new(Arc::new(catalog)),
-            store: Arc::new(store),
+            store,
             http,
+            notifier,
             active: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             changed: Notify::new(),
@@ -169,6 +190,7 @@ impl App {
             for id in &runs {
                 tx.set_run_status(id, status::INTERRUPTED, Some("interrupted: the daemon stopped during the run; nothing was re-run"))?;
                 tx.close_hosts(id, "interrupted")?;
+                tx.close_pending_gates(id, "interrupted")?;
                 tx.audit(&Actor::system(), Some(id), "run_finished", json!({"status": status::INTERRUPTED}))?;
             }
             Ok(())
@@ -208,10 +230,25 @@ impl App {
             return Err(RunError::Forbidden(denied.0));
         }
         if req.break_glass {
-            return Err(RunError::Invalid(
-                "break-glass starts are not available in this version; start the run normally"
-                    .into(),
-            ));
+            let reason = req.reason.as_deref().map(str::trim).unwrap_or_default();
+            if !rb.emergency {
+                let why = format!(
+                    "runbook `{}` is not an emergency runbook; break-glass is refused",
+                    rb.name
+                );
+                self.store.audit(
+                    &actor,
+                    None,
+                    "start_denied",
+                    json!({"runbook": rb.name, "reason": why}),
+                )?;
+                return Err(RunError::Forbidden(why));
+            }
+            if reason.is_empty() {
+                return Err(RunError::Invalid(
+                    "a break-glass start needs a reason (--reason)".into(),
+                ));
+            }
         }
         let initiator = Initiator {
             user: user.name.clone(),
@@ -219,14 +256,17 @@ impl App {
         };
         let plan = self.plan(rb, &req.params, initiator, None)?;
         let id = new_run_id();
-        let needs_approval = !plan.approvals.is_empty();
+        let needs_approval = !plan.approvals.is_empty() && !req.break_glass;
         let status = if needs_approval {
             status::AWAITING_APPROVAL
         } else {
             status::QUEUED
         };
         let plan_json = serde_json::to_value(&plan).unwrap_or(Value::Null);
+        let requirements = serde_json::to_value(&plan.approvals).unwrap_or(Value::Null);
+        let review_parties = approve::review_parties(rb, &plan);
         let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
+        let expires_at = approve::expiry(rb);
         self.store.tx(|tx| {
             tx.insert_run(&NewRun {
                 id: &id,
@@ -237,7 +277,7 @@ impl App {
                 initiator_party: &user.party,
                 digest: &plan.digest,
                 plan: &plan_json,
-                break_glass: false,
+                break_glass: req.break_glass,
                 reason: req.reason.as_deref(),
                 slot: None,
                 hosts: &hosts,
@@ -249,11 +289,37 @@ impl App {
                 json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest}),
             )?;
             if needs_approval {
-                tx.audit(&actor, Some(&id), "approval_requested", json!({"digest": plan.digest, "from": plan.approvals}))?;
+                tx.open_gate(&id, 0, "start", None, &requirements, &expires_at)?;
+                tx.audit(
+                    &actor,
+                    Some(&id),
+                    "approval_requested",
+                    json!({"gate": 0, "digest": plan.digest, "from": plan.approvals, "expires_at": expires_at}),
+                )?;
+            }
+            if req.break_glass {
+                tx.audit(
+                    &actor,
+                    Some(&id),
+                    "break_glass",
+                    json!({"reason": req.reason, "approvals_skipped": plan.approvals, "digest": plan.digest}),
+                )?;
+                tx.open_review(&id, &json!(review_parties))?;
+                tx.audit(&actor, Some(&id), "review_requested", json!({"parties": review_parties}))?;
             }
             Ok(())
         })?;
-        if !needs_approval {
+        let who = format!("{} ({})", user.name, user.party);
+        if needs_approval {
+            for a in &plan.approvals {
+                self.prompt("approval_requested", &a.party, &id, rb, &who, &plan);
+            }
+        } else {
+            if req.break_glass {
+                for p in &review_parties {
+                    self.prompt("review_requested", p, &id, rb, &who, &plan);
+                }
+            }
             self.spawn(id.clone());
         }
         self.store.run(&id)?.ok_or(RunError::UnknownRun(id))
@@ -440,11 +506,17 @@ impl App {
             deadline: Instant::now() + rb.timeout,
             cancel: control,
             violation: Mutex::new(None),
+            gate_end: Mutex::new(None),
+            plan: run.plan.clone(),
             rt: tokio::runtime::Handle::current(),
         });
         let outcome = self.rollout(shared.clone(), ast, &plan).await;
         let (final_status, error) = match (&outcome, shared.violation()) {
             (_, Some(v)) => (status::FAILED, Some(format!("scope_violation: {v}"))),
+            (_, None) if shared.gate_end().is_some() => {
+                let end = shared.gate_end().unwrap_or(status::FAILED);
+                (end, Some(format!("a mid-run approval gate was {end}")))
+            }
             (_, None) if shared.cancelled() => (status::CANCELLED, Some("cancelled".to_string())),
             (Ok(()), None) => (status::SUCCEEDED, None),
             (Err(e), None) => (status::FAILED, Some(e.clone())),

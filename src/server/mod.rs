@@ -120,9 +120,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{id}", get(show_run))
         .route("/api/v1/runs/{id}/log", get(run_log))
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
-        .route("/api/v1/runs/{id}/approve", post(decide))
-        .route("/api/v1/runs/{id}/deny", post(decide))
+        .route("/api/v1/runs/{id}/approve", post(approve))
+        .route("/api/v1/runs/{id}/deny", post(deny))
+        .route("/api/v1/runs/{id}/review", post(review))
         .route("/api/v1/approvals", get(approvals))
+        .route("/api/v1/reviews", get(reviews))
         .route("/api/v1/runbooks", get(runbooks))
         .route("/api/v1/schedules", get(schedules))
         .route("/api/v1/audit", get(audit))
@@ -215,27 +217,83 @@ async fn cancel_run(
     Ok(Json(run).into_response())
 }
 
-async fn decide(
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    /// The plan digest the approver was shown; a decision for another digest is refused.
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+fn parse_optional_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_body(body)
+    }
+}
+
+async fn approve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> ApiResult<Response> {
-    caller(&app, &headers)?;
+    let user = caller(&app, &headers)?;
+    let b: DecisionBody = parse_optional_body(&body)?;
+    let comment = b.comment.or(b.reason);
     let run = blocking(move || {
-        app.store
-            .run(&id)?
-            .ok_or_else(|| ApiError::NotFound(format!("unknown run `{id}`")))
+        Ok(app.decide(&user, &id, true, comment.as_deref(), b.digest.as_deref())?)
     })
     .await?;
-    Err(ApiError::Conflict(format!(
-        "run {} is {}; approval decisions are not available in this version",
-        run.id, run.status
-    )))
+    Ok(Json(run).into_response())
+}
+
+async fn deny(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let b: DecisionBody = parse_optional_body(&body)?;
+    let reason = b.reason.or(b.comment).filter(|r| !r.trim().is_empty());
+    let Some(reason) = reason else {
+        return Err(ApiError::Unprocessable("a denial needs a reason".into()));
+    };
+    let run =
+        blocking(move || Ok(app.decide(&user, &id, false, Some(&reason), b.digest.as_deref())?))
+            .await?;
+    Ok(Json(run).into_response())
+}
+
+async fn review(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let b: DecisionBody = parse_optional_body(&body)?;
+    let comment = b.comment.or(b.reason).unwrap_or_default();
+    let run = blocking(move || Ok(app.review(&user, &id, &comment)?)).await?;
+    Ok(Json(run).into_response())
 }
 
 async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let runs = blocking(move || Ok(app.approvals_for(&user)?)).await?;
+    Ok(Json(runs).into_response())
+}
+
+async fn reviews(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
     caller(&app, &headers)?;
-    Ok(Json(Vec::<Value>::new()).into_response())
+    let runs = blocking(move || Ok(app.store.open_reviews()?)).await?;
+    Ok(Json(runs).into_response())
 }
 
 async fn schedules(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {

@@ -94,6 +94,44 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_run ON audit(run_id);
     "#,
+    // 2: approval gates, decisions, break-glass reviews.
+    r#"
+    CREATE TABLE gates (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        gate INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        host TEXT,
+        requirements TEXT NOT NULL,
+        status TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        decided_at TEXT,
+        PRIMARY KEY (run_id, gate)
+    );
+    CREATE INDEX gates_pending ON gates(status, expires_at);
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        gate INTEGER NOT NULL,
+        party TEXT NOT NULL,
+        user TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        comment TEXT,
+        digest TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        UNIQUE (run_id, gate, user),
+        FOREIGN KEY (run_id, gate) REFERENCES gates(run_id, gate)
+    );
+    CREATE TABLE reviews (
+        run_id TEXT PRIMARY KEY REFERENCES runs(id),
+        parties TEXT NOT NULL,
+        status TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        reviewed_by TEXT,
+        comment TEXT,
+        reviewed_at TEXT
+    );
+    "#,
 ];
 
 /// Now, as RFC 3339 UTC with milliseconds.
@@ -130,6 +168,50 @@ pub struct RunRow {
     pub reason: Option<String>,
     pub slot: Option<String>,
     pub hosts: Vec<HostResult>,
+    /// Approval gates: gate 0 is the start gate, 1.. are `gate()` calls in the script.
+    pub gates: Vec<GateRow>,
+    /// The after-the-fact review of a break-glass run.
+    pub review: Option<ReviewRow>,
+}
+
+/// One approval gate of a run and the decisions on it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GateRow {
+    pub gate: i64,
+    pub reason: String,
+    pub host: Option<String>,
+    /// Who must approve: `[{party, quorum, reasons}]`.
+    pub requirements: Value,
+    /// `pending`, `approved`, `denied`, `expired` or `interrupted`.
+    pub status: String,
+    pub requested_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+    pub decisions: Vec<DecisionRow>,
+}
+
+/// One approver's decision.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DecisionRow {
+    pub party: String,
+    pub user: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    pub comment: Option<String>,
+    pub digest: String,
+    pub ts: String,
+}
+
+/// The review a break-glass run owes its owners.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReviewRow {
+    pub parties: Value,
+    /// `open` or `acknowledged`.
+    pub status: String,
+    pub requested_at: String,
+    pub reviewed_by: Option<String>,
+    pub comment: Option<String>,
+    pub reviewed_at: Option<String>,
 }
 
 /// One host's part of a run.
@@ -248,7 +330,7 @@ impl Store {
             .optional()?;
         match row {
             Some(mut r) => {
-                r.hosts = host_results(&conn, &r.id)?;
+                fill(&conn, &mut r)?;
                 Ok(Some(r))
             }
             None => Ok(None),
@@ -266,7 +348,7 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(rows.len());
         for mut r in rows {
-            r.hosts = host_results(&conn, &r.id)?;
+            fill(&conn, &mut r)?;
             out.push(r);
         }
         Ok(out)
@@ -339,6 +421,60 @@ impl Store {
         Ok(rows)
     }
 
+    /// The status of one gate.
+    pub fn gate_status(&self, run_id: &str, gate: i64) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT status FROM gates WHERE run_id = ?1 AND gate = ?2",
+                params![run_id, gate],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Runs with a pending gate, oldest first.
+    pub fn runs_with_pending_gates(&self) -> Result<Vec<RunRow>, StoreError> {
+        let ids: Vec<String> = {
+            let conn = self.lock();
+            let mut stmt = conn.prepare(
+                "SELECT DISTINCT run_id FROM gates WHERE status = 'pending' ORDER BY requested_at",
+            )?;
+            let ids = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(r) = self.run(&id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Break-glass runs whose review is still open.
+    pub fn open_reviews(&self) -> Result<Vec<RunRow>, StoreError> {
+        let ids: Vec<String> = {
+            let conn = self.lock();
+            let mut stmt = conn.prepare(
+                "SELECT run_id FROM reviews WHERE status = 'open' ORDER BY requested_at",
+            )?;
+            let ids = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(r) = self.run(&id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
     /// Ids of runs in one of `statuses`.
     pub fn run_ids_in(&self, statuses: &[&str]) -> Result<Vec<String>, StoreError> {
         let conn = self.lock();
@@ -375,7 +511,79 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         reason: r.get(13)?,
         slot: r.get(14)?,
         hosts: Vec::new(),
+        gates: Vec::new(),
+        review: None,
     })
+}
+
+/// Loads a run's hosts, gates with their decisions, and review.
+fn fill(conn: &Connection, r: &mut RunRow) -> Result<(), StoreError> {
+    r.hosts = host_results(conn, &r.id)?;
+    r.gates = gates(conn, &r.id)?;
+    r.review = conn
+        .query_row(
+            "SELECT parties, status, requested_at, reviewed_by, comment, reviewed_at FROM reviews WHERE run_id = ?1",
+            [&r.id],
+            |x| {
+                let parties: String = x.get(0)?;
+                Ok(ReviewRow {
+                    parties: serde_json::from_str(&parties).unwrap_or(Value::Null),
+                    status: x.get(1)?,
+                    requested_at: x.get(2)?,
+                    reviewed_by: x.get(3)?,
+                    comment: x.get(4)?,
+                    reviewed_at: x.get(5)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(())
+}
+
+fn gates(conn: &Connection, run_id: &str) -> Result<Vec<GateRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT gate, reason, host, requirements, status, requested_at, expires_at, decided_at FROM gates WHERE run_id = ?1 ORDER BY gate",
+    )?;
+    let mut rows = stmt
+        .query_map([run_id], |r| {
+            let req: String = r.get(3)?;
+            Ok(GateRow {
+                gate: r.get(0)?,
+                reason: r.get(1)?,
+                host: r.get(2)?,
+                requirements: serde_json::from_str(&req).unwrap_or(Value::Null),
+                status: r.get(4)?,
+                requested_at: r.get(5)?,
+                expires_at: r.get(6)?,
+                decided_at: r.get(7)?,
+                decisions: Vec::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT gate, party, user, decision, comment, digest, ts FROM decisions WHERE run_id = ?1 ORDER BY id",
+    )?;
+    let decisions = stmt
+        .query_map([run_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                DecisionRow {
+                    party: r.get(1)?,
+                    user: r.get(2)?,
+                    decision: r.get(3)?,
+                    comment: r.get(4)?,
+                    digest: r.get(5)?,
+                    ts: r.get(6)?,
+                },
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (gate, d) in decisions {
+        if let Some(g) = rows.iter_mut().find(|g| g.gate == gate) {
+            g.decisions.push(d);
+        }
+    }
+    Ok(rows)
 }
 
 fn host_results(conn: &Connection, run_id: &str) -> Result<Vec<HostResult>, StoreError> {
@@ -573,6 +781,133 @@ impl Tx<'_> {
             params![run_id, host, kind, target, now()],
         )?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    /// A run with everything the API shows, read inside this transaction.
+    pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = self
+            .tx
+            .query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_from_row)
+            .optional()?;
+        match row {
+            Some(mut r) => {
+                fill(self.tx, &mut r)?;
+                Ok(Some(r))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The gate of a run with this reason, if one was opened: (gate, status).
+    pub fn gate_by_reason(
+        &self,
+        run_id: &str,
+        reason: &str,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT gate, status FROM gates WHERE run_id = ?1 AND reason = ?2 AND gate > 0",
+                params![run_id, reason],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The next free gate number of a run (mid-run gates start at 1).
+    pub fn next_gate(&self, run_id: &str) -> Result<i64, StoreError> {
+        Ok(self.tx.query_row(
+            "SELECT COALESCE(MAX(gate), 0) + 1 FROM gates WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Marks every pending gate of a run with `status`.
+    pub fn close_pending_gates(&self, run_id: &str, status: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE gates SET status = ?2, decided_at = ?3 WHERE run_id = ?1 AND status = 'pending'",
+            params![run_id, status, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Opens gate `gate` of a run.
+    pub fn open_gate(
+        &self,
+        run_id: &str,
+        gate: i64,
+        reason: &str,
+        host: Option<&str>,
+        requirements: &Value,
+        expires_at: &str,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO gates (run_id, gate, reason, host, requirements, status, requested_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
+            params![run_id, gate, reason, host, requirements.to_string(), now(), expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a gate's status (`approved`, `denied`, `expired`, `interrupted`).
+    pub fn close_gate(&self, run_id: &str, gate: i64, status: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE gates SET status = ?3, decided_at = ?4 WHERE run_id = ?1 AND gate = ?2 AND status = 'pending'",
+            params![run_id, gate, status, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records one decision. `false` when this user already decided on this gate.
+    pub fn insert_decision(
+        &self,
+        run_id: &str,
+        gate: i64,
+        party: &str,
+        user: &str,
+        decision: &str,
+        comment: Option<&str>,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO decisions (run_id, gate, party, user, decision, comment, digest, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![run_id, gate, party, user, decision, comment, digest, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Pending gates whose expiry is at or before `now` (RFC 3339): (run id, gate).
+    pub fn due_gates(&self, now_ts: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare("SELECT run_id, gate FROM gates WHERE status = 'pending' AND expires_at <= ?1 ORDER BY expires_at")?;
+        let rows = stmt
+            .query_map([now_ts], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Opens the after-the-fact review of a break-glass run.
+    pub fn open_review(&self, run_id: &str, parties: &Value) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT OR IGNORE INTO reviews (run_id, parties, status, requested_at) VALUES (?1, ?2, 'open', ?3)",
+            params![run_id, parties.to_string(), now()],
+        )?;
+        Ok(())
+    }
+
+    /// Acknowledges a review. `false` when it was not open.
+    pub fn acknowledge_review(
+        &self,
+        run_id: &str,
+        user: &str,
+        comment: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.tx.execute(
+            "UPDATE reviews SET status = 'acknowledged', reviewed_by = ?2, comment = ?3, reviewed_at = ?4 WHERE run_id = ?1 AND status = 'open'",
+            params![run_id, user, comment, now()],
+        )?;
+        Ok(n == 1)
     }
 
     /// Closes an action with `status` (`done` or `outcome_unknown`).

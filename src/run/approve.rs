@@ -1,0 +1,409 @@
+//! Approval gates on runs (rules 3–6): decisions, expiry, mid-run gates, break-glass
+//! reviews. The pure rules are in [`crate::approval`]; this file stores and acts on them.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{status, App, RunError};
+use crate::approval::{decider_party, evaluate, GateState, Vote};
+use crate::audit::Actor;
+use crate::config::{Role, User};
+use crate::notify::Prompt;
+use crate::policy::ApprovalRequirement;
+use crate::runbook::plan::Plan;
+use crate::runbook::Runbook;
+use crate::store::{GateRow, RunRow, Tx};
+
+/// When a gate opened now expires (RFC 3339, same form as the store's timestamps, so the
+/// strings compare in time order).
+pub(super) fn expiry(rb: &Runbook) -> String {
+    let expires = rb
+        .approval
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(24 * 3600), |a| a.expires);
+    let at = chrono::Utc::now()
+        + chrono::Duration::from_std(expires).unwrap_or(chrono::Duration::days(1));
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The parties that own what a run touches: those whose approval it needs, the owners of its
+/// targets, or else the runbook's owner. They review break-glass runs and hold mid-run gates.
+pub(super) fn review_parties(rb: &Runbook, plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in plan
+        .approvals
+        .iter()
+        .map(|a| &a.party)
+        .chain(plan.targets.iter().map(|t| &t.owner))
+    {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    if out.is_empty() {
+        out.push(rb.owner.clone());
+    }
+    out
+}
+
+fn requirements_of(v: &Value) -> Vec<ApprovalRequirement> {
+    let reqs: Vec<Value> = v.as_array().cloned().unwrap_or_default();
+    reqs.iter()
+        .filter_map(|r| {
+            Some(ApprovalRequirement {
+                party: r["party"].as_str()?.to_string(),
+                quorum: r["quorum"].as_u64().unwrap_or(1) as u32,
+                reasons: r["reasons"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn state_of(gate: &GateRow, digest: &str) -> GateState {
+    let reqs = requirements_of(&gate.requirements);
+    let votes: Vec<Vote<'_>> = gate
+        .decisions
+        .iter()
+        .map(|d| Vote {
+            party: &d.party,
+            user: &d.user,
+            approve: d.decision == "approve",
+            digest: &d.digest,
+        })
+        .collect();
+    evaluate(&reqs, &votes, digest)
+}
+
+/// What the run ends as when a gate is denied or expires.
+fn end_status(rb_expiry_denies: bool, gate_status: &str) -> &'static str {
+    match gate_status {
+        "denied" => status::DENIED,
+        _ if rb_expiry_denies => status::DENIED,
+        _ => status::EXPIRED,
+    }
+}
+
+/// Ends a run that never started because its start gate closed without approval.
+fn end_unstarted(
+    tx: &Tx<'_>,
+    actor: &Actor,
+    id: &str,
+    final_status: &str,
+    why: &str,
+) -> Result<(), crate::store::StoreError> {
+    tx.set_run_status(id, final_status, Some(why))?;
+    tx.close_hosts(id, "not_started")?;
+    tx.log(id, None, "event", &format!("run {final_status}: {why}"))?;
+    tx.audit(
+        actor,
+        Some(id),
+        "run_finished",
+        json!({"status": final_status, "error": why}),
+    )?;
+    Ok(())
+}
+
+impl App {
+    /// Sends one prompt about a run.
+    pub(super) fn prompt(
+        &self,
+        event: &str,
+        party: &str,
+        id: &str,
+        rb: &Runbook,
+        who: &str,
+        plan: &Plan,
+    ) {
+        let hosts: Vec<&str> = plan.targets.iter().map(|t| t.name.as_str()).collect();
+        let summary = if hosts.is_empty() {
+            format!("{} ({})", rb.name, rb.description)
+        } else {
+            format!(
+                "{} on {} host(s): {}",
+                rb.name,
+                hosts.len(),
+                hosts.join(", ")
+            )
+        };
+        self.notifier.send(Prompt {
+            event: event.to_string(),
+            party: party.to_string(),
+            run_id: id.to_string(),
+            runbook: rb.name.clone(),
+            initiator: who.to_string(),
+            summary,
+        });
+    }
+
+    /// An approver's decision on a run's pending gate (rules 3 and 4). `digest`, when given,
+    /// is the digest the approver was shown; a decision for any other digest is refused.
+    pub fn decide(
+        self: &Arc<Self>,
+        user: &User,
+        id: &str,
+        approve: bool,
+        comment: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<RunRow, RunError> {
+        let actor = Actor::user(&user.name, &user.party);
+        enum Next {
+            Nothing,
+            Start,
+        }
+        let next = self.store.tx(|tx| -> Result<Result<Next, RunError>, _> {
+            let Some(run) = tx.run(id)? else {
+                return Ok(Err(RunError::UnknownRun(id.to_string())));
+            };
+            let Some(gate) = run.gates.iter().find(|g| g.status == "pending") else {
+                return Ok(Err(RunError::Conflict(format!("run {id} is {} and has no pending approval", run.status))));
+            };
+            if let Some(d) = digest {
+                if d != run.digest {
+                    tx.audit(&actor, Some(id), "approval_refused", json!({"gate": gate.gate, "reason": "digest mismatch", "presented": d, "digest": run.digest}))?;
+                    return Ok(Err(RunError::Conflict(
+                        "the run is not what you were shown (plan digest mismatch); reload it and decide again".into(),
+                    )));
+                }
+            }
+            let reqs = requirements_of(&gate.requirements);
+            let initiator = run.initiator["user"].as_str().unwrap_or_default();
+            let req = match decider_party(user, &reqs, initiator) {
+                Ok(r) => r,
+                Err(denied) => {
+                    tx.audit(&actor, Some(id), "approval_refused", json!({"gate": gate.gate, "reason": denied.0}))?;
+                    return Ok(Err(RunError::Forbidden(denied.0)));
+                }
+            };
+            let decision = if approve { "approve" } else { "deny" };
+            if !tx.insert_decision(id, gate.gate, &req.party, &user.name, decision, comment, &run.digest)? {
+                return Ok(Err(RunError::Conflict(format!("{} already decided on this approval", user.name))));
+            }
+            let event = if approve { "approval_granted" } else { "approval_denied" };
+            tx.audit(&actor, Some(id), event, json!({"gate": gate.gate, "party": req.party, "digest": run.digest, "comment": comment}))?;
+            let gate = tx
+                .run(id)?
+                .and_then(|r| r.gates.into_iter().find(|g| g.gate == gate.gate))
+                .ok_or_else(|| crate::store::StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
+            match state_of(&gate, &run.digest) {
+                GateState::Pending { .. } => Ok(Ok(Next::Nothing)),
+                GateState::Approved => {
+                    tx.close_gate(id, gate.gate, "approved")?;
+                    tx.audit(&Actor::system(), Some(id), "approval_complete", json!({"gate": gate.gate, "digest": run.digest}))?;
+                    if gate.gate == 0 {
+                        tx.set_run_status(id, status::QUEUED, None)?;
+                        Ok(Ok(Next::Start))
+                    } else {
+                        Ok(Ok(Next::Nothing))
+                    }
+                }
+                GateState::Denied { by } => {
+                    tx.close_gate(id, gate.gate, "denied")?;
+                    if gate.gate == 0 {
+                        let why = format!("denied by {by}{}", comment.map(|c| format!(": {c}")).unwrap_or_default());
+                        end_unstarted(tx, &Actor::system(), id, status::DENIED, &why)?;
+                    }
+                    Ok(Ok(Next::Nothing))
+                }
+            }
+        })??;
+        if let Next::Start = next {
+            self.spawn(id.to_string());
+        }
+        self.changed.notify_waiters();
+        self.store
+            .run(id)?
+            .ok_or_else(|| RunError::UnknownRun(id.to_string()))
+    }
+
+    /// Expires every pending gate whose time is up (rule 5). Runs at start, so an approval
+    /// that expired while the daemon was down is expired, never run, and then periodically.
+    pub fn expire_due(&self) -> Result<usize, crate::store::StoreError> {
+        let now = crate::store::now();
+        let catalog = self.catalog();
+        let n = self.store.tx(|tx| {
+            let due = tx.due_gates(&now)?;
+            for (id, gate) in &due {
+                tx.close_gate(id, *gate, "expired")?;
+                let run = tx.run(id)?;
+                let denies = run
+                    .as_ref()
+                    .and_then(|r| catalog.get(&r.runbook))
+                    .and_then(|rb| rb.approval.as_ref())
+                    .is_some_and(|a| a.on_expiry == crate::runbook::OnExpiry::Deny);
+                tx.audit(
+                    &Actor::system(),
+                    Some(id),
+                    "approval_expired",
+                    json!({"gate": gate, "on_expiry": if denies { "deny" } else { "expire" }}),
+                )?;
+                if *gate == 0 {
+                    end_unstarted(
+                        tx,
+                        &Actor::system(),
+                        id,
+                        end_status(denies, "expired"),
+                        "no approval before the gate expired",
+                    )?;
+                }
+            }
+            Ok(due.len())
+        })?;
+        if n > 0 {
+            self.changed.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    /// Runs with a pending gate that `user` may decide and has not decided yet.
+    pub fn approvals_for(&self, user: &User) -> Result<Vec<RunRow>, RunError> {
+        let runs = self.store.runs_with_pending_gates()?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| {
+                let Some(g) = r.gates.iter().find(|g| g.status == "pending") else {
+                    return false;
+                };
+                let reqs = requirements_of(&g.requirements);
+                let initiator = r.initiator["user"].as_str().unwrap_or_default();
+                decider_party(user, &reqs, initiator).is_ok()
+                    && !g.decisions.iter().any(|d| d.user == user.name)
+            })
+            .collect())
+    }
+
+    /// Acknowledges the after-the-fact review of a break-glass run (rule 6): an approver or
+    /// admin of an owning party, not the initiator.
+    pub fn review(&self, user: &User, id: &str, comment: &str) -> Result<RunRow, RunError> {
+        let actor = Actor::user(&user.name, &user.party);
+        let run = self
+            .store
+            .run(id)?
+            .ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
+        let Some(review) = &run.review else {
+            return Err(RunError::Conflict(format!(
+                "run {id} was not a break-glass run; there is nothing to review"
+            )));
+        };
+        let parties: Vec<&str> = review
+            .parties
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+            .unwrap_or_default();
+        let may = parties.contains(&user.party.as_str())
+            && (user.has_role(Role::Approver) || user.has_role(Role::Admin))
+            && run.initiator["user"] != user.name.as_str();
+        if !may {
+            let why = format!(
+                "the review belongs to approvers of [{}] other than the initiator",
+                parties.join(", ")
+            );
+            self.store
+                .audit(&actor, Some(id), "review_refused", json!({"reason": why}))?;
+            return Err(RunError::Forbidden(why));
+        }
+        if comment.trim().is_empty() {
+            return Err(RunError::Invalid("a review needs a comment".into()));
+        }
+        let done = self.store.tx(|tx| {
+            let ok = tx.acknowledge_review(id, &user.name, comment)?;
+            if ok {
+                tx.audit(
+                    &actor,
+                    Some(id),
+                    "review_acknowledged",
+                    json!({"comment": comment}),
+                )?;
+            }
+            Ok(ok)
+        })?;
+        if !done {
+            return Err(RunError::Conflict(format!(
+                "the review of run {id} was already acknowledged"
+            )));
+        }
+        self.store
+            .run(id)?
+            .ok_or_else(|| RunError::UnknownRun(id.to_string()))
+    }
+
+    /// Opens (or joins) the mid-run gate `reason` of a run; returns its number. The first
+    /// host to reach a gate opens it and prompts the owning parties; others wait on it too.
+    pub(super) fn open_mid_run_gate(
+        &self,
+        id: &str,
+        rb: &Runbook,
+        plan_json: &Value,
+        host: Option<&str>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<i64, crate::store::StoreError> {
+        let quorum = rb.approval.as_ref().map_or(1, |a| a.quorum);
+        let mut parties: Vec<String> = Vec::new();
+        for p in plan_json["approvals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["party"].as_str())
+            .chain(
+                plan_json["targets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["owner"].as_str()),
+            )
+        {
+            if !parties.iter().any(|x| x == p) {
+                parties.push(p.to_string());
+            }
+        }
+        if parties.is_empty() {
+            parties.push(rb.owner.clone());
+        }
+        let reqs: Vec<ApprovalRequirement> = parties
+            .iter()
+            .map(|p| ApprovalRequirement {
+                party: p.clone(),
+                quorum,
+                reasons: vec![format!("gate: {reason}")],
+            })
+            .collect();
+        let expires_at = expiry(rb);
+        let (gate, opened) = self.store.tx(|tx| {
+            if let Some((g, _)) = tx.gate_by_reason(id, reason)? {
+                return Ok((g, false));
+            }
+            let g = tx.next_gate(id)?;
+            tx.open_gate(id, g, reason, host, &json!(reqs), &expires_at)?;
+            tx.audit(actor, Some(id), "approval_requested", json!({"gate": g, "reason": reason, "host": host, "from": reqs, "expires_at": expires_at}))?;
+            tx.log(id, host, "event", &format!("waiting for approval: {reason}"))?;
+            Ok((g, true))
+        })?;
+        if opened {
+            let who = format!(
+                "{} ({})",
+                plan_json["initiator"]["user"].as_str().unwrap_or_default(),
+                plan_json["initiator"]["party"].as_str().unwrap_or_default()
+            );
+            for p in &parties {
+                self.notifier.send(Prompt {
+                    event: "gate_requested".into(),
+                    party: p.clone(),
+                    run_id: id.to_string(),
+                    runbook: rb.name.clone(),
+                    initiator: who.clone(),
+                    summary: format!("{}: {reason}", rb.name),
+                });
+            }
+            self.changed.notify_waiters();
+        }
+        Ok(gate)
+    }
+}
