@@ -132,9 +132,9 @@ fn print_line(line: &Value, json: bool) {
     );
     // With --json, stdout carries only the JSON result.
     if json {
-        eprintln!("{text}");
+        errln!("{text}");
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 
@@ -178,26 +178,26 @@ pub async fn run(
         return Ok(());
     }
     if !json {
-        println!("run {id} {}", run["status"].as_str().unwrap_or_default());
+        outln!("run {id} {}", run["status"].as_str().unwrap_or_default());
     }
     let done = client.follow(&id, json).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&done).unwrap_or_default()
         );
     } else {
         print_hosts(&done);
-        println!("run {id} {}", done["status"].as_str().unwrap_or_default());
+        outln!("run {id} {}", done["status"].as_str().unwrap_or_default());
     }
     outcome(&done)
 }
 
 fn print_run_brief(run: &Value, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(run).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(run).unwrap_or_default());
     } else {
-        println!(
+        outln!(
             "run {} {}",
             run["id"].as_str().unwrap_or_default(),
             run["status"].as_str().unwrap_or_default()
@@ -221,7 +221,7 @@ pub async fn decide(
         None => {
             let run = client.get(&format!("/api/v1/runs/{id}")).await?;
             if !json {
-                eprintln!(
+                errln!(
                     "{verb} run {id}: {} {} params {} targets [{}] digest {}",
                     run["runbook"].as_str().unwrap_or_default(),
                     run["version"]
@@ -294,7 +294,7 @@ pub async fn runs(server: &ServerArgs, status: Option<&str>, json: bool) -> Resu
 
 fn print_runs(runs: &Value, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(runs).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(runs).unwrap_or_default());
         return;
     }
     let mut out = format!(
@@ -315,14 +315,14 @@ fn print_runs(runs: &Value, json: bool) {
             r["created_at"].as_str().unwrap_or_default()
         ));
     }
-    print!("{out}");
+    out!("{out}");
 }
 
 pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
     let client = Client::new(server)?;
     let r = client.get(&format!("/api/v1/runs/{id}")).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         return Ok(());
     }
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
@@ -351,11 +351,36 @@ pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
             a["quorum"]
         ));
     }
+    for g in r["gates"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "gate {}:     {} ({}), expires {}\n",
+            g["gate"],
+            s(&g["status"]),
+            s(&g["reason"]),
+            s(&g["expires_at"])
+        ));
+        for d in g["decisions"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "            {} ({}) {}{}\n",
+                s(&d["user"]),
+                s(&d["party"]),
+                s(&d["decision"]),
+                d["comment"]
+                    .as_str()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if r["break_glass"] == true {
+        out.push_str(&format!("break-glass: {}\n", s(&r["reason"])));
+        out.push_str(&format!("review:     {}\n", s(&r["review"]["status"])));
+    }
     out.push_str(&format!("digest:     {}\n", s(&r["digest"])));
     if let Some(e) = r["error"].as_str() {
         out.push_str(&format!("error:      {e}\n"));
     }
-    print!("{out}");
+    out!("{out}");
     print_hosts(&r);
     Ok(())
 }
@@ -385,7 +410,7 @@ fn print_hosts(r: &Value) {
             h["error"].as_str().unwrap_or("")
         ));
     }
-    print!("{out}");
+    out!("{out}");
     let _ = std::io::stdout().flush();
 }
 
@@ -394,13 +419,13 @@ pub async fn logs(server: &ServerArgs, id: &str, follow: bool, json: bool) -> Re
     if follow {
         let run = client.follow(id, json).await?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
         }
         return Ok(());
     }
     let lines = client.get(&format!("/api/v1/runs/{id}/log")).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&lines).unwrap_or_default()
         );

@@ -25,7 +25,7 @@ pub fn load(config: &Path, paths: &[PathBuf]) -> Result<(Config, Catalog)> {
 
 pub fn validate(config: &Path, paths: &[PathBuf]) -> Result<()> {
     let (_, catalog) = load(config, paths)?;
-    println!("ok: {} runbooks", catalog.runbooks.len());
+    outln!("ok: {} runbooks", catalog.runbooks.len());
     Ok(())
 }
 
@@ -46,7 +46,7 @@ pub fn plan(
                 .user(u)
                 .ok_or_else(|| Error::Usage(format!("unknown user `{u}`")))?;
             if let Err(d) = crate::policy::may_start(rb, user) {
-                eprintln!("note: {d}");
+                errln!("note: {d}");
             }
             Initiator {
                 user: user.name.clone(),
@@ -70,7 +70,7 @@ pub fn plan(
     let plan = make_plan(rb, &config, &params, initiator, None)
         .map_err(|e| Error::Usage(e.to_string()))?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&plan).unwrap_or_default()
         );
@@ -118,7 +118,7 @@ pub fn plan(
         ));
     }
     out.push_str(&format!("digest:    {}\n", plan.digest));
-    print!("{out}");
+    out!("{out}");
     Ok(())
 }
 
@@ -136,7 +136,7 @@ pub fn audit_verify(config: &Path, file: Option<&Path>) -> Result<()> {
     };
     match result {
         Ok(v) => {
-            println!("ok: {} records, head {}", v.count, v.head);
+            outln!("ok: {} records, head {}", v.count, v.head);
             Ok(())
         }
         Err(b) => Err(Error::AuditBroken {
@@ -200,14 +200,14 @@ pub fn token_new(user: &str, json: bool) -> Result<()> {
     let token = format!("tdm_{}", hex::encode(bytes));
     let sha = audit::sha256_hex(token.as_bytes());
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"user": user, "token": token, "token_sha256": sha})
         );
     } else {
-        println!("token: {token}");
-        println!("token_sha256: {sha}");
-        eprintln!("Give the token to {user} (it is shown only now); put the token_sha256 line in the user's entry in tandem.yaml.");
+        outln!("token: {token}");
+        outln!("token_sha256: {sha}");
+        errln!("Give the token to {user} (it is shown only now); put the token_sha256 line in the user's entry in tandem.yaml.");
     }
     Ok(())
 }

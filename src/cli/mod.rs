@@ -1,6 +1,30 @@
 //! The command line (SPEC §6): clap arguments → calls. Printing happens here and only here.
 //! `main` prints an error once, with its whole context, and maps it to the exit code.
 
+/// `println!` that ignores a closed stdout (`tandem runs | head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod client;
 mod local;
 mod serve;
@@ -191,7 +215,7 @@ pub fn main() -> u8 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            errln!("error: cannot start the runtime: {e}");
             return 1;
         }
     };
@@ -199,8 +223,8 @@ pub fn main() -> u8 {
         Ok(()) => 0,
         Err(e) => {
             match &e {
-                Error::Load(_) => eprintln!("{e}"),
-                _ => eprintln!("error: {e}"),
+                Error::Load(_) => errln!("{e}"),
+                _ => errln!("error: {e}"),
             }
             e.exit_code()
         }

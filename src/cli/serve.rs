@@ -54,7 +54,7 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
     }
 
     tokio::spawn(expiry_loop(app.clone()));
-    println!("listening on http://{addr}");
+    outln!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,5 +1,8 @@
 //! The HTTP API (SPEC §7): axum router and handlers, HTTP ↔ run/store. No ssh2, no rhai;
-//! store calls go through `spawn_blocking` so no handler blocks a tokio worker.
+//! store calls go through `spawn_blocking` so no handler blocks a tokio worker. The
+//! approval pages for people are in [`web`].
+
+pub mod web;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -129,7 +132,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/schedules", get(schedules))
         .route("/api/v1/audit", get(audit))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
-        .with_state(app)
+        .with_state(app.clone())
+        .merge(web::router(app))
 }
 
 #[derive(Deserialize)]
