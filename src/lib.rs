@@ -37,6 +37,7 @@ pub mod notify;
 pub mod policy;
 pub mod run;
 pub mod runbook;
+pub mod scheduler;
 pub mod script;
 pub mod server;
 pub mod store;

@@ -287,23 +287,6 @@ pub struct ScheduleSpec {
 impl ScheduleSpec {
     /// Checks the fields that can be checked without a clock: (field, message) on error.
     pub(super) fn check(&self) -> Result<(), (String, String)> {
-        let fields = self.cron.split_whitespace().count();
-        let expr = match fields {
-            5 => format!("0 {}", self.cron),
-            6 => self.cron.clone(),
-            _ => {
-                return Err((
-                    "cron".into(),
-                    "cron takes 5 fields (or 6 with seconds first)".into(),
-                ))
-            }
-        };
-        expr.parse::<cron::Schedule>().map_err(|e| {
-            (
-                "cron".to_string(),
-                format!("`{}` is not a valid cron expression: {e}", self.cron),
-            )
-        })?;
         if let Some(tz) = &self.timezone {
             tz.parse::<chrono_tz::Tz>().map_err(|_| {
                 (
@@ -325,6 +308,7 @@ impl ScheduleSpec {
             None | Some("skip" | "run_once") => {}
             Some(o) => return Err(("misfire".into(), format!("`{o}` is not skip or run_once"))),
         }
+        crate::scheduler::Schedule::parse(self).map_err(|m| ("cron".to_string(), m))?;
         Ok(())
     }
 }

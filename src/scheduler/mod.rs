@@ -1,0 +1,381 @@
+//! Schedules (SPEC §3b): cron expressions in an IANA time zone → slots, with the daylight
+//! saving rules, jitter, windows and blackout calendars. Pure: the clock is always passed
+//! in, and nothing here executes anything (the daemon's loop is in [`crate::run`]).
+//!
+//! The `cron` crate is used for field matching only, on *wall-clock* time: it is run in a
+//! zone without daylight saving and each local wall-clock time is then mapped to an instant
+//! here. Left to itself, the crate skips local times that fall in a spring-forward gap, and
+//! it numbers weekdays from Sunday = 1 where crontab uses Sunday = 0; both are handled here.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::config::Calendar;
+use crate::runbook::ScheduleSpec;
+
+/// What to do with a slot while the previous run is still active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    Skip,
+    Queue,
+}
+
+/// What to do with slots missed while the daemon was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misfire {
+    Skip,
+    RunOnce,
+}
+
+/// A parsed schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: cron::Schedule,
+    pub tz: Tz,
+    pub window: Option<Duration>,
+    pub jitter: Option<Duration>,
+    pub overlap: Overlap,
+    pub misfire: Misfire,
+    pub blackout: Vec<String>,
+}
+
+impl Schedule {
+    /// Parses a runbook's `schedule` section.
+    pub fn parse(spec: &ScheduleSpec) -> Result<Schedule, String> {
+        let fields: Vec<&str> = spec.cron.split_whitespace().collect();
+        let (sec, rest) = match fields.len() {
+            5 => ("0", &fields[..]),
+            6 => (fields[0], &fields[1..]),
+            _ => return Err("cron takes 5 fields (or 6 with seconds first)".into()),
+        };
+        let dow = crontab_weekdays(rest[4])?;
+        let expr = format!(
+            "{sec} {} {} {} {} {dow}",
+            rest[0], rest[1], rest[2], rest[3]
+        );
+        let cron = expr
+            .parse::<cron::Schedule>()
+            .map_err(|e| format!("`{}` is not a valid cron expression: {e}", spec.cron))?;
+        let tz = match &spec.timezone {
+            Some(t) => t
+                .parse::<Tz>()
+                .map_err(|_| format!("`{t}` is not an IANA time zone"))?,
+            None => Tz::UTC,
+        };
+        let dur = |v: &Option<String>| -> Result<Option<Duration>, String> {
+            v.as_deref().map(crate::runbook::parse_duration).transpose()
+        };
+        Ok(Schedule {
+            cron,
+            tz,
+            window: dur(&spec.window)?,
+            jitter: dur(&spec.jitter)?,
+            overlap: match spec.overlap.as_deref() {
+                Some("queue") => Overlap::Queue,
+                _ => Overlap::Skip,
+            },
+            misfire: match spec.misfire.as_deref() {
+                Some("run_once") => Misfire::RunOnce,
+                _ => Misfire::Skip,
+            },
+            blackout: spec.blackout.clone(),
+        })
+    }
+
+    /// Slots strictly after `after`, in increasing order. A local time in a spring-forward
+    /// gap fires once, at the end of the gap; a local time that happens twice fires once, at
+    /// its first occurrence.
+    pub fn slots_after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        // Start a little before `after` in wall-clock time: around a fall-back change the
+        // local clock repeats, and a slot must not be missed for that.
+        let start_local = after.with_timezone(&self.tz).naive_local() - chrono::Duration::hours(3);
+        let mut last = after;
+        self.cron
+            .after_owned(Utc.from_utc_datetime(&start_local))
+            .map(move |wall| self.instant_of(wall.naive_utc()))
+            .filter(move |t| {
+                // Strictly increasing: drops slots before `after`, the repeated local
+                // hour, and the several gap times that all map to the gap's end.
+                if *t > last {
+                    last = *t;
+                    true
+                } else {
+                    false
+                }
+            })
+    }
+
+    /// The next `count` slots after `after`.
+    pub fn next(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+        self.slots_after(after).take(count).collect()
+    }
+
+    /// The instant a local wall-clock time stands for (see [`Schedule::slots_after`]).
+    fn instant_of(&self, local: NaiveDateTime) -> DateTime<Utc> {
+        match self.tz.from_local_datetime(&local) {
+            LocalResult::Single(t) => t.with_timezone(&Utc),
+            LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+            LocalResult::None => gap_end(&self.tz, local),
+        }
+    }
+
+    /// When this slot actually fires: the slot plus a jitter that is the same for the same
+    /// runbook and slot, so a restart does not move it.
+    pub fn fire_time(&self, runbook: &str, slot: DateTime<Utc>) -> DateTime<Utc> {
+        match self.jitter {
+            Some(j) if !j.is_zero() => {
+                let seed = crate::audit::sha256_hex(
+                    format!("{runbook}\0{}", slot.to_rfc3339()).as_bytes(),
+                );
+                let n = u64::from_str_radix(&seed[..12], 16).unwrap_or(0);
+                let ms = n % (j.as_millis().max(1) as u64);
+                slot + chrono::Duration::milliseconds(ms as i64)
+            }
+            _ => slot,
+        }
+    }
+
+    /// When the maintenance window of a slot closes, if the schedule has one.
+    pub fn window_end(&self, slot: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.window
+            .and_then(|w| chrono::Duration::from_std(w).ok())
+            .map(|w| slot + w)
+    }
+
+    /// The blackout calendar (and its reason) that `t` falls in, if any.
+    pub fn blackout_at<'c>(
+        &self,
+        calendars: &'c std::collections::BTreeMap<String, Calendar>,
+        t: DateTime<Utc>,
+    ) -> Option<(&'c str, Option<&'c str>)> {
+        for name in &self.blackout {
+            if let Some((key, cal)) = calendars.get_key_value(name) {
+                for p in &cal.periods {
+                    if p.from.with_timezone(&Utc) <= t && t < p.to.with_timezone(&Utc) {
+                        return Some((
+                            key.as_str(),
+                            p.reason.as_deref().or(cal.description.as_deref()),
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The instant a spring-forward gap that contains `local` ends. With offsets `before` and
+/// `after` the change, the transition instant T satisfies T + before <= local < T + after,
+/// so T lies in (local - after, local - before]; a binary search over seconds finds it.
+fn gap_end(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    use chrono::Offset;
+    let offset_at =
+        |utc: NaiveDateTime| tz.offset_from_utc_datetime(&utc).fix().local_minus_utc() as i64;
+    let before = offset_at(local - chrono::Duration::days(1));
+    let after = offset_at(local + chrono::Duration::days(1));
+    let (mut lo, mut hi) = (
+        local - chrono::Duration::seconds(after),
+        local - chrono::Duration::seconds(before),
+    );
+    if lo >= hi {
+        return Utc.from_utc_datetime(&hi);
+    }
+    // Invariant: offset_at(lo) == before, offset_at(hi) == after.
+    while (hi - lo).num_seconds() > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if offset_at(mid) == after {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Utc.from_utc_datetime(&hi)
+}
+
+/// Rewrites a crontab day-of-week field (0–7, Sunday = 0 or 7, names, ranges, steps) as the
+/// explicit list the `cron` crate reads (Sunday = 1).
+fn crontab_weekdays(field: &str) -> Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok(field.to_string());
+    }
+    let day = |s: &str| -> Result<u32, String> {
+        let names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+        if let Some(i) = names.iter().position(|n| s.eq_ignore_ascii_case(n)) {
+            return Ok(i as u32);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n <= 7 => Ok(n),
+            _ => Err(format!("`{s}` is not a day of the week (0-7 or sun-sat)")),
+        }
+    };
+    let mut days = BTreeSet::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (
+                r,
+                s.parse::<u32>()
+                    .map_err(|_| format!("`{item}`: bad step"))?
+                    .max(1),
+            ),
+            None => (item, 1),
+        };
+        let (lo, hi) = match range {
+            "*" => (0, 6),
+            r => match r.split_once('-') {
+                Some((a, b)) => (day(a)?, day(b)?),
+                None if step > 1 => (day(r)?, 6),
+                None => (day(r)?, day(r)?),
+            },
+        };
+        if lo > hi {
+            return Err(format!("`{item}`: a range goes from low to high"));
+        }
+        let mut d = lo;
+        while d <= hi {
+            days.insert(d % 7);
+            d += step;
+        }
+    }
+    Ok(days
+        .iter()
+        .map(|d| (d + 1).to_string())
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched(cron: &str, tz: &str) -> Schedule {
+        Schedule::parse(&ScheduleSpec {
+            cron: cron.into(),
+            timezone: Some(tz.into()),
+            window: None,
+            overlap: None,
+            misfire: None,
+            jitter: None,
+            blackout: vec![],
+        })
+        .unwrap()
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn fmt(v: &[DateTime<Utc>]) -> Vec<String> {
+        v.iter()
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn berlin_spring_forward_fires_once_at_end_of_gap() {
+        // 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
+        let s = sched("30 2 * * *", "Europe/Berlin");
+        let got = fmt(&s.next(utc("2026-03-28T00:00:00Z"), 3));
+        assert_eq!(
+            got,
+            [
+                "2026-03-28T01:30:00Z",
+                "2026-03-29T01:00:00Z",
+                "2026-03-30T00:30:00Z"
+            ]
+        );
+        // Several times inside the gap still fire once.
+        let s = sched("*/15 2 * * *", "Europe/Berlin");
+        let got = fmt(&s.next(utc("2026-03-29T00:00:00Z"), 2));
+        assert_eq!(got, ["2026-03-29T01:00:00Z", "2026-03-30T00:00:00Z"]);
+    }
+
+    #[test]
+    fn berlin_fall_back_fires_once_at_first_occurrence() {
+        // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+        let s = sched("30 2 * * *", "Europe/Berlin");
+        let got = fmt(&s.next(utc("2026-10-24T12:00:00Z"), 2));
+        assert_eq!(got, ["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]);
+        // Hourly: 02:00 local fires once.
+        let s = sched("0 * * * *", "Europe/Berlin");
+        let got = fmt(&s.next(utc("2026-10-24T23:30:00Z"), 4));
+        assert_eq!(
+            got,
+            [
+                "2026-10-25T00:00:00Z",
+                "2026-10-25T02:00:00Z",
+                "2026-10-25T03:00:00Z",
+                "2026-10-25T04:00:00Z"
+            ]
+        );
+        // Starting inside the repeated hour does not fire its first occurrence again.
+        let got = fmt(&s.next(utc("2026-10-25T01:10:00Z"), 1));
+        assert_eq!(got, ["2026-10-25T02:00:00Z"]);
+    }
+
+    #[test]
+    fn new_york_spring_forward_and_fall_back() {
+        // 2026-03-08: 02:00 EST → 03:00 EDT (07:00 UTC). 2026-11-01: 02:00 EDT → 01:00 EST.
+        let s = sched("30 2 * * *", "America/New_York");
+        let got = fmt(&s.next(utc("2026-03-07T00:00:00Z"), 3));
+        assert_eq!(
+            got,
+            [
+                "2026-03-07T07:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-09T06:30:00Z"
+            ]
+        );
+        let s = sched("30 1 * * *", "America/New_York");
+        let got = fmt(&s.next(utc("2026-10-31T12:00:00Z"), 2));
+        assert_eq!(got, ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]);
+    }
+
+    #[test]
+    fn crontab_weekdays_mean_what_crontab_means() {
+        // 2026-11-30 is a Monday.
+        let s = sched("0 9 * * 1-5", "UTC");
+        let got = fmt(&s.next(utc("2026-11-28T00:00:00Z"), 6));
+        assert_eq!(
+            got,
+            [
+                "2026-11-30T09:00:00Z",
+                "2026-12-01T09:00:00Z",
+                "2026-12-02T09:00:00Z",
+                "2026-12-03T09:00:00Z",
+                "2026-12-04T09:00:00Z",
+                "2026-12-07T09:00:00Z"
+            ]
+        );
+        for sunday in ["0 9 * * 0", "0 9 * * 7", "0 9 * * sun", "0 9 * * SUN"] {
+            assert_eq!(
+                fmt(&sched(sunday, "UTC").next(utc("2026-11-28T00:00:00Z"), 1)),
+                ["2026-11-29T09:00:00Z"],
+                "{sunday}"
+            );
+        }
+        assert_eq!(crontab_weekdays("5-7").unwrap(), "1,6,7");
+        assert!(crontab_weekdays("8").is_err());
+    }
+
+    #[test]
+    fn six_fields_have_seconds_first() {
+        let s = sched("*/10 * * * * *", "UTC");
+        assert_eq!(
+            fmt(&s.next(utc("2026-01-01T00:00:05Z"), 2)),
+            ["2026-01-01T00:00:10Z", "2026-01-01T00:00:20Z"]
+        );
+    }
+
+    #[test]
+    fn jitter_is_stable_and_bounded() {
+        let mut s = sched("0 3 * * *", "UTC");
+        s.jitter = Some(Duration::from_secs(600));
+        let slot = utc("2026-01-01T03:00:00Z");
+        let a = s.fire_time("patch", slot);
+        assert_eq!(a, s.fire_time("patch", slot));
+        assert!(a >= slot && a < slot + chrono::Duration::seconds(600));
+    }
+}
