@@ -32,7 +32,6 @@ pub struct Prompt {
 
 /// Sends prompts to the configured targets.
 pub struct Notifier {
-    targets: Vec<NotifyTarget>,
     client: reqwest::Client,
     public_url: String,
     store: Arc<Store>,
@@ -42,14 +41,12 @@ pub struct Notifier {
 impl Notifier {
     /// `public_url` is where people reach tandem's pages (for links).
     pub fn new(
-        targets: Vec<NotifyTarget>,
         client: reqwest::Client,
         public_url: String,
         store: Arc<Store>,
         rt: tokio::runtime::Handle,
     ) -> Notifier {
         Notifier {
-            targets,
             client,
             public_url: public_url.trim_end_matches('/').to_string(),
             store,
@@ -63,8 +60,8 @@ impl Notifier {
     }
 
     /// Queues `prompt` for every target that wants its event and party. Returns at once.
-    pub fn send(&self, prompt: Prompt) {
-        for target in &self.targets {
+    pub fn send(&self, targets: &[NotifyTarget], prompt: Prompt) {
+        for target in targets {
             let wants_event =
                 target.events.is_empty() || target.events.iter().any(|e| *e == prompt.event);
             let wants_party =

@@ -133,14 +133,17 @@ impl App {
                 hosts.join(", ")
             )
         };
-        self.notifier.send(Prompt {
-            event: event.to_string(),
-            party: party.to_string(),
-            run_id: id.to_string(),
-            runbook: rb.name.clone(),
-            initiator: who.to_string(),
-            summary,
-        });
+        self.notifier.send(
+            &self.config().notify,
+            Prompt {
+                event: event.to_string(),
+                party: party.to_string(),
+                run_id: id.to_string(),
+                runbook: rb.name.clone(),
+                initiator: who.to_string(),
+                summary,
+            },
+        );
     }
 
     /// An approver's decision on a run's pending gate (rules 3 and 4). `digest`, when given,
@@ -393,14 +396,17 @@ impl App {
                 plan_json["initiator"]["party"].as_str().unwrap_or_default()
             );
             for p in &parties {
-                self.notifier.send(Prompt {
-                    event: "gate_requested".into(),
-                    party: p.clone(),
-                    run_id: id.to_string(),
-                    runbook: rb.name.clone(),
-                    initiator: who.clone(),
-                    summary: format!("{}: {reason}", rb.name),
-                });
+                self.notifier.send(
+                    &self.config().notify,
+                    Prompt {
+                        event: "gate_requested".into(),
+                        party: p.clone(),
+                        run_id: id.to_string(),
+                        runbook: rb.name.clone(),
+                        initiator: who.clone(),
+                        summary: format!("{}: {reason}", rb.name),
+                    },
+                );
             }
             self.changed.notify_waiters();
         }

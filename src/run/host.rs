@@ -21,6 +21,8 @@ use crate::script::{self, ActionError, HostApi, HttpOutput, ScriptInput, ShOutpu
 /// What all hosts of one run share.
 pub(super) struct RunShared {
     pub app: Arc<App>,
+    /// The config in force when the run started.
+    pub config: Arc<crate::config::Config>,
     pub run_id: String,
     pub runbook: Runbook,
     pub params: Value,
@@ -237,7 +239,7 @@ impl HostContext {
             .lock()
             .map_err(|_| ExecError::Io("session lock poisoned".into()))?;
         if guard.is_none() {
-            let host = shared.app.config.host(&target.name).ok_or_else(|| {
+            let host = shared.config.host(&target.name).ok_or_else(|| {
                 ExecError::Connect(format!("host {} left the inventory", target.name))
             })?;
             let key = host.host_key.as_ref().ok_or_else(|| {
@@ -247,11 +249,7 @@ impl HostContext {
             let credential = match &host.identity {
                 Some(Identity::File(p)) => Credential::File(p),
                 Some(Identity::Secret(name)) => {
-                    pem = shared
-                        .app
-                        .config
-                        .read_secret(name)
-                        .map_err(ExecError::Auth)?;
+                    pem = shared.config.read_secret(name).map_err(ExecError::Auth)?;
                     if let Ok(mut r) = self.redactor.lock() {
                         r.add(pem.expose());
                     }
@@ -417,7 +415,7 @@ impl HostApi for HostContext {
             return Err(self.violation("secret", name));
         }
         let action = self.intent("secret", name, json!({"secret": name}))?;
-        match self.shared.app.config.read_secret(name) {
+        match self.shared.config.read_secret(name) {
             Ok(v) => {
                 if let Ok(mut r) = self.redactor.lock() {
                     r.add(v.expose());

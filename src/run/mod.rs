@@ -79,6 +79,13 @@ pub struct StartRequest {
     pub reason: Option<String>,
 }
 
+/// A config and the catalog validated against it.
+#[derive(Clone)]
+struct Loaded {
+    config: Arc<Config>,
+    catalog: Arc<Catalog>,
+}
+
 /// What a live run can be told from outside.
 #[derive(Debug, Default)]
 struct RunControl {
@@ -87,8 +94,9 @@ struct RunControl {
 
 /// The daemon's shared state.
 pub struct App {
-    pub config: Arc<Config>,
-    catalog: RwLock<Arc<Catalog>>,
+    /// The config and runbooks in force; swapped whole on reload, so a reader always sees
+    /// a config and a catalog that were validated together.
+    loaded: RwLock<Loaded>,
     pub store: Arc<Store>,
     http: reqwest::Client,
     pub notifier: crate::notify::Notifier,
@@ -141,7 +149,6 @@ impl App {
         let http = crate::exec::http::client().map_err(|e| crate::Error::Usage(e.to_string()))?;
         let store = Arc::new(store);
         let notifier = crate::notify::Notifier::new(
-            config.notify.clone(),
             http.clone(),
             config
                 .public_url
@@ -151,8 +158,10 @@ impl App {
             tokio::runtime::Handle::current(),
         );
         Ok(Arc::new(App {
-            config: Arc::new(config),
-            catalog: RwLock::new(Arc::new(catalog)),
+            loaded: RwLock::new(Loaded {
+                config: Arc::new(config),
+                catalog: Arc::new(catalog),
+            }),
             store,
             http,
             notifier,
@@ -163,12 +172,35 @@ impl App {
         }))
     }
 
+    fn loaded(&self) -> Loaded {
+        // A poisoned lock still holds a whole, validated pair: keep serving it.
+        self.loaded
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
     /// The current runbooks.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.loaded().catalog
+    }
+
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.loaded().config
+    }
+
+    /// Puts a newly loaded and validated config and catalog in force. Runs already under
+    /// way keep the config they started with.
+    pub fn replace_loaded(&self, config: Config, catalog: Catalog) {
+        let new = Loaded {
+            config: Arc::new(config),
+            catalog: Arc::new(catalog),
+        };
+        match self.loaded.write() {
+            Ok(mut l) => *l = new,
+            Err(p) => *p.into_inner() = new,
+        }
     }
 
     /// Rule 8 after a crash: runs left `running` (or accepted but not started) become
@@ -206,7 +238,7 @@ impl App {
         initiator: Initiator,
         slot: Option<String>,
     ) -> Result<Plan, PlanError> {
-        make_plan(rb, &self.config, params, initiator, slot)
+        make_plan(rb, &self.config(), params, initiator, slot)
     }
 
     /// Turns a request into a run: rule 1, params, plan, then either waits for approval
@@ -499,6 +531,7 @@ impl App {
         };
         let shared = Arc::new(host::RunShared {
             app: self.clone(),
+            config: self.config(),
             run_id: id.to_string(),
             runbook: rb.clone(),
             params: serde_json::to_value(&plan.params).unwrap_or(Value::Null),

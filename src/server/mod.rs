@@ -108,7 +108,7 @@ fn caller(app: &App, headers: &HeaderMap) -> ApiResult<User> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthorized)?;
-    app.config
+    app.config()
         .user_by_token(token)
         .cloned()
         .ok_or(ApiError::Unauthorized)

@@ -184,7 +184,8 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(f.next.as_deref());
-    let Some(user) = app.config.user_by_token(f.token.trim()) else {
+    let config = app.config();
+    let Some(user) = config.user_by_token(f.token.trim()) else {
         return page(
             StatusCode::UNAUTHORIZED,
             "Sign in",
@@ -248,7 +249,7 @@ fn signed_in(
 ) -> Result<(User, String), Response> {
     sessions
         .get(headers)
-        .and_then(|(name, csrf)| app.config.user(&name).cloned().map(|u| (u, csrf)))
+        .and_then(|(name, csrf)| app.config().user(&name).cloned().map(|u| (u, csrf)))
         .ok_or_else(|| Redirect::to(&format!("/login?next={here}")).into_response())
 }
 
@@ -574,7 +575,7 @@ async fn act(
     if !csrf_ok(&csrf, &f.csrf) {
         return page(StatusCode::FORBIDDEN, "Refused", "<p class=\"error\">The form's CSRF token is not valid. Reload the page and try again.</p>");
     }
-    let Some(user) = app.config.user(&name).cloned() else {
+    let Some(user) = app.config().user(&name).cloned() else {
         return page(
             StatusCode::UNAUTHORIZED,
             "Sign in",
