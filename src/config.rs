@@ -301,12 +301,11 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let mut errors = Vec::new();
-        let err = |field: String, needle: &str, message: String| LoadError {
-            file: path.to_path_buf(),
-            line: yaml::find_line(&text, needle),
-            column: None,
-            field,
-            message,
+        // Locate by field path; fall back to the first line showing the offending text.
+        let err = |field: String, needle: &str, message: String| {
+            let mut e = yaml::error_at(path, &text, &field, message);
+            e.line = yaml::refine_line(&text, e.line, needle);
+            e
         };
 
         let parties: BTreeSet<&str> = raw.parties.iter().map(String::as_str).collect();

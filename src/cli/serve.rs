@@ -54,6 +54,8 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
     }
 
     tokio::spawn(expiry_loop(app.clone()));
+    tokio::spawn(app.clone().scheduler_loop());
+    tokio::spawn(reload_loop(app.clone(), config_path.to_path_buf()));
     outln!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
@@ -84,6 +86,82 @@ async fn expiry_loop(app: std::sync::Arc<App>) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "expiring approvals failed"),
             Err(e) => tracing::error!(error = %e, "expiry task failed"),
+        }
+    }
+}
+
+/// What the reload watcher compares: each watched file's length and modification time.
+fn fingerprint(
+    config_path: &Path,
+    runbooks_dir: &Path,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let stat = |p: std::path::PathBuf| {
+        let m = std::fs::metadata(&p).ok();
+        let len = m.as_ref().map_or(0, |m| m.len());
+        let modified = m.and_then(|m| m.modified().ok());
+        (p, len, modified)
+    };
+    let mut out = vec![stat(config_path.to_path_buf())];
+    if let Ok(entries) = std::fs::read_dir(runbooks_dir) {
+        let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        out.extend(files.into_iter().map(stat));
+    }
+    out
+}
+
+/// Reloads config and runbooks on SIGHUP and when their files change. A broken edit keeps
+/// the last good version in force and is reported in the log and the audit log.
+async fn reload_loop(app: std::sync::Arc<App>, config_path: std::path::PathBuf) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut seen = fingerprint(&config_path, &app.config().runbooks_dir);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let forced = match hup.as_mut() {
+            Some(h) => tokio::select! {
+                _ = h.recv() => true,
+                _ = tick.tick() => false,
+            },
+            None => {
+                tick.tick().await;
+                false
+            }
+        };
+        #[cfg(not(unix))]
+        let forced = {
+            tick.tick().await;
+            false
+        };
+        let now = fingerprint(&config_path, &app.config().runbooks_dir);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        let (a, path) = (app.clone(), config_path.clone());
+        let outcome = tokio::task::spawn_blocking(move || -> Result<()> {
+            match super::local::load(&path, &[]) {
+                Ok((config, catalog)) => {
+                    let versions: serde_json::Map<String, serde_json::Value> =
+                        catalog.runbooks.values().map(|rb| (rb.name.clone(), json!(rb.version))).collect();
+                    let sha = config.sha256.clone();
+                    a.replace_loaded(config, catalog);
+                    a.store.audit(&Actor::system(), None, "config_loaded", json!({"config_sha256": sha, "runbooks": versions, "reload": true}))?;
+                    a.schedule_wake.notify_one();
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(errors = %e, "reload failed; the last good config and runbooks stay in force");
+                    a.store.audit(&Actor::system(), None, "config_reload_failed", json!({"errors": e.to_string()}))?;
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        if let Ok(Err(e)) = outcome {
+            tracing::error!(error = %e, "reload could not be recorded");
         }
     }
 }

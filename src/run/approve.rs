@@ -159,7 +159,7 @@ impl App {
         let actor = Actor::user(&user.name, &user.party);
         enum Next {
             Nothing,
-            Start,
+            Start(String),
         }
         let next = self.store.tx(|tx| -> Result<Result<Next, RunError>, _> {
             let Some(run) = tx.run(id)? else {
@@ -202,7 +202,12 @@ impl App {
                     tx.audit(&Actor::system(), Some(id), "approval_complete", json!({"gate": gate.gate, "digest": run.digest}))?;
                     if gate.gate == 0 {
                         tx.set_run_status(id, status::QUEUED, None)?;
-                        Ok(Ok(Next::Start))
+                        // A scheduled run approved ahead of its slot starts at the slot.
+                        if run.slot.is_some() {
+                            Ok(Ok(Next::Nothing))
+                        } else {
+                            Ok(Ok(Next::Start(run.runbook.clone())))
+                        }
                     } else {
                         Ok(Ok(Next::Nothing))
                     }
@@ -217,8 +222,8 @@ impl App {
                 }
             }
         })??;
-        if let Next::Start = next {
-            self.spawn(id.to_string());
+        if let Next::Start(runbook) = next {
+            self.spawn(id.to_string(), &runbook);
         }
         self.changed.notify_waiters();
         self.store

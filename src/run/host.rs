@@ -34,6 +34,8 @@ pub(super) struct RunShared {
     pub gate_end: Mutex<Option<&'static str>>,
     /// The run's stored plan (approvals, targets, initiator), for mid-run gates.
     pub plan: Value,
+    /// When the maintenance window of a scheduled run closes.
+    pub window_end: Option<chrono::DateTime<chrono::Utc>>,
     pub rt: tokio::runtime::Handle,
 }
 
@@ -532,7 +534,10 @@ impl HostApi for HostContext {
     }
 
     fn window_left(&self) -> i64 {
-        i64::MAX
+        match self.shared.window_end {
+            Some(end) => (end - chrono::Utc::now()).num_seconds().max(0),
+            None => i64::MAX,
+        }
     }
 
     fn should_stop(&self) -> Option<String> {

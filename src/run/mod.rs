@@ -8,6 +8,7 @@
 
 mod approve;
 mod host;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +91,7 @@ struct Loaded {
 #[derive(Debug, Default)]
 struct RunControl {
     cancel: AtomicBool,
+    runbook: String,
 }
 
 /// The daemon's shared state.
@@ -106,12 +108,80 @@ pub struct App {
     pub changed: Notify,
     /// Woken when the last active run ends, for a draining shutdown.
     idle: Notify,
+    /// Wakes the scheduler early: a run ended, a standing approval arrived, a reload.
+    pub schedule_wake: Notify,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").finish_non_exhaustive()
     }
+}
+
+/// Writes a new run with its hosts and its `run_requested` record; when `gate_expires` is
+/// given, the run waits for approval behind gate 0 until then; `break_glass` (reason and
+/// review parties) flags it and opens its review. Status, initiator and slot come from the
+/// plan, so a scheduled and an on-demand run are recorded the same way.
+fn record_run(
+    tx: &crate::store::Tx<'_>,
+    id: &str,
+    rb: &Runbook,
+    plan: &Plan,
+    actor: &Actor,
+    gate_expires: Option<&str>,
+    break_glass: Option<(&str, &[String])>,
+) -> Result<(), StoreError> {
+    let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
+    let plan_json = serde_json::to_value(plan).unwrap_or(Value::Null);
+    tx.insert_run(&NewRun {
+        id,
+        runbook: &rb.name,
+        version: &rb.version,
+        status: if gate_expires.is_some() {
+            status::AWAITING_APPROVAL
+        } else {
+            status::QUEUED
+        },
+        initiator_user: &plan.initiator.user,
+        initiator_party: &plan.initiator.party,
+        digest: &plan.digest,
+        plan: &plan_json,
+        break_glass: break_glass.is_some(),
+        reason: break_glass.map(|b| b.0),
+        slot: plan.slot.as_deref(),
+        hosts: &hosts,
+    })?;
+    tx.audit(
+        actor,
+        Some(id),
+        "run_requested",
+        json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot}),
+    )?;
+    if let Some(expires_at) = gate_expires {
+        tx.open_gate(id, 0, "start", None, &json!(plan.approvals), expires_at)?;
+        tx.audit(
+            actor,
+            Some(id),
+            "approval_requested",
+            json!({"gate": 0, "digest": plan.digest, "from": plan.approvals, "expires_at": expires_at}),
+        )?;
+    }
+    if let Some((reason, parties)) = break_glass {
+        tx.audit(
+            actor,
+            Some(id),
+            "break_glass",
+            json!({"reason": reason, "approvals_skipped": plan.approvals, "digest": plan.digest}),
+        )?;
+        tx.open_review(id, &json!(parties))?;
+        tx.audit(
+            actor,
+            Some(id),
+            "review_requested",
+            json!({"parties": parties}),
+        )?;
+    }
+    Ok(())
 }
 
 /// A fresh run id: 16 hex digits from the OS random source.
@@ -169,6 +239,7 @@ impl App {
             shutting_down: AtomicBool::new(false),
             changed: Notify::new(),
             idle: Notify::new(),
+            schedule_wake: Notify::new(),
         }))
     }
 
@@ -289,57 +360,24 @@ impl App {
         let plan = self.plan(rb, &req.params, initiator, None)?;
         let id = new_run_id();
         let needs_approval = !plan.approvals.is_empty() && !req.break_glass;
-        let status = if needs_approval {
-            status::AWAITING_APPROVAL
-        } else {
-            status::QUEUED
-        };
-        let plan_json = serde_json::to_value(&plan).unwrap_or(Value::Null);
-        let requirements = serde_json::to_value(&plan.approvals).unwrap_or(Value::Null);
         let review_parties = approve::review_parties(rb, &plan);
-        let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
-        let expires_at = approve::expiry(rb);
+        let expires_at = needs_approval.then(|| approve::expiry(rb));
+        let break_glass = req.break_glass.then(|| {
+            (
+                req.reason.as_deref().unwrap_or_default(),
+                review_parties.as_slice(),
+            )
+        });
         self.store.tx(|tx| {
-            tx.insert_run(&NewRun {
-                id: &id,
-                runbook: &rb.name,
-                version: &rb.version,
-                status,
-                initiator_user: &user.name,
-                initiator_party: &user.party,
-                digest: &plan.digest,
-                plan: &plan_json,
-                break_glass: req.break_glass,
-                reason: req.reason.as_deref(),
-                slot: None,
-                hosts: &hosts,
-            })?;
-            tx.audit(
+            record_run(
+                tx,
+                &id,
+                rb,
+                &plan,
                 &actor,
-                Some(&id),
-                "run_requested",
-                json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest}),
-            )?;
-            if needs_approval {
-                tx.open_gate(&id, 0, "start", None, &requirements, &expires_at)?;
-                tx.audit(
-                    &actor,
-                    Some(&id),
-                    "approval_requested",
-                    json!({"gate": 0, "digest": plan.digest, "from": plan.approvals, "expires_at": expires_at}),
-                )?;
-            }
-            if req.break_glass {
-                tx.audit(
-                    &actor,
-                    Some(&id),
-                    "break_glass",
-                    json!({"reason": req.reason, "approvals_skipped": plan.approvals, "digest": plan.digest}),
-                )?;
-                tx.open_review(&id, &json!(review_parties))?;
-                tx.audit(&actor, Some(&id), "review_requested", json!({"parties": review_parties}))?;
-            }
-            Ok(())
+                expires_at.as_deref(),
+                break_glass,
+            )
         })?;
         let who = format!("{} ({})", user.name, user.party);
         if needs_approval {
@@ -352,14 +390,17 @@ impl App {
                     self.prompt("review_requested", p, &id, rb, &who, &plan);
                 }
             }
-            self.spawn(id.clone());
+            self.spawn(id.clone(), &rb.name);
         }
         self.store.run(&id)?.ok_or(RunError::UnknownRun(id))
     }
 
     /// Starts carrying out a run in the background.
-    fn spawn(self: &Arc<Self>, id: String) {
-        let control = Arc::new(RunControl::default());
+    fn spawn(self: &Arc<Self>, id: String, runbook: &str) {
+        let control = Arc::new(RunControl {
+            cancel: AtomicBool::new(false),
+            runbook: runbook.to_string(),
+        });
         if let Ok(mut active) = self.active.lock() {
             active.insert(id.clone(), control.clone());
         }
@@ -376,10 +417,27 @@ impl App {
                 Err(_) => false,
             };
             app.changed.notify_waiters();
+            app.schedule_wake.notify_one();
             if now_idle {
                 app.idle.notify_waiters();
             }
         });
+    }
+
+    /// Whether this run is being carried out now.
+    fn is_active(&self, id: &str) -> bool {
+        self.active
+            .lock()
+            .map(|a| a.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    /// Whether any run of this runbook is being carried out now.
+    fn runbook_active(&self, runbook: &str) -> bool {
+        self.active
+            .lock()
+            .map(|a| a.values().any(|c| c.runbook == runbook))
+            .unwrap_or(false)
     }
 
     /// Cancels a run that has not finished.
@@ -541,6 +599,7 @@ impl App {
             violation: Mutex::new(None),
             gate_end: Mutex::new(None),
             plan: run.plan.clone(),
+            window_end: schedule::window_end(rb, run.slot.as_deref()),
             rt: tokio::runtime::Handle::current(),
         });
         let outcome = self.rollout(shared.clone(), ast, &plan).await;
@@ -583,12 +642,12 @@ impl App {
         let batch = rb.rollout.batch.map_or(total, |b| b.of(total).max(1));
         let max_failures = rb.rollout.max_failures.map(|m| m.of(total));
         let permits = Arc::new(Semaphore::new(rb.rollout.parallel));
+        // Counted as hosts finish, before their permit is released, so the next host
+        // waiting for a permit sees every failure that came before it.
+        let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut failures: Vec<String> = Vec::new();
         let mut halted: Option<String> = None;
-        for chunk in plan.targets.chunks(batch) {
-            if halted.is_some() {
-                break;
-            }
+        'batches: for chunk in plan.targets.chunks(batch) {
             let mut tasks = Vec::with_capacity(chunk.len());
             for target in chunk {
                 let permit = permits
@@ -596,19 +655,32 @@ impl App {
                     .acquire_owned()
                     .await
                     .map_err(|e| e.to_string())?;
-                if shared.stop_reason().is_some()
-                    || max_failures.is_some_and(|m| failures.len() > m)
-                {
-                    drop(permit);
+                if shared.stop_reason().is_some() {
                     break;
                 }
-                let s = shared.clone();
-                let ast = ast.clone();
-                let t = target.clone();
+                if let Some(m) = max_failures.filter(|m| failed.load(Ordering::SeqCst) > *m) {
+                    halted = Some(format!(
+                        "max_failures ({m}) exceeded; remaining hosts not started"
+                    ));
+                    break;
+                }
+                if shared
+                    .window_end
+                    .is_some_and(|end| chrono::Utc::now() >= end)
+                {
+                    halted =
+                        Some("the maintenance window closed; remaining hosts not started".into());
+                    break;
+                }
+                let (s, ast, t, failed) =
+                    (shared.clone(), ast.clone(), target.clone(), failed.clone());
                 tasks.push((
                     target.name.clone(),
                     tokio::task::spawn_blocking(move || {
                         let r = host::run_host(&s, &ast, Some(&t));
+                        if r.is_err() {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
                         drop(permit);
                         r
                     }),
@@ -621,15 +693,8 @@ impl App {
                     Err(e) => failures.push(format!("{name}: script thread failed: {e}")),
                 }
             }
-            if let Some(m) = max_failures {
-                if failures.len() > m {
-                    halted = Some(format!(
-                        "max_failures ({m}) exceeded; remaining hosts not started"
-                    ));
-                }
-            }
-            if shared.stop_reason().is_some() {
-                break;
+            if halted.is_some() || shared.stop_reason().is_some() {
+                break 'batches;
             }
         }
         if failures.is_empty() && halted.is_none() {

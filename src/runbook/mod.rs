@@ -81,12 +81,11 @@ impl Runbook {
             .map_err(|_| LoadError::at(path, "", "runbook is not valid UTF-8"))?;
         let raw: RawRunbook = yaml::parse(path, &text)?;
         let mut errors = Vec::new();
-        let err = |field: String, needle: &str, message: String| LoadError {
-            file: path.to_path_buf(),
-            line: yaml::find_line(&text, needle),
-            column: None,
-            field,
-            message,
+        // Locate by field path; fall back to the first line showing the offending text.
+        let err = |field: String, needle: &str, message: String| {
+            let mut e = yaml::error_at(path, &text, &field, message);
+            e.line = yaml::refine_line(&text, e.line, needle);
+            e
         };
         let party_known = |p: &str| config.parties.iter().any(|q| q == p);
 
@@ -249,12 +248,13 @@ impl Runbook {
                 }
                 Rollout {
                     parallel: r.parallel.unwrap_or(Rollout::DEFAULT_PARALLEL).max(1),
-                    batch: parse_opt_amount(&r.batch, "rollout.batch", &mut errors, path),
+                    batch: parse_opt_amount(&r.batch, "rollout.batch", &mut errors, path, &text),
                     max_failures: parse_opt_amount(
                         &r.max_failures,
                         "rollout.max_failures",
                         &mut errors,
                         path,
+                        &text,
                     ),
                 }
             }
@@ -379,12 +379,13 @@ fn parse_opt_amount(
     field: &str,
     errors: &mut Vec<LoadError>,
     path: &Path,
+    text: &str,
 ) -> Option<Amount> {
     let v = v.as_ref()?;
     match Amount::parse(v) {
         Ok(a) => Some(a),
         Err(m) => {
-            errors.push(LoadError::at(path, field, m));
+            errors.push(yaml::error_at(path, text, field, m));
             None
         }
     }

@@ -130,6 +130,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/reviews", get(reviews))
         .route("/api/v1/runbooks", get(runbooks))
         .route("/api/v1/schedules", get(schedules))
+        .route("/api/v1/schedules/{runbook}/standing", post(standing))
         .route("/api/v1/audit", get(audit))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(app.clone())
@@ -300,9 +301,54 @@ async fn reviews(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<R
     Ok(Json(runs).into_response())
 }
 
-async fn schedules(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+#[derive(Deserialize)]
+struct SchedulesQuery {
+    count: Option<usize>,
+}
+
+async fn schedules(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<SchedulesQuery>,
+) -> ApiResult<Response> {
     caller(&app, &headers)?;
-    Ok(Json(Vec::<Value>::new()).into_response())
+    let count = q.count.unwrap_or(5).clamp(1, 100);
+    let list = blocking(move || Ok(app.schedules_view(count)?)).await?;
+    Ok(Json(list).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StandingBody {
+    /// How long the approval stands, e.g. `30d`.
+    #[serde(rename = "for")]
+    period: String,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn standing(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(runbook): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let b: StandingBody = parse_body(&body)?;
+    let period = crate::runbook::parse_duration(&b.period).map_err(ApiError::Unprocessable)?;
+    let granted = blocking(move || {
+        Ok(app.grant_standing(
+            &user,
+            &runbook,
+            period,
+            b.digest.as_deref(),
+            b.comment.as_deref(),
+        )?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(granted)).into_response())
 }
 
 async fn runbooks(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {

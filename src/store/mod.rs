@@ -132,11 +132,36 @@ const MIGRATIONS: &[&str] = &[
         reviewed_at TEXT
     );
     "#,
+    // 3: schedules: the last slot handled per runbook, standing approvals.
+    r#"
+    CREATE TABLE schedule_state (
+        runbook TEXT PRIMARY KEY,
+        last_slot TEXT NOT NULL
+    );
+    CREATE TABLE standing_approvals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        runbook TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        party TEXT NOT NULL,
+        user TEXT NOT NULL,
+        granted_at TEXT NOT NULL,
+        until TEXT NOT NULL,
+        comment TEXT
+    );
+    CREATE INDEX standing_lookup ON standing_approvals(runbook, digest, until);
+    CREATE INDEX runs_runbook_slot ON runs(runbook, slot);
+    "#,
 ];
 
-/// Now, as RFC 3339 UTC with milliseconds.
+/// Now, as RFC 3339 UTC with milliseconds: the form of every timestamp in the store, so
+/// timestamps compare as strings in time order.
 pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    now_at(chrono::Utc::now())
+}
+
+/// An instant in the store's timestamp form.
+pub fn now_at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The SQLite store.
@@ -830,6 +855,108 @@ impl Tx<'_> {
             params![run_id, status, now()],
         )?;
         Ok(())
+    }
+
+    /// The last slot handled for a schedule (RFC 3339), if any.
+    pub fn schedule_last(&self, runbook: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT last_slot FROM schedule_state WHERE runbook = ?1",
+                [runbook],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records that every slot up to `slot` was handled.
+    pub fn set_schedule_last(&self, runbook: &str, slot: &str) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO schedule_state (runbook, last_slot) VALUES (?1, ?2) ON CONFLICT(runbook) DO UPDATE SET last_slot = excluded.last_slot",
+            params![runbook, slot],
+        )?;
+        Ok(())
+    }
+
+    /// The id and status of the run recorded for a slot key, if any.
+    pub fn run_for_slot(&self, slot: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .tx
+            .query_row("SELECT id, status FROM runs WHERE slot = ?1", [slot], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Whether a scheduled run of this runbook is queued or running (for `overlap`).
+    pub fn scheduled_run_active(&self, runbook: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.tx.query_row(
+            "SELECT COUNT(*) FROM runs WHERE runbook = ?1 AND slot IS NOT NULL AND status IN ('queued', 'running')",
+            [runbook],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The oldest queued scheduled run of a runbook whose slot key is at or before `upto`.
+    pub fn oldest_queued_slot_run(
+        &self,
+        runbook: &str,
+        upto: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT id FROM runs WHERE runbook = ?1 AND status = 'queued' AND slot IS NOT NULL AND slot <= ?2 ORDER BY slot LIMIT 1",
+                params![runbook, upto],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records a standing approval of a schedule's digest until `until`.
+    pub fn insert_standing(
+        &self,
+        runbook: &str,
+        digest: &str,
+        party: &str,
+        user: &str,
+        until: &str,
+        comment: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        self.tx.execute(
+            "INSERT INTO standing_approvals (runbook, digest, party, user, granted_at, until, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![runbook, digest, party, user, now(), until, comment],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// (party, user) of standing approvals of this digest valid at `at`.
+    pub fn standing_at(
+        &self,
+        runbook: &str,
+        digest: &str,
+        at: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.tx.prepare(
+            "SELECT DISTINCT party, user FROM standing_approvals WHERE runbook = ?1 AND digest = ?2 AND granted_at <= ?3 AND until > ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![runbook, digest, at], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The newest scheduled run of a runbook: (slot, status).
+    pub fn last_scheduled(&self, runbook: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT slot, status FROM runs WHERE runbook = ?1 AND slot IS NOT NULL ORDER BY slot DESC LIMIT 1",
+                [runbook],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
     }
 
     /// Opens gate `gate` of a run.

@@ -1,0 +1,509 @@
+//! The daemon's scheduler (SPEC §3b): turns due slots into runs, at most once per slot, also
+//! across restarts and crashes (the slot is a unique key of the run, and the last handled
+//! slot is stored in the same transaction as the run it created).
+//!
+//! The loop keeps a heap of each schedule's next event and sleeps until the earliest one,
+//! so 10,000 idle schedules cost nothing between slots.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use super::{new_run_id, record_run, status, App};
+use crate::audit::Actor;
+use crate::runbook::plan::{Initiator, Plan};
+use crate::runbook::Runbook;
+use crate::scheduler::{Misfire, Overlap, Schedule};
+use crate::store::{StoreError, Tx};
+
+/// A slot whose fire time passed more than this long ago was missed (the daemon was down),
+/// rather than merely reached a little late.
+const MISFIRE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+
+/// At most this many missed slots are handled (and audited) per schedule after downtime.
+const MAX_MISSED: usize = 1000;
+
+/// RFC 3339 in UTC, seconds precision: the form slots are stored and compared in.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The unique key of one slot of one runbook.
+pub fn slot_key(runbook: &str, slot: DateTime<Utc>) -> String {
+    format!("{runbook}@{}", ts(slot))
+}
+
+/// The slot time of a slot key.
+pub fn slot_time(key: &str) -> Option<DateTime<Utc>> {
+    let (_, t) = key.rsplit_once('@')?;
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Who a scheduled run acts as: `system`, on behalf of the runbook's owner.
+pub fn system_initiator(rb: &Runbook) -> Initiator {
+    Initiator {
+        user: "system".into(),
+        party: rb.owner.clone(),
+    }
+}
+
+/// Work to do after a scheduler transaction commits.
+enum After {
+    Spawn(String, String),
+    Prompt(String, String, Plan),
+}
+
+impl App {
+    /// The plan of a schedule as a whole (no slot): what a standing approval approves.
+    pub fn schedule_plan(&self, rb: &Runbook) -> Result<Plan, crate::runbook::plan::PlanError> {
+        self.plan(rb, &Map::new(), system_initiator(rb), None)
+    }
+
+    /// Whether standing approvals cover the schedule's digest at `at` for every party whose
+    /// approval the schedule needs (quorum distinct approvers each).
+    fn standing_covers(
+        &self,
+        tx: &Tx<'_>,
+        rb: &Runbook,
+        whole: &Plan,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if whole.approvals.is_empty() {
+            return Ok(true);
+        }
+        let granted = tx.standing_at(&rb.name, &whole.digest, &crate::store::now_at(at))?;
+        Ok(whole.approvals.iter().all(|req| {
+            granted
+                .iter()
+                .filter(|(party, _)| *party == req.party)
+                .count() as u32
+                >= req.quorum
+        }))
+    }
+
+    /// Handles every schedule whose next event is due at `now`: fires slots, audits skipped
+    /// and missed ones, requests approvals `approval.lead` ahead. Returns each handled
+    /// schedule's next event time.
+    fn schedule_pass(
+        self: &Arc<Self>,
+        names: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
+        let catalog = self.catalog();
+        let config = self.config();
+        let mut after = Vec::new();
+        let mut next = Vec::new();
+        self.store.tx(|tx| {
+            for name in names {
+                let Some(rb) = catalog.get(name) else {
+                    continue;
+                };
+                let Some(spec) = &rb.schedule else { continue };
+                let Ok(sch) = Schedule::parse(spec) else {
+                    continue;
+                };
+                let at = self.schedule_one(tx, rb, &sch, &config, now, &mut after)?;
+                next.push((name.clone(), at));
+            }
+            Ok(())
+        })?;
+        for a in after {
+            match a {
+                After::Spawn(id, runbook) => self.spawn(id, &runbook),
+                After::Prompt(id, party, plan) => {
+                    if let Some(rb) = catalog.get(&plan.runbook) {
+                        self.prompt(
+                            "approval_requested",
+                            &party,
+                            &id,
+                            rb,
+                            &format!("system ({})", rb.owner),
+                            &plan,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    fn schedule_one(
+        self: &Arc<Self>,
+        tx: &Tx<'_>,
+        rb: &Runbook,
+        sch: &Schedule,
+        config: &crate::config::Config,
+        now: DateTime<Utc>,
+        after: &mut Vec<After>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let system = Actor::system();
+        let last = match tx.schedule_last(&rb.name)? {
+            Some(l) => DateTime::parse_from_rfc3339(&l)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(now),
+            None => {
+                // A new schedule starts from now: nothing before it counts as missed.
+                tx.set_schedule_last(&rb.name, &ts(now))?;
+                now
+            }
+        };
+        let due: Vec<DateTime<Utc>> = sch
+            .slots_after(last)
+            .take_while(|s| sch.fire_time(&rb.name, *s) <= now)
+            .take(MAX_MISSED)
+            .collect();
+        let missed = |s: &DateTime<Utc>| now - sch.fire_time(&rb.name, *s) > MISFIRE_GRACE;
+        // misfire: run_once runs the newest missed slot, unless a slot is due on time anyway.
+        let catch_up = match sch.misfire {
+            Misfire::RunOnce if due.iter().all(missed) => due.last().copied(),
+            _ => None,
+        };
+        let whole = self.schedule_plan(rb).ok();
+        for slot in &due {
+            if missed(slot) && Some(*slot) != catch_up {
+                tx.audit(&system, None, "slot_missed", json!({"runbook": rb.name, "slot": ts(*slot), "misfire": format!("{:?}", sch.misfire).to_lowercase()}))?;
+                continue;
+            }
+            self.fire(tx, rb, sch, config, *slot, whole.as_ref(), after)?;
+        }
+        if let Some(last_due) = due.last() {
+            tx.set_schedule_last(&rb.name, &ts(*last_due))?;
+        }
+
+        // Ask for approval `approval.lead` ahead of coming slots that no standing approval
+        // covers.
+        let lead = rb
+            .approval
+            .as_ref()
+            .map_or(Duration::from_secs(24 * 3600), |a| a.lead);
+        let lead = chrono::Duration::from_std(lead).unwrap_or(chrono::Duration::days(1));
+        let needs_approval = whole.as_ref().is_some_and(|w| !w.approvals.is_empty());
+        let mut next_request = None;
+        if let (true, Some(whole)) = (needs_approval, whole.as_ref()) {
+            for slot in sch.slots_after(now).take(50) {
+                if slot - lead > now {
+                    next_request = Some(slot - lead);
+                    break;
+                }
+                if sch.blackout_at(&config.calendars, slot).is_some()
+                    || self.standing_covers(tx, rb, whole, slot)?
+                {
+                    continue;
+                }
+                let key = slot_key(&rb.name, slot);
+                if tx.run_for_slot(&key)?.is_some() {
+                    continue;
+                }
+                let Ok(plan) = self.plan(rb, &Map::new(), system_initiator(rb), Some(key.clone()))
+                else {
+                    continue;
+                };
+                let id = new_run_id();
+                record_run(
+                    tx,
+                    &id,
+                    rb,
+                    &plan,
+                    &system,
+                    Some(&crate::store::now_at(slot)),
+                    None,
+                )?;
+                for a in &plan.approvals {
+                    after.push(After::Prompt(id.clone(), a.party.clone(), plan.clone()));
+                }
+            }
+        }
+        let next_fire = sch
+            .slots_after(due.last().copied().unwrap_or(last).max(now - MISFIRE_GRACE))
+            .next()
+            .map(|s| sch.fire_time(&rb.name, s));
+        Ok(match (next_fire, next_request) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// One slot reached its fire time.
+    #[allow(clippy::too_many_arguments)]
+    fn fire(
+        self: &Arc<Self>,
+        tx: &Tx<'_>,
+        rb: &Runbook,
+        sch: &Schedule,
+        config: &crate::config::Config,
+        slot: DateTime<Utc>,
+        whole: Option<&Plan>,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let system = Actor::system();
+        let key = slot_key(&rb.name, slot);
+        let skip = |reason: &str, extra: Value| -> Result<(), StoreError> {
+            let mut detail = json!({"runbook": rb.name, "slot": ts(slot), "reason": reason});
+            if let (Value::Object(d), Value::Object(e)) = (&mut detail, extra) {
+                d.extend(e);
+            }
+            tx.audit(&system, None, "slot_skipped", detail)?;
+            Ok(())
+        };
+        if let Some((calendar, why)) = sch.blackout_at(&config.calendars, slot) {
+            return skip("blackout", json!({"calendar": calendar, "why": why}));
+        }
+        // A run requested ahead for approval, or an earlier pass's run for this slot.
+        if let Some((id, st)) = tx.run_for_slot(&key)? {
+            return match st.as_str() {
+                status::QUEUED if !self.is_active(&id) => {
+                    after.push(After::Spawn(id, rb.name.clone()));
+                    Ok(())
+                }
+                status::AWAITING_APPROVAL => {
+                    tx.close_pending_gates(&id, "expired")?;
+                    tx.set_run_status(
+                        &id,
+                        status::EXPIRED,
+                        Some("the slot was reached without approval"),
+                    )?;
+                    tx.close_hosts(&id, "not_started")?;
+                    tx.audit(
+                        &system,
+                        Some(&id),
+                        "run_finished",
+                        json!({"status": status::EXPIRED}),
+                    )?;
+                    skip("unapproved", json!({"run_id": id}))
+                }
+                status::EXPIRED | status::DENIED => skip("unapproved", json!({"run_id": id})),
+                _ => Ok(()),
+            };
+        }
+        let Some(whole) = whole else {
+            return skip("no plan", json!({}));
+        };
+        if !self.standing_covers(tx, rb, whole, slot)? {
+            return skip("unapproved", json!({"needs": whole.approvals}));
+        }
+        let busy = tx.scheduled_run_active(&rb.name)?;
+        if busy && sch.overlap == Overlap::Skip {
+            return skip("overlap", json!({}));
+        }
+        let Ok(plan) = self.plan(rb, &Map::new(), system_initiator(rb), Some(key)) else {
+            return skip("no plan", json!({}));
+        };
+        let id = new_run_id();
+        record_run(tx, &id, rb, &plan, &system, None, None)?;
+        if !whole.approvals.is_empty() {
+            tx.audit(
+                &system,
+                Some(&id),
+                "approval_standing",
+                json!({"digest": whole.digest, "parties": whole.approvals}),
+            )?;
+        }
+        if !busy {
+            after.push(After::Spawn(id, rb.name.clone()));
+        }
+        // With overlap: queue, a busy schedule's run waits; `start_queued` starts it.
+        Ok(())
+    }
+
+    /// Starts the oldest queued scheduled run of each runbook with nothing active.
+    fn start_queued(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut to_start = Vec::new();
+        let catalog = self.catalog();
+        self.store.tx(|tx| {
+            for rb in catalog.runbooks.values().filter(|r| r.schedule.is_some()) {
+                if let Some(id) = tx.oldest_queued_slot_run(&rb.name, &slot_key(&rb.name, now))? {
+                    if !self.is_active(&id) && !self.runbook_active(&rb.name) {
+                        to_start.push((id, rb.name.clone()));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        for (id, runbook) in to_start {
+            self.spawn(id, &runbook);
+        }
+        Ok(())
+    }
+
+    /// The scheduler loop: runs until the process ends.
+    pub async fn scheduler_loop(self: Arc<Self>) {
+        let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, String)>> = BinaryHeap::new();
+        let mut generation = usize::MAX;
+        loop {
+            // (Re)build the heap when the catalog changed: every schedule is due now, which
+            // also handles slots missed while the daemon was down.
+            let catalog = self.catalog();
+            let gen = Arc::as_ptr(&catalog) as usize;
+            if gen != generation {
+                generation = gen;
+                heap.clear();
+                let now = Utc::now();
+                for rb in catalog.runbooks.values().filter(|r| r.schedule.is_some()) {
+                    heap.push(Reverse((now, rb.name.clone())));
+                }
+            }
+            let now = Utc::now();
+            let mut due = Vec::new();
+            while let Some(Reverse((at, _))) = heap.peek() {
+                if *at > now {
+                    break;
+                }
+                if let Some(Reverse((_, name))) = heap.pop() {
+                    due.push(name);
+                }
+            }
+            if !due.is_empty() {
+                let app = self.clone();
+                let names = due.clone();
+                match tokio::task::spawn_blocking(move || app.schedule_pass(&names, now)).await {
+                    Ok(Ok(next)) => {
+                        let mut seen: HashMap<String, ()> = HashMap::new();
+                        for (name, at) in next {
+                            seen.insert(name.clone(), ());
+                            if let Some(at) = at {
+                                heap.push(Reverse((at, name)));
+                            }
+                        }
+                        // A schedule that failed to parse or vanished is dropped.
+                        let _ = seen;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "scheduler pass failed; retrying in 5 s");
+                        for name in due {
+                            heap.push(Reverse((now + chrono::Duration::seconds(5), name)));
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "scheduler task failed"),
+                }
+            }
+            let app = self.clone();
+            let _ = tokio::task::spawn_blocking(move || app.start_queued(Utc::now())).await;
+
+            let wait = heap
+                .peek()
+                .map(|Reverse((at, _))| (*at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(60))
+                .min(Duration::from_secs(60));
+            let woken = self.schedule_wake.notified();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = woken => {}
+            }
+        }
+    }
+
+    /// The schedules for `GET /api/v1/schedules`: next slots, last outcome, and whether the
+    /// next slot is approved.
+    pub fn schedules_view(&self, count: usize) -> Result<Vec<Value>, StoreError> {
+        let catalog = self.catalog();
+        let now = Utc::now();
+        let mut out = Vec::new();
+        self.store.tx(|tx| {
+            for rb in catalog.runbooks.values() {
+                let Some(spec) = &rb.schedule else { continue };
+                let Ok(sch) = Schedule::parse(spec) else { continue };
+                let next = sch.next(now, count);
+                let whole = self.schedule_plan(rb).ok();
+                let needs: Vec<String> = whole.iter().flat_map(|w| w.approvals.iter().map(|a| a.party.clone())).collect();
+                let approved = match (next.first(), &whole) {
+                    (None, _) => Value::Null,
+                    (Some(_), Some(w)) if w.approvals.is_empty() => json!(true),
+                    (Some(slot), Some(w)) => {
+                        let pre = tx.run_for_slot(&slot_key(&rb.name, *slot))?.is_some_and(|(_, s)| s == status::QUEUED);
+                        json!(pre || self.standing_covers(tx, rb, w, *slot)?)
+                    }
+                    (Some(_), None) => json!(false),
+                };
+                let last = tx.last_scheduled(&rb.name)?;
+                out.push(json!({
+                    "runbook": rb.name,
+                    "cron": spec.cron,
+                    "timezone": sch.tz.name(),
+                    "window": spec.window,
+                    "overlap": format!("{:?}", sch.overlap).to_lowercase(),
+                    "misfire": format!("{:?}", sch.misfire).to_lowercase(),
+                    "next": next.iter().map(|t| json!({
+                        "utc": ts(*t),
+                        "local": t.with_timezone(&sch.tz).to_rfc3339_opts(SecondsFormat::Secs, false),
+                        "fires_at": ts(sch.fire_time(&rb.name, *t)),
+                        "blackout": sch.blackout_at(&self.config().calendars, *t).map(|b| b.0),
+                    })).collect::<Vec<_>>(),
+                    "approval_needed_from": needs,
+                    "schedule_digest": whole.as_ref().map(|w| w.digest.clone()),
+                    "next_slot_approved": approved,
+                    "last": last.map(|(slot, st)| json!({"slot": slot, "status": st})),
+                }));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// A standing approval of a schedule's digest for `period` (SPEC §3b), by an approver of
+    /// a party whose approval the schedule needs.
+    pub fn grant_standing(
+        &self,
+        user: &crate::config::User,
+        runbook: &str,
+        period: Duration,
+        digest: Option<&str>,
+        comment: Option<&str>,
+    ) -> Result<Value, super::RunError> {
+        use super::RunError;
+        let catalog = self.catalog();
+        let rb = catalog
+            .get(runbook)
+            .ok_or_else(|| RunError::UnknownRunbook(runbook.into()))?;
+        if rb.schedule.is_none() {
+            return Err(RunError::Conflict(format!(
+                "runbook `{runbook}` has no schedule"
+            )));
+        }
+        let whole = self.schedule_plan(rb)?;
+        if let Some(d) = digest {
+            if d != whole.digest {
+                return Err(RunError::Conflict(
+                    "the schedule is not what you were shown (digest mismatch)".into(),
+                ));
+            }
+        }
+        let actor = Actor::user(&user.name, &user.party);
+        let req = match crate::approval::decider_party(user, &whole.approvals, "system") {
+            Ok(r) => r.party.clone(),
+            Err(d) => {
+                self.store.audit(
+                    &actor,
+                    None,
+                    "approval_refused",
+                    json!({"runbook": runbook, "standing": true, "reason": d.0}),
+                )?;
+                return Err(RunError::Forbidden(d.0));
+            }
+        };
+        let until =
+            Utc::now() + chrono::Duration::from_std(period).unwrap_or(chrono::Duration::days(1));
+        let until_s = crate::store::now_at(until);
+        self.store.tx(|tx| {
+            let id = tx.insert_standing(runbook, &whole.digest, &req, &user.name, &until_s, comment)?;
+            tx.audit(&actor, None, "approval_standing_granted", json!({"runbook": runbook, "digest": whole.digest, "party": req, "until": until_s, "id": id}))
+        })?;
+        self.schedule_wake.notify_one();
+        Ok(
+            json!({"runbook": runbook, "digest": whole.digest, "party": req, "user": user.name, "until": until_s}),
+        )
+    }
+}
+
+/// When a run's maintenance window closes: its slot plus the schedule's `window`.
+pub(super) fn window_end(rb: &Runbook, slot: Option<&str>) -> Option<DateTime<Utc>> {
+    let slot = slot_time(slot?)?;
+    Schedule::parse(rb.schedule.as_ref()?)
+        .ok()?
+        .window_end(slot)
+}
