@@ -436,3 +436,62 @@ pub async fn logs(server: &ServerArgs, id: &str, follow: bool, json: bool) -> Re
     }
     Ok(())
 }
+
+pub async fn schedules(server: &ServerArgs, json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    let list = client.get("/api/v1/schedules").await?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let mut out = format!(
+        "{:<24}  {:<20}  {:<20}  {:<9}  {}\n",
+        "RUNBOOK", "CRON", "NEXT (UTC)", "APPROVED", "LAST"
+    );
+    for s in list.as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<24}  {:<20}  {:<20}  {:<9}  {}\n",
+            s["runbook"].as_str().unwrap_or_default(),
+            s["cron"].as_str().unwrap_or_default(),
+            s["next"][0]["utc"].as_str().unwrap_or("-"),
+            s["next_slot_approved"],
+            s["last"]["status"].as_str().unwrap_or("-")
+        ));
+    }
+    out!("{out}");
+    Ok(())
+}
+
+pub async fn standing(
+    server: &ServerArgs,
+    runbook: &str,
+    period: &str,
+    digest: Option<String>,
+    comment: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let client = Client::new(server)?;
+    let granted = client
+        .post(
+            &format!("/api/v1/schedules/{runbook}/standing"),
+            json!({"for": period, "digest": digest, "comment": comment}),
+        )
+        .await?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&granted).unwrap_or_default()
+        );
+    } else {
+        outln!(
+            "standing approval of {runbook} by {} ({}) until {}",
+            granted["user"].as_str().unwrap_or_default(),
+            granted["party"].as_str().unwrap_or_default(),
+            granted["until"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -211,3 +211,46 @@ pub fn token_new(user: &str, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+pub fn next(config: &Path, name: &str, from: Option<&str>, count: usize, json: bool) -> Result<()> {
+    let (_, catalog) = load(config, &[])?;
+    let rb = catalog
+        .get(name)
+        .ok_or_else(|| Error::Usage(format!("unknown runbook `{name}`")))?;
+    let spec = rb
+        .schedule
+        .as_ref()
+        .ok_or_else(|| Error::Usage(format!("runbook `{name}` has no schedule")))?;
+    let sch = crate::scheduler::Schedule::parse(spec).map_err(Error::Usage)?;
+    let from = match from {
+        Some(f) => chrono::DateTime::parse_from_rfc3339(f)
+            .map_err(|e| Error::Usage(format!("--from `{f}` is not RFC 3339: {e}")))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let slots = sch.next(from, count);
+    let local = |t: &chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&sch.tz)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    };
+    if json {
+        let list: Vec<_> = slots
+            .iter()
+            .map(|t| json!({"utc": crate::run::schedule::ts(*t), "local": local(t), "timezone": sch.tz.name()}))
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    for t in &slots {
+        outln!(
+            "{}  {} ({})",
+            crate::run::schedule::ts(*t),
+            local(t),
+            sch.tz.name()
+        );
+    }
+    Ok(())
+}

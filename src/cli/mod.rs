@@ -167,6 +167,33 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The next fire times of a runbook's schedule, offline, in UTC and local time.
+    Next {
+        runbook: String,
+        /// Start after this instant (RFC 3339; default now).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
+    /// List schedules with their next slots and approval state.
+    Schedules {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Give a schedule a standing approval for a period (e.g. `30d`).
+    Standing {
+        runbook: String,
+        #[arg(long = "for", value_name = "PERIOD")]
+        period: String,
+        /// The schedule digest you reviewed (from `schedules --json`).
+        #[arg(long)]
+        digest: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Verify or export the audit log.
     Audit {
         #[command(subcommand)]
@@ -295,6 +322,19 @@ async fn dispatch(cli: Cli) -> Result<()> {
         } => client::review(&server, &run, &comment, json).await,
         Command::Approvals { server } => client::list(&server, "/api/v1/approvals", json).await,
         Command::Reviews { server } => client::list(&server, "/api/v1/reviews", json).await,
+        Command::Next {
+            runbook,
+            from,
+            count,
+        } => local::next(&cli.config, &runbook, from.as_deref(), count, json),
+        Command::Schedules { server } => client::schedules(&server, json).await,
+        Command::Standing {
+            runbook,
+            period,
+            digest,
+            comment,
+            server,
+        } => client::standing(&server, &runbook, &period, digest, comment, json).await,
         Command::Cancel { run, server } => client::cancel(&server, &run, json).await,
         Command::Runs { status, server } => client::runs(&server, status.as_deref(), json).await,
         Command::Show { run, server } => client::show(&server, &run, json).await,

@@ -27,6 +27,9 @@ const MISFIRE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
 /// At most this many missed slots are handled (and audited) per schedule after downtime.
 const MAX_MISSED: usize = 1000;
 
+/// Slots of one schedule that may wait for approval at once.
+const MAX_REQUESTED_AHEAD: usize = 5;
+
 /// RFC 3339 in UTC, seconds precision: the form slots are stored and compared in.
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -186,7 +189,8 @@ impl App {
         let needs_approval = whole.as_ref().is_some_and(|w| !w.approvals.is_empty());
         let mut next_request = None;
         if let (true, Some(whole)) = (needs_approval, whole.as_ref()) {
-            for slot in sch.slots_after(now).take(50) {
+            // The next few slots at most: a fast schedule must not flood approvers.
+            for slot in sch.slots_after(now).take(MAX_REQUESTED_AHEAD) {
                 if slot - lead > now {
                     next_request = Some(slot - lead);
                     break;
