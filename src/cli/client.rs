@@ -77,9 +77,9 @@ impl Client {
         resp.json().await.map_err(|e| self.fail(e))
     }
 
-    /// Follows a run's log (server-sent events), printing each line, until the run ends;
-    /// returns the final run.
-    async fn follow(&self, id: &str, json: bool) -> Result<Value> {
+    /// Follows a run's log (server-sent events), handing each line to `on_line`, until the
+    /// run ends; returns the final run.
+    async fn follow(&self, id: &str, on_line: &mut dyn FnMut(&Value)) -> Result<Value> {
         let mut resp = self
             .send(
                 self.http
@@ -107,13 +107,59 @@ impl Client {
                     }
                 }
                 match kind {
-                    "line" => print_line(&serde_json::from_str(&data).unwrap_or(Value::Null), json),
+                    "line" => on_line(&serde_json::from_str(&data).unwrap_or(Value::Null)),
                     "end" => return serde_json::from_str(&data).map_err(|e| self.fail(e)),
                     _ => {}
                 }
             }
         }
         Err(self.fail("the log stream ended before the run did"))
+    }
+}
+
+/// A live progress bar for `run --wait` on a terminal: hosts done out of all, with counts
+/// per outcome; log lines scroll above it.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    counts: std::cell::RefCell<std::collections::BTreeMap<String, usize>>,
+}
+
+impl Progress {
+    fn new(hosts: usize) -> Progress {
+        let bar = indicatif::ProgressBar::new(hosts as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} hosts {elapsed} {msg}")
+        {
+            bar.set_style(style);
+        }
+        Progress {
+            bar,
+            counts: Default::default(),
+        }
+    }
+
+    fn line(&self, line: &Value) {
+        let text = line["line"].as_str().unwrap_or_default();
+        let host = line["host"].as_str();
+        // The daemon reports each host's end as an event line `host NAME STATUS[: why]`.
+        if let (Some(h), Some("event")) = (host, line["stream"].as_str()) {
+            if let Some(rest) = text.strip_prefix(&format!("host {h} ")) {
+                let status = rest.split(':').next().unwrap_or(rest).to_string();
+                if status != "running" {
+                    self.bar.inc(1);
+                    let mut counts = self.counts.borrow_mut();
+                    *counts.entry(status).or_default() += 1;
+                    let msg: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    self.bar.set_message(msg.join(", "));
+                }
+            }
+        }
+        let prefix = host.map(|h| format!("[{h}] ")).unwrap_or_default();
+        self.bar.println(format!("{prefix}{text}"));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 
@@ -180,7 +226,15 @@ pub async fn run(
     if !json {
         outln!("run {id} {}", run["status"].as_str().unwrap_or_default());
     }
-    let done = client.follow(&id, json).await?;
+    let hosts = run["hosts"].as_array().map_or(0, Vec::len);
+    let done = if !json && hosts > 0 && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let progress = Progress::new(hosts);
+        let done = client.follow(&id, &mut |l| progress.line(l)).await;
+        progress.finish();
+        done?
+    } else {
+        client.follow(&id, &mut |l| print_line(l, json)).await?
+    };
     if json {
         outln!(
             "{}",
@@ -417,7 +471,7 @@ fn print_hosts(r: &Value) {
 pub async fn logs(server: &ServerArgs, id: &str, follow: bool, json: bool) -> Result<()> {
     let client = Client::new(server)?;
     if follow {
-        let run = client.follow(id, json).await?;
+        let run = client.follow(id, &mut |l| print_line(l, json)).await?;
         if json {
             outln!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
         }

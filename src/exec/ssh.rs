@@ -47,6 +47,8 @@ pub fn fingerprint(blob: &[u8]) -> String {
     )
 }
 
+const KEX_PREFS: &str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,ecdh-sha2-nistp384,diffie-hellman-group14-sha256,diffie-hellman-group16-sha512";
+
 /// The host-key algorithms to offer for a pinned key type, so the server presents the key
 /// that was pinned rather than another one it also has.
 fn hostkey_prefs(key_type: &str) -> &str {
@@ -77,6 +79,8 @@ impl SshSession {
         let mut session = Session::new().map_err(|e| ExecError::Connect(e.to_string()))?;
         session.set_tcp_stream(tcp);
         session.set_timeout(millis(connect_timeout));
+        // Curve25519 first: the cheapest key exchange both ends have.
+        let _ = session.method_pref(MethodType::Kex, KEX_PREFS);
         session
             .method_pref(MethodType::HostKey, hostkey_prefs(&t.host_key.key_type))
             .map_err(|e| ExecError::Connect(format!("host key preference: {e}")))?;

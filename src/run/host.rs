@@ -48,6 +48,15 @@ impl RunShared {
         self.violation.lock().ok().and_then(|v| v.clone())
     }
 
+    /// When an action starting now must be done: the runbook's `action_timeout` from now,
+    /// but never past the run's own deadline.
+    pub fn action_deadline(&self) -> Instant {
+        match self.runbook.action_timeout {
+            Some(t) => (Instant::now() + t).min(self.deadline),
+            None => self.deadline,
+        }
+    }
+
     pub fn gate_end(&self) -> Option<&'static str> {
         self.gate_end.lock().ok().and_then(|g| *g)
     }
@@ -233,7 +242,7 @@ impl HostContext {
         let shared = &self.shared;
         let cancelled = || shared.cancelled();
         let stop = Stop {
-            deadline: shared.deadline,
+            deadline: shared.action_deadline(),
             cancelled: &cancelled,
         };
         let mut guard = self
@@ -313,7 +322,7 @@ impl HostApi for HostContext {
                 let shared = &self.shared;
                 let cancelled = || shared.cancelled();
                 let stop = Stop {
-                    deadline: shared.deadline,
+                    deadline: shared.action_deadline(),
                     cancelled: &cancelled,
                 };
                 crate::exec::local::run(&shared.rt, command, &stop)
@@ -387,7 +396,7 @@ impl HostApi for HostContext {
         let shared = &self.shared;
         let cancelled = || shared.cancelled();
         let stop = Stop {
-            deadline: shared.deadline,
+            deadline: shared.action_deadline(),
             cancelled: &cancelled,
         };
         let r = crate::exec::http::request(

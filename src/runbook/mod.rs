@@ -272,6 +272,17 @@ impl Runbook {
             None => DEFAULT_TIMEOUT,
         };
 
+        let action_timeout = match &raw.action_timeout {
+            Some(t) => match parse_duration(t) {
+                Ok(d) => Some(d),
+                Err(m) => {
+                    errors.push(err("action_timeout".into(), "action_timeout:", m));
+                    None
+                }
+            },
+            None => None,
+        };
+
         if let Some(s) = &raw.schedule {
             if let Err(m) = s.check() {
                 errors.push(err(format!("schedule.{}", m.0), "schedule:", m.1));
@@ -358,6 +369,7 @@ impl Runbook {
             schedule: raw.schedule,
             emergency: raw.emergency,
             timeout,
+            action_timeout,
             script,
             path: path.to_path_buf(),
             version,

@@ -29,6 +29,7 @@ pub(super) struct RawRunbook {
     #[serde(default)]
     pub emergency: bool,
     pub timeout: Option<String>,
+    pub action_timeout: Option<String>,
     pub script: Option<String>,
     pub script_file: Option<PathBuf>,
 }
@@ -347,6 +348,8 @@ pub struct Runbook {
     pub schedule: Option<ScheduleSpec>,
     pub emergency: bool,
     pub timeout: Duration,
+    /// The limit of one action (`sh`, `http`), including the SSH connection it may open.
+    pub action_timeout: Option<Duration>,
     pub script: String,
     /// The file it was loaded from.
     pub path: PathBuf,
