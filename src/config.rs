@@ -534,6 +534,14 @@ impl Config {
         found
     }
 
+    /// The environment variables secrets are read from: kept away from local commands.
+    pub fn secret_env_vars(&self) -> Vec<String> {
+        self.secrets
+            .values()
+            .filter_map(|s| s.env.clone())
+            .collect()
+    }
+
     /// Reads a secret's current value from its source. The error names the secret and its
     /// source, never a value.
     pub fn read_secret(&self, name: &str) -> Result<SecretValue, String> {

@@ -1,5 +1,15 @@
 // Tests panic by design: `unwrap` and `expect` are how a test says "this cannot fail here".
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_errors;
+mod audit_tamper;
+mod crash_safety;
 mod harness;
+mod hostile_scripts;
+mod run_flow;
+mod scope_rule;
+mod secret_redaction;
+mod ssh_runs;
+mod start_rule;
+mod stopping_runs;
 mod validate;

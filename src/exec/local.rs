@@ -7,14 +7,21 @@ use std::time::Duration;
 
 use super::{into_text, ExecError, ShOutput, Stop, MAX_OUTPUT};
 
-/// Runs `command` with `sh -c`, killing it at the deadline or on cancellation.
+/// Runs `command` with `sh -c`, killing it at the deadline or on cancellation. The
+/// variables in `hidden` (the daemon's secret sources) are removed from the child's
+/// environment: a secret is only reachable through `secret()`, which checks the scope.
 pub fn run(
     rt: &tokio::runtime::Handle,
     command: &str,
+    hidden: &[String],
     stop: &Stop<'_>,
 ) -> Result<ShOutput, ExecError> {
     rt.block_on(async {
-        let mut child = tokio::process::Command::new("sh")
+        let mut cmd = tokio::process::Command::new("sh");
+        for var in hidden {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
             .arg("-c")
             .arg(command)
             .stdin(Stdio::null())

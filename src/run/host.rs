@@ -36,6 +36,9 @@ pub(super) struct RunShared {
     pub plan: Value,
     /// When the maintenance window of a scheduled run closes.
     pub window_end: Option<chrono::DateTime<chrono::Utc>>,
+    /// Every configured secret value, hidden from all output whether or not the script
+    /// reads it: a value can reach output by other paths (a file on the host, an echo).
+    pub redactor: Redactor,
     pub rt: tokio::runtime::Handle,
 }
 
@@ -85,7 +88,7 @@ pub(super) fn run_host(
         shared: shared.clone(),
         target: target.cloned(),
         ssh: Mutex::new(None),
-        redactor: Mutex::new(Redactor::default()),
+        redactor: Mutex::new(shared.redactor.clone()),
         last_code: Mutex::new(None),
     });
     let store = &shared.app.store;
@@ -325,7 +328,12 @@ impl HostApi for HostContext {
                     deadline: shared.action_deadline(),
                     cancelled: &cancelled,
                 };
-                crate::exec::local::run(&shared.rt, command, &stop)
+                crate::exec::local::run(
+                    &shared.rt,
+                    command,
+                    &shared.config.secret_env_vars(),
+                    &stop,
+                )
             }
         };
         let ms = started.elapsed().as_millis() as u64;

@@ -600,6 +600,16 @@ impl App {
             gate_end: Mutex::new(None),
             plan: run.plan.clone(),
             window_end: schedule::window_end(rb, run.slot.as_deref()),
+            redactor: {
+                let config = self.config();
+                let mut r = crate::audit::Redactor::default();
+                for name in config.secrets.keys() {
+                    if let Ok(v) = config.read_secret(name) {
+                        r.add(v.expose());
+                    }
+                }
+                r
+            },
             rt: tokio::runtime::Handle::current(),
         });
         let outcome = self.rollout(shared.clone(), ast, &plan).await;

@@ -25,8 +25,9 @@ pub mod limits {
     pub const MAX_EXPR_DEPTH: (usize, usize) = (64, 32);
     /// Bytes in one string.
     pub const MAX_STRING_SIZE: usize = 4 * 1024 * 1024;
-    /// Items in one array.
-    pub const MAX_ARRAY_SIZE: usize = 100_000;
+    /// Items in one array. rhai re-measures an array on every push, so the cost of reaching
+    /// the limit grows with its square: 10,000 is reached in well under a second.
+    pub const MAX_ARRAY_SIZE: usize = 10_000;
     /// Entries in one map.
     pub const MAX_MAP_SIZE: usize = 10_000;
     /// Variables alive at once.

@@ -14,9 +14,13 @@
 mod config;
 mod daemon;
 mod env;
+mod http_stub;
 mod selftest;
 mod sshd;
 mod wait;
+pub use http_stub::*;
+mod browser;
+pub use browser::*;
 
 pub use config::{config_yaml, token, token_sha256, HostSpec, StandardConfig, PARTIES, USERS};
 pub use daemon::Daemon;
