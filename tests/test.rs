@@ -2,10 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_errors;
+mod approval_restart;
+mod approvals;
 mod audit_tamper;
 mod crash_safety;
 mod harness;
 mod hostile_scripts;
+mod notify;
 mod run_flow;
 mod scope_rule;
 mod secret_redaction;
@@ -13,3 +16,4 @@ mod ssh_runs;
 mod start_rule;
 mod stopping_runs;
 mod validate;
+mod web;

@@ -62,10 +62,8 @@ impl Notifier {
     /// Queues `prompt` for every target that wants its event and party. Returns at once.
     pub fn send(&self, targets: &[NotifyTarget], prompt: Prompt) {
         for target in targets {
-            let wants_event =
-                target.events.is_empty() || target.events.iter().any(|e| *e == prompt.event);
-            let wants_party =
-                target.parties.is_empty() || target.parties.iter().any(|p| *p == prompt.party);
+            let wants_event = target.events.is_empty() || target.events.contains(&prompt.event);
+            let wants_party = target.parties.is_empty() || target.parties.contains(&prompt.party);
             if !(wants_event && wants_party) {
                 continue;
             }
@@ -127,7 +125,6 @@ async fn deliver(client: &reqwest::Client, url: &str, body: &Value) -> Result<u1
 pub fn message(kind: NotifyKind, p: &Prompt, link: &str) -> Value {
     let title = match p.event.as_str() {
         "approval_requested" => format!("Approval needed from {}: {}", p.party, p.runbook),
-        "gate_requested" => format!("Mid-run approval needed from {}: {}", p.party, p.runbook),
         "review_requested" => format!("Break-glass run to review for {}: {}", p.party, p.runbook),
         other => format!("{other}: {}", p.runbook),
     };

@@ -165,9 +165,17 @@ impl App {
             let Some(run) = tx.run(id)? else {
                 return Ok(Err(RunError::UnknownRun(id.to_string())));
             };
-            let Some(gate) = run.gates.iter().find(|g| g.status == "pending") else {
+            let open = run.status == status::AWAITING_APPROVAL || run.status == status::RUNNING;
+            let Some(gate) = run.gates.iter().find(|g| g.status == "pending").filter(|_| open) else {
                 return Ok(Err(RunError::Conflict(format!("run {id} is {} and has no pending approval", run.status))));
             };
+            // Rule 5 holds at the instant of the decision, not only at the next sweep.
+            if gate.expires_at <= crate::store::now() {
+                return Ok(Err(RunError::Conflict(format!(
+                    "the approval of run {id} expired at {}",
+                    gate.expires_at
+                ))));
+            }
             if let Some(d) = digest {
                 if d != run.digest {
                     tx.audit(&actor, Some(id), "approval_refused", json!({"gate": gate.gate, "reason": "digest mismatch", "presented": d, "digest": run.digest}))?;
@@ -186,7 +194,16 @@ impl App {
                 }
             };
             let decision = if approve { "approve" } else { "deny" };
-            if !tx.insert_decision(id, gate.gate, &req.party, &user.name, decision, comment, &run.digest)? {
+            let recorded = tx.insert_decision(&crate::store::NewDecision {
+                run_id: id,
+                gate: gate.gate,
+                party: &req.party,
+                user: &user.name,
+                decision,
+                comment,
+                digest: &run.digest,
+            })?;
+            if !recorded {
                 return Ok(Err(RunError::Conflict(format!("{} already decided on this approval", user.name))));
             }
             let event = if approve { "approval_granted" } else { "approval_denied" };
@@ -404,7 +421,7 @@ impl App {
                 self.notifier.send(
                     &self.config().notify,
                     Prompt {
-                        event: "gate_requested".into(),
+                        event: "approval_requested".into(),
                         party: p.clone(),
                         run_id: id.to_string(),
                         runbook: rb.name.clone(),

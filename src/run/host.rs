@@ -533,10 +533,15 @@ impl HostApi for HostContext {
                 // one indexed row keeps this independent of which thread decides.
                 Some("pending") => std::thread::sleep(Duration::from_millis(100)),
                 other => {
-                    let end = if other == Some("denied") {
-                        status::DENIED
-                    } else {
-                        status::EXPIRED
+                    let expiry_denies = shared
+                        .runbook
+                        .approval
+                        .as_ref()
+                        .is_some_and(|a| a.on_expiry == crate::runbook::OnExpiry::Deny);
+                    let end = match other {
+                        Some("denied") => status::DENIED,
+                        Some("expired") if expiry_denies => status::DENIED,
+                        _ => status::EXPIRED,
                     };
                     if let Ok(mut g) = shared.gate_end.lock() {
                         g.get_or_insert(end);

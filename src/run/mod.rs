@@ -477,6 +477,7 @@ impl App {
                 // Not executing (awaiting approval): it ends here.
                 self.store.tx(|tx| {
                     tx.set_run_status(id, status::CANCELLED, Some("cancelled before it started"))?;
+                    tx.close_pending_gates(id, "cancelled")?;
                     tx.close_hosts(id, "not_started")?;
                     tx.audit(
                         &actor,
@@ -734,6 +735,8 @@ impl App {
         self.store.tx(|tx| {
             tx.set_run_status(id, final_status, run_error.as_deref())?;
             tx.close_hosts(id, leftover)?;
+            // A gate still open when the run ends (cancel, timeout) can no longer be decided.
+            tx.close_pending_gates(id, "closed")?;
             tx.log(
                 id,
                 None,

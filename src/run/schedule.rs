@@ -56,10 +56,13 @@ pub fn system_initiator(rb: &Runbook) -> Initiator {
     }
 }
 
+/// Each handled schedule's next event time (none: nothing more to do).
+type NextEvents = Vec<(String, Option<DateTime<Utc>>)>;
+
 /// Work to do after a scheduler transaction commits.
 enum After {
     Spawn(String, String),
-    Prompt(String, String, Plan),
+    Prompt(String, String, Box<Plan>),
 }
 
 impl App {
@@ -97,7 +100,7 @@ impl App {
         self: &Arc<Self>,
         names: &[String],
         now: DateTime<Utc>,
-    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
+    ) -> Result<NextEvents, StoreError> {
         let catalog = self.catalog();
         let config = self.config();
         let mut after = Vec::new();
@@ -219,7 +222,11 @@ impl App {
                     None,
                 )?;
                 for a in &plan.approvals {
-                    after.push(After::Prompt(id.clone(), a.party.clone(), plan.clone()));
+                    after.push(After::Prompt(
+                        id.clone(),
+                        a.party.clone(),
+                        Box::new(plan.clone()),
+                    ));
                 }
             }
         }

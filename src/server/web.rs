@@ -246,11 +246,11 @@ fn signed_in(
     sessions: &Sessions,
     headers: &HeaderMap,
     here: &str,
-) -> Result<(User, String), Response> {
+) -> Result<(User, String), Redirect> {
     sessions
         .get(headers)
         .and_then(|(name, csrf)| app.config().user(&name).cloned().map(|u| (u, csrf)))
-        .ok_or_else(|| Redirect::to(&format!("/login?next={here}")).into_response())
+        .ok_or_else(|| Redirect::to(&format!("/login?next={here}")))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -300,7 +300,7 @@ async fn list_page(
 ) -> Response {
     let (user, csrf) = match signed_in(&app, &sessions, &headers, "/approvals") {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let a = app.clone();
     let u = user.clone();
@@ -376,7 +376,7 @@ async fn run_page(
         &format!("/approvals/{}", esc(&id)),
     ) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let a = app.clone();
     let rid = id.clone();

@@ -278,6 +278,20 @@ pub struct NewRun<'a> {
     pub hosts: &'a [String],
 }
 
+/// One approver's decision on one gate, as recorded.
+#[derive(Debug, Clone)]
+pub struct NewDecision<'a> {
+    pub run_id: &'a str,
+    pub gate: i64,
+    pub party: &'a str,
+    pub user: &'a str,
+    /// `approve` or `deny`.
+    pub decision: &'a str,
+    pub comment: Option<&'a str>,
+    /// The digest the decision is bound to.
+    pub digest: &'a str,
+}
+
 /// An action that was recorded as intended but never got a result.
 #[derive(Debug, Clone)]
 pub struct OpenAction {
@@ -986,19 +1000,10 @@ impl Tx<'_> {
     }
 
     /// Records one decision. `false` when this user already decided on this gate.
-    pub fn insert_decision(
-        &self,
-        run_id: &str,
-        gate: i64,
-        party: &str,
-        user: &str,
-        decision: &str,
-        comment: Option<&str>,
-        digest: &str,
-    ) -> Result<bool, StoreError> {
+    pub fn insert_decision(&self, d: &NewDecision<'_>) -> Result<bool, StoreError> {
         let n = self.tx.execute(
             "INSERT OR IGNORE INTO decisions (run_id, gate, party, user, decision, comment, digest, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![run_id, gate, party, user, decision, comment, digest, now()],
+            params![d.run_id, d.gate, d.party, d.user, d.decision, d.comment, d.digest, now()],
         )?;
         Ok(n == 1)
     }

@@ -1,0 +1,292 @@
+//! Approval prompts to `notify` targets: a generic webhook, Slack and Teams, each in its own
+//! shape with a link to the run's approval page that works; a receiver that fails is retried
+//! with backoff, audited as `notify_failed`, and never holds up the run.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::approvals::{
+    approve, audit_of, event_names, events, get_run, ran, request_pending, site_config, site_env,
+    wait_status, write_marker_runbook, SETTLE,
+};
+use crate::harness::{wait_for, Daemon, Env, HttpStub, StandardConfig};
+use crate::web::{location, page_client, sign_in};
+
+/// A `notify:` entry.
+fn target(name: &str, kind: &str, url: &str, parties: &str) -> String {
+    format!(
+        "  - name: {name}\n    kind: {kind}\n    url: \"{url}\"\n    events: [approval_requested]\n    parties: {parties}\n"
+    )
+}
+
+/// The site with `targets` (see [`target`]) and a runbook `cross` on web1 (internal) that a
+/// provider operator needs internal's approval for.
+fn notify_site(targets: &[String]) -> Env {
+    let config: StandardConfig = site_config().extra(&format!("notify:\n{}", targets.concat()));
+    let env = site_env(&config);
+    write_marker_runbook(&env, "cross", "[web1]", "");
+    env
+}
+
+/// Waits for `n` audit records of `event` about run `id`.
+fn wait_audited(daemon: &Daemon, id: &str, event: &str, n: usize) -> Vec<Value> {
+    wait_for(SETTLE, &format!("{n} `{event}` record(s)"), || {
+        let records = audit_of(daemon, id);
+        let found: Vec<Value> = events(&records, event).into_iter().cloned().collect();
+        (found.len() >= n).then_some(found)
+    })
+}
+
+#[test]
+fn the_approval_prompt_reaches_webhook_slack_and_teams_with_a_working_link() {
+    let stub = HttpStub::start();
+    let env = notify_site(&[
+        target(
+            "hook",
+            "webhook",
+            &format!("{}/hook", stub.url()),
+            "[internal]",
+        ),
+        target(
+            "chat",
+            "slack",
+            &format!("{}/slack", stub.url()),
+            "[internal]",
+        ),
+        target(
+            "card",
+            "teams",
+            &format!("{}/teams", stub.url()),
+            "[internal]",
+        ),
+        target(
+            "theirs",
+            "webhook",
+            &format!("{}/provider", stub.url()),
+            "[provider]",
+        ),
+    ]);
+    let daemon = Daemon::start(&env);
+    let id = request_pending(&daemon, "paula", "cross");
+    let link = format!("{}/approvals/{id}", daemon.url());
+    let timeout = Duration::from_secs(10);
+
+    let hook = stub.wait_for_requests("/hook", 1, timeout);
+    assert_eq!(hook.len(), 1, "one prompt, one delivery");
+    assert_eq!(hook[0].method, "POST");
+    assert!(
+        hook[0]
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{:?}",
+        hook[0].headers
+    );
+    let body = hook[0].json();
+    assert_eq!(body["event"], "approval_requested", "{body}");
+    assert_eq!(body["party"], "internal", "{body}");
+    assert_eq!(body["run_id"], id.as_str(), "{body}");
+    assert_eq!(body["runbook"], "cross", "{body}");
+    assert!(
+        body["initiator"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("paula"),
+        "{body}"
+    );
+    assert!(
+        body["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("web1"),
+        "{body}"
+    );
+    assert!(
+        !body["title"].as_str().unwrap_or_default().is_empty(),
+        "{body}"
+    );
+    assert_eq!(body["url"], link.as_str(), "{body}");
+
+    let slack = stub.wait_for_requests("/slack", 1, timeout)[0].json();
+    let text = slack["text"].as_str().unwrap_or_default();
+    assert!(text.contains(&link), "{slack}");
+    assert!(text.contains("cross"), "{slack}");
+
+    let teams = stub.wait_for_requests("/teams", 1, timeout)[0].json();
+    assert_eq!(teams["@type"], "MessageCard", "{teams}");
+    let action = &teams["potentialAction"][0];
+    assert_eq!(action["@type"], "OpenUri", "{teams}");
+    assert_eq!(action["targets"][0]["uri"], link.as_str(), "{teams}");
+
+    // Each delivery is audited; the provider's target was not asked about internal's run.
+    let sent = wait_audited(&daemon, &id, "notify_sent", 3);
+    let mut names: Vec<&str> = sent
+        .iter()
+        .filter_map(|r| r["detail"]["target"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["card", "chat", "hook"]);
+    assert!(stub.requests_to("/provider").is_empty());
+
+    // The link works: it sends a stranger to sign in and back, and shows the run.
+    let client = page_client();
+    let response = client.get(&link).send().unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let to_login = location(&response);
+    assert!(to_login.starts_with("/login"), "{to_login}");
+    let next = format!("/approvals/{id}");
+    assert!(
+        to_login.contains(&next),
+        "sign-in forgets the run: {to_login}"
+    );
+    let (_, cookie) = sign_in(&client, &daemon, "ivan", &next);
+    let page = client.get(&link).header("cookie", cookie).send().unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().unwrap();
+    let digest = get_run(&daemon, &id)["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(html.contains(&digest), "the linked page lacks the digest");
+    assert!(
+        html.contains("id=\"approve\""),
+        "the linked page offers no approval"
+    );
+}
+
+#[test]
+fn a_failing_receiver_is_retried_audited_and_never_blocks_the_run() {
+    let stub = HttpStub::with_statuses(&[500]);
+    let env = notify_site(&[target(
+        "hook",
+        "webhook",
+        &format!("{}/hook", stub.url()),
+        "[internal]",
+    )]);
+    let daemon = Daemon::start(&env);
+    let id = request_pending(&daemon, "paula", "cross");
+
+    let failed = wait_audited(&daemon, &id, "notify_failed", 1);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let detail = &failed[0]["detail"];
+    assert_eq!(detail["target"], "hook", "{detail}");
+    assert_eq!(detail["event"], "approval_requested", "{detail}");
+    assert!(
+        detail["error"].as_str().unwrap_or_default().contains("500"),
+        "{detail}"
+    );
+
+    // Four attempts, each answered 500, with a backoff of 250 ms doubling between them.
+    let tries = stub.requests_to("/hook");
+    assert_eq!(tries.len(), 4, "attempts: {}", tries.len());
+    assert_eq!(detail["attempts"], 4, "{detail}");
+    assert!(tries.iter().all(|t| t.answered == 500));
+    assert!(
+        tries.iter().all(|t| t.body == tries[0].body),
+        "retries differ"
+    );
+    for (i, pair) in tries.windows(2).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        let backoff = Duration::from_millis(250 << i);
+        assert!(
+            gap >= backoff - Duration::from_millis(50),
+            "retry {} came after {gap:?}, before its backoff {backoff:?}",
+            i + 1
+        );
+    }
+    let records = audit_of(&daemon, &id);
+    assert!(
+        events(&records, "notify_sent").is_empty(),
+        "{:?}",
+        event_names(&records)
+    );
+
+    // The run waited for its approval all along, and is approvable.
+    assert_eq!(get_run(&daemon, &id)["status"], "awaiting_approval");
+    let (status, body) = approve(&daemon, "ivan", &id);
+    assert_eq!(status, 200, "{body}");
+    wait_status(&daemon, &id, "succeeded");
+    assert!(ran(&env, &id, ""));
+}
+
+#[test]
+fn a_flaky_receiver_gets_the_prompt_on_a_retry() {
+    let stub = HttpStub::with_statuses(&[503, 500, 200]);
+    let env = notify_site(&[target(
+        "hook",
+        "webhook",
+        &format!("{}/hook", stub.url()),
+        "[internal]",
+    )]);
+    let daemon = Daemon::start(&env);
+    let id = request_pending(&daemon, "paula", "cross");
+
+    let sent = wait_audited(&daemon, &id, "notify_sent", 1);
+    assert_eq!(sent[0]["detail"]["status"], 200, "{}", sent[0]);
+    let tries = stub.requests_to("/hook");
+    assert_eq!(
+        tries.iter().map(|t| t.answered).collect::<Vec<_>>(),
+        [503, 500, 200]
+    );
+    assert_eq!(tries[2].json()["run_id"], id.as_str());
+    let records = audit_of(&daemon, &id);
+    assert!(
+        events(&records, "notify_failed").is_empty(),
+        "{:?}",
+        event_names(&records)
+    );
+}
+
+#[test]
+fn a_break_glass_run_notifies_the_owners_of_their_review() {
+    let stub = HttpStub::start();
+    let config = site_config().extra(&format!(
+        "notify:\n  - name: hook\n    kind: webhook\n    url: \"{}/hook\"\n    events: [review_requested]\n    parties: [internal]\n",
+        stub.url()
+    ));
+    let env = site_env(&config);
+    write_marker_runbook(&env, "isolate", "[web1]", "emergency: true");
+    let daemon = Daemon::start(&env);
+    let (status, run) = daemon.post(
+        "/api/v1/runs",
+        &crate::harness::token("paula"),
+        &serde_json::json!({"runbook": "isolate", "break_glass": true, "reason": "worm"}),
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+
+    let body = stub.wait_for_requests("/hook", 1, Duration::from_secs(10))[0].json();
+    assert_eq!(body["event"], "review_requested", "{body}");
+    assert_eq!(body["party"], "internal", "{body}");
+    assert_eq!(body["run_id"], id.as_str(), "{body}");
+    assert_eq!(
+        body["url"],
+        format!("{}/approvals/{id}", daemon.url()).as_str(),
+        "{body}"
+    );
+    wait_audited(&daemon, &id, "notify_sent", 1);
+}
+
+#[test]
+fn public_url_is_where_the_prompt_links() {
+    let stub = HttpStub::start();
+    let config = site_config().extra(&format!(
+        "public_url: \"https://tandem.example.org/\"\nnotify:\n{}",
+        target(
+            "hook",
+            "webhook",
+            &format!("{}/hook", stub.url()),
+            "[internal]"
+        )
+    ));
+    let env = site_env(&config);
+    write_marker_runbook(&env, "cross", "[web1]", "");
+    let daemon = Daemon::start(&env);
+    let id = request_pending(&daemon, "paula", "cross");
+    let body = stub.wait_for_requests("/hook", 1, Duration::from_secs(10))[0].json();
+    assert_eq!(
+        body["url"],
+        format!("https://tandem.example.org/approvals/{id}").as_str(),
+        "{body}"
+    );
+}
