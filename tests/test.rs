@@ -9,6 +9,7 @@ mod crash_safety;
 mod harness;
 mod hostile_scripts;
 mod notify;
+mod rollout;
 mod run_flow;
 mod scope_rule;
 mod secret_redaction;

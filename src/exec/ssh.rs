@@ -84,9 +84,17 @@ impl SshSession {
         session
             .method_pref(MethodType::HostKey, hostkey_prefs(&t.host_key.key_type))
             .map_err(|e| ExecError::Connect(format!("host key preference: {e}")))?;
-        session
-            .handshake()
-            .map_err(|e| ExecError::Connect(format!("{addr}: SSH handshake: {e}")))?;
+        let handshake_started = Instant::now();
+        if let Err(e) = session.handshake() {
+            // A host that accepts the connection and never answers is a timeout, not a
+            // refusal: say so, so the operator looks at the host rather than the network.
+            if handshake_started.elapsed() + Duration::from_millis(100) >= connect_timeout {
+                return Err(ExecError::Timeout(format!(
+                    "{addr}: no SSH handshake within {connect_timeout:?}"
+                )));
+            }
+            return Err(ExecError::Connect(format!("{addr}: SSH handshake: {e}")));
+        }
 
         // Rule 7: compare before any authentication. No trust on first use.
         let presented = session
