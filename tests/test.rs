@@ -11,6 +11,7 @@ mod hostile_scripts;
 mod notify;
 mod rollout;
 mod run_flow;
+mod schedules;
 mod scope_rule;
 mod secret_redaction;
 mod ssh_runs;

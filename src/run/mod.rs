@@ -110,6 +110,7 @@ pub struct App {
     idle: Notify,
     /// Wakes the scheduler early: a run ended, a standing approval arrived, a reload.
     pub schedule_wake: Notify,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for App {
@@ -240,6 +241,7 @@ impl App {
             changed: Notify::new(),
             idle: Notify::new(),
             schedule_wake: Notify::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -261,9 +263,16 @@ impl App {
         self.loaded().config
     }
 
+    /// How many times the config and catalog were replaced: the scheduler rebuilds its
+    /// plan when this changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Puts a newly loaded and validated config and catalog in force. Runs already under
     /// way keep the config they started with.
     pub fn replace_loaded(&self, config: Config, catalog: Catalog) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let new = Loaded {
             config: Arc::new(config),
             catalog: Arc::new(catalog),
@@ -278,7 +287,22 @@ impl App {
     /// `interrupted`, their in-flight actions `outcome_unknown`. Nothing is re-run.
     pub fn recover(&self) -> Result<usize, StoreError> {
         let open = self.store.open_actions()?;
-        let runs = self.store.run_ids_in(&[status::RUNNING, status::QUEUED])?;
+        // A scheduled run approved ahead of its slot is queued but has not started: it
+        // stays queued and runs at its slot.
+        let now = chrono::Utc::now();
+        let runs: Vec<String> = self
+            .store
+            .runs_in(&[status::RUNNING, status::QUEUED])?
+            .into_iter()
+            .filter(|(_, st, slot)| {
+                !(st == status::QUEUED
+                    && slot
+                        .as_deref()
+                        .and_then(schedule::slot_time)
+                        .is_some_and(|t| t > now))
+            })
+            .map(|(id, _, _)| id)
+            .collect();
         self.store.tx(|tx| {
             for a in &open {
                 tx.action_done(a.id, "outcome_unknown")?;

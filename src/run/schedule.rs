@@ -173,7 +173,12 @@ impl App {
         let whole = self.schedule_plan(rb).ok();
         for slot in &due {
             if missed(slot) && Some(*slot) != catch_up {
-                tx.audit(&system, None, "slot_missed", json!({"runbook": rb.name, "slot": ts(*slot), "misfire": format!("{:?}", sch.misfire).to_lowercase()}))?;
+                tx.audit(
+                    &system,
+                    None,
+                    "slot_missed",
+                    json!({"runbook": rb.name, "slot": ts(*slot), "misfire": sch.misfire.name()}),
+                )?;
                 continue;
             }
             self.fire(tx, rb, sch, config, *slot, whole.as_ref(), after)?;
@@ -272,6 +277,23 @@ impl App {
                     after.push(After::Spawn(id, rb.name.clone()));
                     Ok(())
                 }
+                // A standing approval given after the request covers the slot too.
+                status::AWAITING_APPROVAL
+                    if whole.is_some_and(|w| {
+                        self.standing_covers(tx, rb, w, slot).unwrap_or(false)
+                    }) =>
+                {
+                    tx.close_pending_gates(&id, "superseded")?;
+                    tx.set_run_status(&id, status::QUEUED, None)?;
+                    tx.audit(
+                        &system,
+                        Some(&id),
+                        "approval_standing",
+                        json!({"digest": whole.map(|w| w.digest.clone()), "superseded_gate": 0}),
+                    )?;
+                    after.push(After::Spawn(id, rb.name.clone()));
+                    Ok(())
+                }
                 status::AWAITING_APPROVAL => {
                     tx.close_pending_gates(&id, "expired")?;
                     tx.set_run_status(
@@ -289,6 +311,7 @@ impl App {
                     skip("unapproved", json!({"run_id": id}))
                 }
                 status::EXPIRED | status::DENIED => skip("unapproved", json!({"run_id": id})),
+                status::CANCELLED | status::INTERRUPTED => skip(&st, json!({"run_id": id})),
                 _ => Ok(()),
             };
         }
@@ -345,12 +368,12 @@ impl App {
     /// The scheduler loop: runs until the process ends.
     pub async fn scheduler_loop(self: Arc<Self>) {
         let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, String)>> = BinaryHeap::new();
-        let mut generation = usize::MAX;
+        let mut generation = u64::MAX;
         loop {
             // (Re)build the heap when the catalog changed: every schedule is due now, which
             // also handles slots missed while the daemon was down.
             let catalog = self.catalog();
-            let gen = Arc::as_ptr(&catalog) as usize;
+            let gen = self.generation();
             if gen != generation {
                 generation = gen;
                 heap.clear();
@@ -437,8 +460,8 @@ impl App {
                     "cron": spec.cron,
                     "timezone": sch.tz.name(),
                     "window": spec.window,
-                    "overlap": format!("{:?}", sch.overlap).to_lowercase(),
-                    "misfire": format!("{:?}", sch.misfire).to_lowercase(),
+                    "overlap": sch.overlap.name(),
+                    "misfire": sch.misfire.name(),
                     "next": next.iter().map(|t| json!({
                         "utc": ts(*t),
                         "local": t.with_timezone(&sch.tz).to_rfc3339_opts(SecondsFormat::Secs, false),

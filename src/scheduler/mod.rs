@@ -23,11 +23,31 @@ pub enum Overlap {
     Queue,
 }
 
+impl Overlap {
+    /// The name as a runbook spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+        }
+    }
+}
+
 /// What to do with slots missed while the daemon was down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Misfire {
     Skip,
     RunOnce,
+}
+
+impl Misfire {
+    /// The name as a runbook spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Misfire::Skip => "skip",
+            Misfire::RunOnce => "run_once",
+        }
+    }
 }
 
 /// A parsed schedule.

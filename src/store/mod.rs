@@ -514,17 +514,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Ids of runs in one of `statuses`.
-    pub fn run_ids_in(&self, statuses: &[&str]) -> Result<Vec<String>, StoreError> {
+    /// (id, status, slot) of runs in one of `statuses`.
+    pub fn runs_in(
+        &self,
+        statuses: &[&str],
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
         let conn = self.lock();
         let mut out = Vec::new();
         for s in statuses {
-            let mut stmt =
-                conn.prepare("SELECT id FROM runs WHERE status = ?1 ORDER BY created_at")?;
-            let ids = stmt
-                .query_map([s], |r| r.get::<_, String>(0))?
+            let mut stmt = conn.prepare(
+                "SELECT id, status, slot FROM runs WHERE status = ?1 ORDER BY created_at",
+            )?;
+            let rows = stmt
+                .query_map([s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
-            out.extend(ids);
+            out.extend(rows);
         }
         Ok(out)
     }
