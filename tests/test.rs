@@ -8,6 +8,7 @@ mod audit_tamper;
 mod crash_safety;
 mod harness;
 mod hostile_scripts;
+mod mission;
 mod notify;
 mod rollout;
 mod run_flow;

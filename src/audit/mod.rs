@@ -166,13 +166,17 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Adds a value to hide. Very short values are hidden too: a leak is worse than noise.
+    /// Adds a value to hide, and its shell-quoted form (`quote()` may rewrite it). Very
+    /// short values are hidden too: a leak is worse than noise.
     pub fn add(&mut self, value: &str) {
-        if !value.is_empty() && !self.values.iter().any(|v| v == value) {
-            self.values.push(value.to_string());
-            // Longest first, so a secret containing another is hidden whole.
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let quoted = shlex::try_quote(value).map(|q| q.into_owned()).ok();
+        for v in std::iter::once(value.to_string()).chain(quoted) {
+            if !v.is_empty() && !self.values.contains(&v) {
+                self.values.push(v);
+            }
         }
+        // Longest first, so a secret containing another is hidden whole.
+        self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     }
 
     /// `text` with every known secret value replaced.
@@ -259,5 +263,8 @@ mod tests {
         r.add("abc");
         r.add("abcdef");
         assert_eq!(r.redact("x abcdef y abc"), "x [redacted] y [redacted]");
+        r.add("it's $ecret");
+        let quoted = shlex::try_quote("it's $ecret").unwrap().into_owned();
+        assert_eq!(r.redact(&format!("echo {quoted}")), "echo [redacted]");
     }
 }

@@ -285,10 +285,19 @@ impl HostContext {
             };
             *guard = Some(SshSession::connect(&t, &stop)?);
         }
-        match guard.as_mut() {
+        let result = match guard.as_mut() {
             Some(session) => session.exec(command, &stop),
             None => Err(ExecError::Connect("no session".into())),
+        };
+        // A session that failed (the host rebooted, the network dropped) is not reused:
+        // the next action connects again, with the same host key check.
+        if matches!(
+            result,
+            Err(ExecError::Io(_) | ExecError::Connect(_) | ExecError::Timeout(_))
+        ) {
+            *guard = None;
         }
+        result
     }
 }
 

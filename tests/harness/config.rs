@@ -68,7 +68,7 @@ impl HostSpec {
     pub fn ssh(name: &str, owner: &str, sshd: &Sshd) -> HostSpec {
         HostSpec {
             ssh: Some(SshSpec {
-                address: "127.0.0.1".to_string(),
+                address: sshd.address().to_string(),
                 port: sshd.port(),
                 user: sshd.user().to_string(),
                 host_key: sshd.host_key_line().to_string(),

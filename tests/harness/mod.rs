@@ -21,6 +21,8 @@ mod wait;
 pub use http_stub::*;
 mod browser;
 pub use browser::*;
+mod netns;
+pub use netns::*;
 
 pub use config::{config_yaml, token, token_sha256, HostSpec, StandardConfig, PARTIES, USERS};
 pub use daemon::Daemon;

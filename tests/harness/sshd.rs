@@ -1,9 +1,9 @@
-//! A real OpenSSH server on 127.0.0.1, with its own host key, client key and config in a
-//! temp folder.
+//! A real OpenSSH server on 127.0.0.1 (or on an address inside a network namespace, see
+//! [`Sshd::start_in`]), with its own host key, client key and config in a temp folder.
 
 use std::fs::File;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,6 +25,7 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct Sshd {
     dir: TempDir,
     child: Child,
+    address: IpAddr,
     port: u16,
     host_key_line: String,
     user: String,
@@ -34,8 +35,20 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    /// Starts sshd and waits until it answers with its SSH banner.
+    /// Starts sshd on 127.0.0.1 and waits until it answers with its SSH banner.
     pub fn start() -> Sshd {
+        Sshd::start_at(None, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Starts sshd inside network namespace `netns` (`ip netns exec NETNS sshd …`),
+    /// listening on `address`, which must be reachable from the test's own namespace; waits
+    /// until it answers with its SSH banner. Commands run as the test user on this machine's
+    /// filesystem, with the namespace's network.
+    pub fn start_in(netns: &str, address: IpAddr) -> Sshd {
+        Sshd::start_at(Some(netns), address)
+    }
+
+    fn start_at(netns: Option<&str>, address: IpAddr) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: the SSH tests need a real OpenSSH server, which the test \
@@ -56,11 +69,12 @@ impl Sshd {
 
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match spawn_ready(dir.path(), port) {
+            match spawn_ready(dir.path(), SocketAddr::new(address, port), netns) {
                 Ok((child, log_start)) => {
                     return Sshd {
                         dir,
                         child,
+                        address,
                         port,
                         host_key_line,
                         user: current_user(),
@@ -74,7 +88,12 @@ impl Sshd {
         panic!("sshd found no free port in {PORT_ATTEMPTS} attempts");
     }
 
-    /// The port sshd listens on, at 127.0.0.1.
+    /// The address sshd listens on: 127.0.0.1 unless started with [`Sshd::start_in`].
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    /// The port sshd listens on, at [`Sshd::address`].
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -108,14 +127,28 @@ impl Drop for Sshd {
     }
 }
 
-/// Starts sshd on `port` with the config and keys in `dir` and waits until it is ready:
-/// it sent its banner to a probe connection and logged the end of that connection.
-/// Returns the child and the log length at that point, or the log if sshd exited first.
-fn spawn_ready(dir: &Path, port: u16) -> Result<(Child, usize), String> {
+/// Starts sshd on `address` (inside `netns` when given) with the config and keys in `dir`
+/// and waits until it is ready: it sent its banner to a probe connection and logged the end
+/// of that connection. Returns the child and the log length at that point, or the log if
+/// sshd exited first.
+fn spawn_ready(
+    dir: &Path,
+    address: SocketAddr,
+    netns: Option<&str>,
+) -> Result<(Child, usize), String> {
     let config = dir.join("sshd_config");
-    std::fs::write(&config, sshd_config(dir, port)).expect("write sshd_config");
+    std::fs::write(&config, sshd_config(dir, address)).expect("write sshd_config");
     let log = File::create(dir.join("sshd.log")).expect("create sshd.log");
-    let mut child = Command::new(SSHD)
+    // `ip netns exec` execs sshd in place, so the child is sshd itself either way.
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, SSHD]);
+            c
+        }
+        None => Command::new(SSHD),
+    };
+    let mut child = command
         .arg("-D")
         .arg("-e")
         .arg("-f")
@@ -126,7 +159,6 @@ fn spawn_ready(dir: &Path, port: u16) -> Result<(Child, usize), String> {
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {SSHD}: {e}"));
 
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
     let probe = poll(START_TIMEOUT, || match child.try_wait() {
         Ok(Some(_)) => Some(None),
         _ => banner_probe(&address).map(Some),
@@ -167,10 +199,11 @@ fn banner_probe(address: &SocketAddr) -> Option<u16> {
     banner[..n].starts_with(b"SSH-2.0").then_some(local_port)
 }
 
-fn sshd_config(dir: &Path, port: u16) -> String {
+fn sshd_config(dir: &Path, address: SocketAddr) -> String {
     let d = dir.display();
+    let (ip, port) = (address.ip(), address.port());
     format!(
-        "ListenAddress 127.0.0.1
+        "ListenAddress {ip}
 Port {port}
 HostKey {d}/host_ed25519
 PidFile {d}/sshd.pid
