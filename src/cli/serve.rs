@@ -116,7 +116,10 @@ async fn reload_loop(app: std::sync::Arc<App>, config_path: std::path::PathBuf) 
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = fingerprint(&config_path, &app.config().runbooks_dir);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    // Every 2 s a stat of each watched file: cheap for a few hundred runbooks; with
+    // thousands, SIGHUP is the immediate path and the poll is spread out.
+    let every = Duration::from_secs(if seen.len() > 1000 { 10 } else { 2 });
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         #[cfg(unix)]

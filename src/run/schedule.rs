@@ -347,20 +347,16 @@ impl App {
 
     /// Starts the oldest queued scheduled run of each runbook with nothing active.
     fn start_queued(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut to_start = Vec::new();
-        let catalog = self.catalog();
-        self.store.tx(|tx| {
-            for rb in catalog.runbooks.values().filter(|r| r.schedule.is_some()) {
-                if let Some(id) = tx.oldest_queued_slot_run(&rb.name, &slot_key(&rb.name, now))? {
-                    if !self.is_active(&id) && !self.runbook_active(&rb.name) {
-                        to_start.push((id, rb.name.clone()));
-                    }
-                }
+        let queued = self.store.tx(|tx| tx.queued_slot_runs())?;
+        let mut seen = std::collections::HashSet::new();
+        for (id, runbook, slot) in queued {
+            // Only the oldest waiting run of each runbook, once its slot has come.
+            if !seen.insert(runbook.clone()) || !slot_time(&slot).is_some_and(|t| t <= now) {
+                continue;
             }
-            Ok(())
-        })?;
-        for (id, runbook) in to_start {
-            self.spawn(id, &runbook);
+            if !self.is_active(&id) && !self.runbook_active(&runbook) {
+                self.spawn(id, &runbook);
+            }
         }
         Ok(())
     }

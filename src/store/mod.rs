@@ -916,20 +916,16 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 
-    /// The oldest queued scheduled run of a runbook whose slot key is at or before `upto`.
-    pub fn oldest_queued_slot_run(
-        &self,
-        runbook: &str,
-        upto: &str,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT id FROM runs WHERE runbook = ?1 AND status = 'queued' AND slot IS NOT NULL AND slot <= ?2 ORDER BY slot LIMIT 1",
-                params![runbook, upto],
-                |r| r.get(0),
-            )
-            .optional()?)
+    /// Queued scheduled runs, oldest slot first: (id, runbook, slot key). One query, so a
+    /// daemon with thousands of schedules pays for the few runs that wait, not for them all.
+    pub fn queued_slot_runs(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut stmt = self.tx.prepare(
+            "SELECT id, runbook, slot FROM runs WHERE status = 'queued' AND slot IS NOT NULL ORDER BY slot",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     /// Records a standing approval of a schedule's digest until `until`.
