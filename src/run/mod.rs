@@ -582,20 +582,23 @@ impl App {
             }
         };
 
-        self.store.tx(|tx| {
-            tx.set_run_status(id, status::RUNNING, None)?;
-            tx.audit(
-                &actor,
-                Some(id),
-                "run_started",
-                json!({"digest": plan.digest, "version": rb.version}),
-            )?;
-            tx.log(
-                id,
-                None,
-                "event",
-                &format!("run started: {} ({} hosts)", rb.name, plan.targets.len()),
-            )
+        // The store blocks (fsync): let tokio move this worker's other tasks elsewhere.
+        tokio::task::block_in_place(|| {
+            self.store.tx(|tx| {
+                tx.set_run_status(id, status::RUNNING, None)?;
+                tx.audit(
+                    &actor,
+                    Some(id),
+                    "run_started",
+                    json!({"digest": plan.digest, "version": rb.version}),
+                )?;
+                tx.log(
+                    id,
+                    None,
+                    "event",
+                    &format!("run started: {} ({} hosts)", rb.name, plan.targets.len()),
+                )
+            })
         })?;
         self.changed.notify_waiters();
 
@@ -756,29 +759,32 @@ impl App {
         leftover: &str,
     ) -> Result<(), StoreError> {
         let run_error = error.map(|e| e.to_string());
-        self.store.tx(|tx| {
-            tx.set_run_status(id, final_status, run_error.as_deref())?;
-            tx.close_hosts(id, leftover)?;
-            // A gate still open when the run ends (cancel, timeout) can no longer be decided.
-            tx.close_pending_gates(id, "closed")?;
-            tx.log(
-                id,
-                None,
-                "event",
-                &format!(
-                    "run {final_status}{}",
-                    run_error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                ),
-            )?;
-            tx.audit(
-                actor,
-                Some(id),
-                "run_finished",
-                json!({"status": final_status, "error": run_error}),
-            )
+        // Called from the async orchestrator; the store blocks (fsync).
+        tokio::task::block_in_place(|| {
+            self.store.tx(|tx| {
+                tx.set_run_status(id, final_status, run_error.as_deref())?;
+                tx.close_hosts(id, leftover)?;
+                // A gate still open when the run ends (cancel, timeout) can no longer be decided.
+                tx.close_pending_gates(id, "closed")?;
+                tx.log(
+                    id,
+                    None,
+                    "event",
+                    &format!(
+                        "run {final_status}{}",
+                        run_error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ),
+                )?;
+                tx.audit(
+                    actor,
+                    Some(id),
+                    "run_finished",
+                    json!({"status": final_status, "error": run_error}),
+                )
+            })
         })?;
         self.changed.notify_waiters();
         Ok(())
