@@ -361,19 +361,9 @@ impl Store {
         self.tx(|tx| tx.audit(actor, run_id, event, detail))
     }
 
-    /// One run with its host results.
+    /// One run with its host results, gates and review.
     pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
-        let conn = self.lock();
-        let row = conn
-            .query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_from_row)
-            .optional()?;
-        match row {
-            Some(mut r) => {
-                fill(&conn, &mut r)?;
-                Ok(Some(r))
-            }
-            None => Ok(None),
-        }
+        self.tx(|tx| tx.run(id))
     }
 
     /// Runs, newest first, optionally only those in `status`.
