@@ -464,38 +464,27 @@ impl Store {
 
     /// Runs with a pending gate, oldest first.
     pub fn runs_with_pending_gates(&self) -> Result<Vec<RunRow>, StoreError> {
-        let ids: Vec<String> = {
-            let conn = self.lock();
-            let mut stmt = conn.prepare(
-                "SELECT DISTINCT run_id FROM gates WHERE status = 'pending' ORDER BY requested_at",
-            )?;
-            let ids = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            ids
-        };
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(r) = self.run(&id)? {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        self.runs_listed(
+            "SELECT DISTINCT run_id FROM gates WHERE status = 'pending' ORDER BY requested_at",
+        )
     }
 
     /// Break-glass runs whose review is still open.
     pub fn open_reviews(&self) -> Result<Vec<RunRow>, StoreError> {
+        self.runs_listed("SELECT run_id FROM reviews WHERE status = 'open' ORDER BY requested_at")
+    }
+
+    /// The whole runs whose ids `ids_sql` selects, in its order.
+    fn runs_listed(&self, ids_sql: &str) -> Result<Vec<RunRow>, StoreError> {
         let ids: Vec<String> = {
             let conn = self.lock();
-            let mut stmt = conn.prepare(
-                "SELECT run_id FROM reviews WHERE status = 'open' ORDER BY requested_at",
-            )?;
+            let mut stmt = conn.prepare(ids_sql)?;
             let ids = stmt
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             ids
         };
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(r) = self.run(&id)? {
                 out.push(r);
