@@ -3,11 +3,23 @@
 //!
 //! Every write goes through [`Store::tx`], which hands out a [`Tx`] that can append audit
 //! records in the same transaction as the state change they describe: either both land or
-//! neither does. One connection behind a mutex is deliberate: SQLite has one writer anyway,
-//! and serializing appends keeps the hash chain linear without retry loops.
+//! neither does. One write connection behind a mutex is deliberate: SQLite has one writer
+//! anyway, and serializing appends keeps the hash chain linear without retry loops.
+//!
+//! Writes are group-committed. A commit with `synchronous=FULL` waits for the disk (rule 8
+//! needs an intent durable before its action runs), and a rollout has hundreds of hosts
+//! writing at once, so one fsync per transaction would make the disk the bottleneck. Each
+//! [`Store::tx`] runs its closure in a savepoint of the open group transaction; the writer
+//! that finds nobody queued behind it commits the group, and every member returns only once
+//! the group's commit is on disk (or with the commit's error). A closure that fails rolls
+//! back its savepoint alone. Reads go through a second connection, which sees only
+//! committed, durable data and never waits behind a commit.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -28,6 +40,8 @@ pub enum StoreError {
     },
     #[error("state store: the database is newer than this tandem (schema {0})")]
     TooNew(i64),
+    #[error("state store: commit failed: {0}")]
+    Commit(String),
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -166,7 +180,44 @@ pub fn now_at(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// The SQLite store.
 pub struct Store {
-    conn: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Signalled whenever a commit group is resolved.
+    resolved: Condvar,
+    /// Writers waiting for the writer lock: while there are any, the group stays open.
+    queued: AtomicUsize,
+    /// The read connection: it sees committed data only.
+    reader: Mutex<Connection>,
+}
+
+/// The write connection and its commit groups.
+struct Writer {
+    conn: Connection,
+    /// The group whose transaction is open.
+    open: Option<u64>,
+    /// The last group numbered; groups up to `resolved` are committed or failed.
+    numbered: u64,
+    resolved: u64,
+    /// The latest groups whose commit failed, with the error.
+    failed: VecDeque<(u64, String)>,
+}
+
+impl Writer {
+    /// Commits the open group and wakes its members.
+    fn commit(&mut self, resolved: &Condvar) {
+        let Some(group) = self.open.take() else {
+            return;
+        };
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            tracing::error!(error = %e, "state store: commit failed");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            if self.failed.len() >= 64 {
+                self.failed.pop_front();
+            }
+            self.failed.push_back((group, e.to_string()));
+        }
+        self.resolved = group;
+        resolved.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -330,24 +381,67 @@ impl Store {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.pragma_update(None, "query_only", true)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(Writer {
+                conn,
+                open: None,
+                numbered: 0,
+                resolved: 0,
+                failed: VecDeque::new(),
+            }),
+            resolved: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            reader: Mutex::new(reader),
         })
     }
 
+    // A panic while holding either lock leaves SQLite consistent (an open savepoint rolls
+    // back on drop, and a group left open is committed by its next member to wake), so a
+    // poisoned lock is safe to keep using.
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (the transaction rolls
-        // back on drop), so a poisoned lock is safe to keep using.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` in one transaction; commits when it returns `Ok`.
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one transaction and returns once it is durable: when `f` returns `Ok`
+    /// its writes are committed, when it returns `Err` none of them are.
     pub fn tx<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let out = f(&Tx { tx: &tx })?;
-        tx.commit()?;
-        Ok(out)
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut w = self.lock_writer();
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let group = match w.open {
+            Some(g) => g,
+            None => {
+                w.conn.execute_batch("BEGIN IMMEDIATE")?;
+                w.numbered += 1;
+                w.open = Some(w.numbered);
+                w.numbered
+            }
+        };
+        let out = in_savepoint(&mut w.conn, f);
+        // The last writer in line commits; the others wait for it. A member that wakes to
+        // find its group still open with nobody queued (its committer panicked) commits it.
+        while w.resolved < group {
+            if w.open == Some(group) && self.queued.load(Ordering::SeqCst) == 0 {
+                w.commit(&self.resolved);
+                break;
+            }
+            w = match self.resolved.wait_timeout(w, Duration::from_millis(100)) {
+                Ok((w, _)) => w,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        let out = out?;
+        match w.failed.iter().find(|(g, _)| *g == group) {
+            Some((_, e)) => Err(StoreError::Commit(e.clone())),
+            None => Ok(out),
+        }
     }
 
     /// Appends one audit record on its own.
@@ -363,7 +457,7 @@ impl Store {
 
     /// One run with its host results, gates and review.
     pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
-        self.tx(|tx| tx.run(id))
+        run_by_id(&self.lock(), id)
     }
 
     /// Runs, newest first, optionally only those in `status`.
@@ -476,17 +570,14 @@ impl Store {
 
     /// The whole runs whose ids `ids_sql` selects, in its order.
     fn runs_listed(&self, ids_sql: &str) -> Result<Vec<RunRow>, StoreError> {
-        let ids: Vec<String> = {
-            let conn = self.lock();
-            let mut stmt = conn.prepare(ids_sql)?;
-            let ids = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            ids
-        };
+        let conn = self.lock();
+        let mut stmt = conn.prepare(ids_sql)?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(r) = self.run(&id)? {
+            if let Some(r) = run_by_id(&conn, &id)? {
                 out.push(r);
             }
         }
@@ -636,9 +727,36 @@ fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<i64> {
     Some((e - s).num_milliseconds())
 }
 
-/// A write transaction. Dropped without commit, it rolls back.
+/// Runs `f` in a savepoint of the open group: kept when `f` returns `Ok`, rolled back when
+/// it returns `Err` (or panics).
+fn in_savepoint<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let sp = conn.savepoint()?;
+    let out = f(&Tx { tx: &sp })?;
+    sp.commit()?;
+    Ok(out)
+}
+
+/// A run with everything the API shows.
+fn run_by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>, StoreError> {
+    let row = conn
+        .query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_from_row)
+        .optional()?;
+    match row {
+        Some(mut r) => {
+            fill(conn, &mut r)?;
+            Ok(Some(r))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A write transaction (a savepoint of the open commit group). Dropped without commit, it
+/// rolls back.
 pub struct Tx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    tx: &'a Connection,
 }
 
 impl Tx<'_> {
@@ -807,17 +925,7 @@ impl Tx<'_> {
 
     /// A run with everything the API shows, read inside this transaction.
     pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
-        let row = self
-            .tx
-            .query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_from_row)
-            .optional()?;
-        match row {
-            Some(mut r) => {
-                fill(self.tx, &mut r)?;
-                Ok(Some(r))
-            }
-            None => Ok(None),
-        }
+        run_by_id(self.tx, id)
     }
 
     /// The gate of a run with this reason, if one was opened: (gate, status).
@@ -1048,5 +1156,125 @@ impl Store {
         let conn = self.lock();
         let n: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?;
         Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, Arc::new(store))
+    }
+
+    fn actor() -> Actor {
+        Actor::System("test".into())
+    }
+
+    /// Concurrent writers share commits, yet every record lands once, in one linear chain.
+    #[test]
+    fn concurrent_writers_keep_one_chain_and_lose_nothing() {
+        let (_dir, store) = store();
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        let rec = store
+                            .tx(|tx| {
+                                tx.audit(
+                                    &actor(),
+                                    None,
+                                    "test",
+                                    serde_json::json!({"t": t, "i": i}),
+                                )
+                            })
+                            .unwrap();
+                        // Returned means durable and visible to readers.
+                        let seen = store.audit_records(rec.seq - 1, 1).unwrap();
+                        assert_eq!(seen.first().map(|r| &r.hash), Some(&rec.hash));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let all = store.audit_records(0, 10_000).unwrap();
+        assert_eq!(all.len(), 16 * 40);
+        let verified = crate::audit::verify(all.into_iter().map(Ok)).unwrap();
+        assert_eq!(verified.count, 16 * 40);
+        let w = store.lock_writer();
+        assert!(w.open.is_none() && w.resolved == w.numbered);
+    }
+
+    /// A closure that fails rolls back its own writes only, even inside a shared group.
+    #[test]
+    fn a_failing_transaction_rolls_back_alone() {
+        let (_dir, store) = store();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store.tx(|tx| {
+                        tx.audit(&actor(), None, "test", serde_json::json!({"t": t}))?;
+                        if t % 2 == 1 {
+                            return Err(StoreError::Commit("refused by the test".into()));
+                        }
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
+        let all = store.audit_records(0, 100).unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(all.iter().all(|r| r.detail["t"].as_i64().unwrap() % 2 == 0));
+        crate::audit::verify(all.into_iter().map(Ok)).unwrap();
+    }
+
+    /// When a group's commit fails, every member gets the error and nothing of it persists.
+    #[test]
+    fn a_failed_commit_reaches_every_member_of_its_group() {
+        let (_dir, store) = store();
+        // Open a group by hand whose commit will fail (a deferred foreign key violation),
+        // and keep the writer lock until two writers are queued to join it.
+        let mut w = store.lock_writer();
+        w.conn
+            .execute_batch(
+                "BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;
+                 INSERT INTO logs (run_id, ts, stream, line) VALUES ('no-such-run', 'x', 'log', 'x');",
+            )
+            .unwrap();
+        w.numbered += 1;
+        w.open = Some(w.numbered);
+        let members: Vec<_> = (0..2)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store.tx(|tx| tx.audit(&actor(), None, "test", serde_json::json!({"t": t})))
+                })
+            })
+            .collect();
+        while store.queued.load(Ordering::SeqCst) < 2 {
+            std::thread::yield_now();
+        }
+        drop(w);
+        for m in members {
+            match m.join().unwrap() {
+                Err(StoreError::Commit(e)) => assert!(e.contains("FOREIGN KEY"), "{e}"),
+                other => panic!("expected a commit error, got {other:?}"),
+            }
+        }
+        assert!(store.audit_records(0, 10).unwrap().is_empty());
+        // The store goes on working.
+        store
+            .tx(|tx| tx.audit(&actor(), None, "test", Value::Null))
+            .unwrap();
+        assert_eq!(store.audit_len().unwrap(), 1);
     }
 }
