@@ -19,7 +19,8 @@
 //! | [`script`]   | the one hardened rhai engine; host functions call a [`script::HostApi`]   |
 //! | [`exec`]     | run one action with a deadline: `ssh` (ssh2), `local`, `http` (reqwest)  |
 //! | [`audit`]    | hash-chained records: canonical form, verify, export; never edits        |
-//! | [`store`]    | SQLite (WAL, migrations): runs, host results, logs, actions, audit       |
+//! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit |
+//! | [`scheduler`]| pure slot arithmetic: cron in a zone, DST gaps and folds, jitter, windows  |
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all  |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |

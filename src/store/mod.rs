@@ -425,8 +425,10 @@ impl Store {
             }
         };
         let out = in_savepoint(&mut w.conn, f);
-        // The last writer in line commits; the others wait for it. A member that wakes to
-        // find its group still open with nobody queued (its committer panicked) commits it.
+        // The last writer in line commits; the others wait for it. Every member blocks until
+        // its group resolves, so a group grows to at most the number of writing threads. A
+        // member that wakes to find its group still open with nobody queued (its committer
+        // panicked) commits it.
         while w.resolved < group {
             if w.open == Some(group) && self.queued.load(Ordering::SeqCst) == 0 {
                 w.commit(&self.resolved);
