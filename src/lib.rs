@@ -25,6 +25,10 @@
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!
+//! [`store`] is one concrete SQLite type rather than a trait: its API is "run this closure in
+//! a durable transaction", which a PostgreSQL store can offer too, and the trait is best cut
+//! when that second backend exists and can be tested against, not guessed at beforehand.
+//!
 //! Blocking work (ssh2, rhai, SQLite) never runs on a tokio worker: scripts run on
 //! `spawn_blocking` threads, and the server reaches the store through `spawn_blocking`.
 
