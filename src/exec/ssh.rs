@@ -145,7 +145,8 @@ impl SshSession {
         self.session.set_blocking(false);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let (mut out_cut, mut err_cut) = (false, false);
-        let mut buf = vec![0u8; 32 * 1024];
+        // Small: one of these is alive per running host, and output is usually short.
+        let mut buf = vec![0u8; 8 * 1024];
         let result = loop {
             let mut progressed = false;
             match channel.read(&mut buf) {
