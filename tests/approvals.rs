@@ -177,6 +177,38 @@ pub(crate) fn gate(run: &Value, n: i64) -> Value {
         .unwrap_or_else(|| panic!("run has no gate {n}: {run}"))
 }
 
+/// Stops the daemon gracefully and starts another on the same site, which reads the config
+/// and the runbooks afresh.
+pub(crate) fn restart(env: &Env, mut daemon: Daemon) -> Daemon {
+    daemon.sigterm();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    Daemon::start(env)
+}
+
+/// Approves `id` with `body` and checks that the executor refused it because what would run
+/// is no longer what was approved: the run fails with `digest_mismatch`, the requested script
+/// never ran, and the run never started. Returns the run's audit records.
+fn approve_expecting_digest_mismatch(
+    env: &Env,
+    daemon: &Daemon,
+    id: &str,
+    body: Value,
+) -> Vec<Value> {
+    let (status, body) = approve_with(daemon, "ivan", id, body);
+    assert_eq!(status, 200, "{body}");
+    let run = wait_status(daemon, id, "failed");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("digest_mismatch"), "{run}");
+    assert!(!ran(env, id, ""), "the requested script ran");
+    let records = audit_of(daemon, id);
+    assert!(
+        events(&records, "run_started").is_empty(),
+        "{:?}",
+        event_names(&records)
+    );
+    records
+}
+
 /// The audit records about run `id`, read by the auditor.
 pub(crate) fn audit_of(daemon: &Daemon, id: &str) -> Vec<Value> {
     let (status, records) = daemon.get("/api/v1/audit?after=0&limit=10000", &token("audrey"));
@@ -769,7 +801,7 @@ fn a_runbook_edited_between_request_and_approval_does_not_run() {
     let env = site_env(&site_config());
     let extra = "approval: { from: internal }";
     write_marker_runbook(&env, "patch", "[web1]", extra);
-    let mut daemon = Daemon::start(&env);
+    let daemon = Daemon::start(&env);
     let id = request_pending(&daemon, "paula", "patch");
     let requested = get_run(&daemon, &id);
 
@@ -777,29 +809,17 @@ fn a_runbook_edited_between_request_and_approval_does_not_run() {
     // daemon reads runbooks at start, so it is restarted to pick the edit up.
     let edited = format!("{}\n{}", touch(&env, ""), touch(&env, ".edited"));
     write_runbook(&env, "patch", "[web1]", extra, &edited);
-    daemon.sigterm();
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
-    let daemon = Daemon::start(&env);
+    let daemon = restart(&env, daemon);
 
     let before = get_run(&daemon, &id);
     assert_eq!(before["status"], "awaiting_approval", "{before}");
     assert_eq!(before["digest"], requested["digest"], "{before}");
     // The approver approves what they were shown when the run was requested.
-    let (status, body) = approve_with(&daemon, "ivan", &id, json!({"digest": requested["digest"]}));
-    assert_eq!(status, 200, "{body}");
-    let run = wait_status(&daemon, &id, "failed");
-    let error = run["error"].as_str().unwrap_or_default();
-    assert!(error.starts_with("digest_mismatch"), "{run}");
-    assert!(!ran(&env, &id, ""), "the old script ran");
+    let digest = json!({"digest": requested["digest"]});
+    let records = approve_expecting_digest_mismatch(&env, &daemon, &id, digest);
     assert!(
         !ran(&env, &id, ".edited"),
         "the edited script ran unapproved"
-    );
-    let records = audit_of(&daemon, &id);
-    assert!(
-        events(&records, "run_started").is_empty(),
-        "{:?}",
-        event_names(&records)
     );
     let finished = events(&records, "run_finished");
     assert_eq!(finished.len(), 1, "{:?}", event_names(&records));
@@ -812,7 +832,7 @@ fn an_inventory_edit_between_request_and_approval_does_not_run() {
     let config = site_config();
     let env = site_env(&config);
     write_marker_runbook(&env, "patch", "[web1]", "approval: { from: internal }");
-    let mut daemon = Daemon::start(&env);
+    let daemon = Daemon::start(&env);
     let id = request_pending(&daemon, "paula", "patch");
 
     // web1 gains a tag: the planned target is no longer what was requested.
@@ -822,27 +842,10 @@ fn an_inventory_edit_between_request_and_approval_does_not_run() {
     );
     assert_ne!(edited, config.to_yaml(), "the edit did not apply");
     env.write_config(&edited);
-    daemon.sigterm();
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
-    let daemon = Daemon::start(&env);
+    let daemon = restart(&env, daemon);
 
-    let (status, body) = approve(&daemon, "ivan", &id);
-    assert_eq!(status, 200, "{body}");
-    let run = wait_status(&daemon, &id, "failed");
-    assert!(
-        run["error"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("digest_mismatch"),
-        "{run}"
-    );
-    assert!(!ran(&env, &id, ""));
-    let records = audit_of(&daemon, &id);
-    assert!(
-        events(&records, "run_started").is_empty(),
-        "{:?}",
-        event_names(&records)
-    );
+    let digest_now = json!({"digest": get_run(&daemon, &id)["digest"]});
+    approve_expecting_digest_mismatch(&env, &daemon, &id, digest_now);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1376,29 +1379,12 @@ fn a_runbook_removed_before_approval_does_not_run() {
     let env = site_env(&site_config());
     write_marker_runbook(&env, "patch", "[web1]", "approval: { from: internal }");
     write_marker_runbook(&env, "other", "[web1]", "");
-    let mut daemon = Daemon::start(&env);
+    let daemon = Daemon::start(&env);
     let id = request_pending(&daemon, "paula", "patch");
 
     std::fs::remove_file(env.path().join("runbooks/patch.yaml")).unwrap();
-    daemon.sigterm();
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
-    let daemon = Daemon::start(&env);
+    let daemon = restart(&env, daemon);
 
-    let (status, body) = approve(&daemon, "ivan", &id);
-    assert_eq!(status, 200, "{body}");
-    let run = wait_status(&daemon, &id, "failed");
-    assert!(
-        run["error"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("digest_mismatch"),
-        "{run}"
-    );
-    assert!(!ran(&env, &id, ""));
-    let records = audit_of(&daemon, &id);
-    assert!(
-        events(&records, "run_started").is_empty(),
-        "{:?}",
-        event_names(&records)
-    );
+    let digest_now = json!({"digest": get_run(&daemon, &id)["digest"]});
+    approve_expecting_digest_mismatch(&env, &daemon, &id, digest_now);
 }
