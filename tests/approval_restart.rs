@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::approvals::{
-    approve, assert_audit_verifies, assert_decisions_audited, audit_of, event_names, events, gate,
-    get_run, ran, request_pending, site_config, site_env, wait_status, write_marker_runbook,
+    approve, approve_and_see_it_run, assert_audit_verifies, assert_decisions_audited, audit_of,
+    event_names, events, gate, get_run, ran, request_pending, site_config, site_env,
+    write_marker_runbook,
 };
 use crate::harness::{wait_until, Daemon};
 
@@ -45,10 +46,7 @@ fn a_pending_approval_and_its_decisions_survive_a_crash() {
         "ivan approving again after the restart: {body}"
     );
     assert!(!ran(&env, &id, ""));
-    let (status, body) = approve(&daemon, "ines", &id);
-    assert_eq!(status, 200, "{body}");
-    wait_status(&daemon, &id, "succeeded");
-    assert!(ran(&env, &id, ""));
+    approve_and_see_it_run(&env, &daemon, "ines", &id);
     assert_decisions_audited(&daemon, &id);
     assert_audit_verifies(&env);
 }
@@ -69,10 +67,7 @@ fn a_pending_approval_survives_a_graceful_restart() {
     );
     let daemon = Daemon::start(&env);
     assert_eq!(get_run(&daemon, &id)["status"], "awaiting_approval");
-    let (status, body) = approve(&daemon, "ivan", &id);
-    assert_eq!(status, 200, "{body}");
-    wait_status(&daemon, &id, "succeeded");
-    assert!(ran(&env, &id, ""));
+    approve_and_see_it_run(&env, &daemon, "ivan", &id);
 }
 
 #[test]

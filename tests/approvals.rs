@@ -149,16 +149,8 @@ pub(crate) fn wait_status(daemon: &Daemon, id: &str, want: &str) -> Value {
         if status == want {
             return Some(run);
         }
-        let finals = [
-            "succeeded",
-            "failed",
-            "cancelled",
-            "interrupted",
-            "denied",
-            "expired",
-        ];
         assert!(
-            !finals.contains(&status.as_str()),
+            !crate::run_flow::FINAL.contains(&status.as_str()),
             "run {id} ended {status}, not {want}: {run}\n{}",
             daemon.stderr()
         );
@@ -175,6 +167,16 @@ pub(crate) fn gate(run: &Value, n: i64) -> Value {
         .find(|g| g["gate"] == n)
         .cloned()
         .unwrap_or_else(|| panic!("run has no gate {n}: {run}"))
+}
+
+/// Approves `id` as `user` with the digest it shows, then waits for the run to succeed and
+/// checks that its script ran. Returns the finished run.
+pub(crate) fn approve_and_see_it_run(env: &Env, daemon: &Daemon, user: &str, id: &str) -> Value {
+    let (status, body) = approve(daemon, user, id);
+    assert_eq!(status, 200, "{body}");
+    let run = wait_status(daemon, id, "succeeded");
+    assert!(ran(env, id, ""), "the approved run's script did not run");
+    run
 }
 
 /// Stops the daemon gracefully and starts another on the same site, which reads the config
@@ -460,10 +462,7 @@ fn a_run_on_hosts_of_both_parties_needs_each_party() {
         body["status"], "awaiting_approval",
         "one party's approval must not start it: {body}"
     );
-    let (status, body) = approve(&daemon, "pete", &id);
-    assert_eq!(status, 200, "{body}");
-    wait_status(&daemon, &id, "succeeded");
-    assert!(ran(&env, &id, ""));
+    approve_and_see_it_run(&env, &daemon, "pete", &id);
     let records = audit_of(&daemon, &id);
     let names = event_names(&records);
     let requested = events(&records, "approval_requested");
@@ -508,10 +507,7 @@ fn approving_twice_counts_once_toward_quorum() {
     assert_eq!(decisions.len(), 1, "{run}");
     assert!(!ran(&env, &id, ""));
 
-    let (status, body) = approve(&daemon, "ines", &id);
-    assert_eq!(status, 200, "{body}");
-    wait_status(&daemon, &id, "succeeded");
-    assert!(ran(&env, &id, ""));
+    approve_and_see_it_run(&env, &daemon, "ines", &id);
     assert_decisions_audited(&daemon, &id);
 }
 
@@ -560,10 +556,7 @@ fn fifty_concurrent_approvals_by_one_user_count_once() {
     assert_eq!(events(&records, "approval_granted").len(), 1);
     assert!(!ran(&env, &id, ""));
 
-    let (status, body) = approve(&daemon, "iona", &id);
-    assert_eq!(status, 200, "{body}");
-    wait_status(&daemon, &id, "succeeded");
-    assert!(ran(&env, &id, ""));
+    approve_and_see_it_run(&env, &daemon, "iona", &id);
     assert_decisions_audited(&daemon, &id);
 }
 

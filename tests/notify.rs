@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::approvals::{
-    approve, audit_of, event_names, events, get_run, ran, request_pending, site_config, site_env,
-    wait_status, write_marker_runbook, SETTLE,
+    approve_and_see_it_run, audit_of, event_names, events, get_run, request_pending, site_config,
+    site_env, write_marker_runbook, SETTLE,
 };
 use crate::harness::{wait_for, Daemon, Env, HttpStub, StandardConfig};
 use crate::web::{location, page_client, sign_in};
@@ -203,10 +203,7 @@ fn a_failing_receiver_is_retried_audited_and_never_blocks_the_run() {
 
     // The run waited for its approval all along, and is approvable.
     assert_eq!(get_run(&daemon, &id)["status"], "awaiting_approval");
-    let (status, body) = approve(&daemon, "ivan", &id);
-    assert_eq!(status, 200, "{body}");
-    wait_status(&daemon, &id, "succeeded");
-    assert!(ran(&env, &id, ""));
+    approve_and_see_it_run(&env, &daemon, "ivan", &id);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::harness::{token, wait_for, Daemon, Env, Outcome};
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Statuses a run ends in (SPEC §4).
-const FINAL: [&str; 6] = [
+pub(crate) const FINAL: [&str; 6] = [
     "succeeded",
     "failed",
     "cancelled",
