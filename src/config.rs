@@ -62,6 +62,17 @@ struct RawConfig {
     notify: Vec<NotifyTarget>,
     #[serde(default)]
     calendars: BTreeMap<String, Calendar>,
+    #[serde(default)]
+    read_grants: Vec<ReadGrant>,
+}
+
+/// Rule 10's exception: `party` may read the runs of `reads` (started by it or touching what
+/// it owns), as if they concerned it. Reading never lets it decide, cancel or freeze.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadGrant {
+    pub party: String,
+    pub reads: String,
 }
 
 /// A user of tandem: a person or an automation acting for one party.
@@ -285,6 +296,8 @@ pub struct Config {
     pub secrets: BTreeMap<String, SecretSource>,
     pub notify: Vec<NotifyTarget>,
     pub calendars: BTreeMap<String, Calendar>,
+    /// Parties that may read another party's runs (rule 10).
+    pub read_grants: Vec<ReadGrant>,
     /// SHA-256 of the config file's bytes, recorded in `config_loaded`.
     pub sha256: String,
 }
@@ -478,6 +491,17 @@ impl Config {
                 }
             }
         }
+        for (i, g) in raw.read_grants.iter().enumerate() {
+            for (field, p) in [("party", &g.party), ("reads", &g.reads)] {
+                if !parties.contains(p.as_str()) {
+                    errors.push(err(
+                        format!("read_grants[{i}].{field}"),
+                        p,
+                        format!("unknown party `{p}`"),
+                    ));
+                }
+            }
+        }
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
@@ -505,6 +529,7 @@ impl Config {
             secrets,
             notify: raw.notify,
             calendars: raw.calendars,
+            read_grants: raw.read_grants,
             sha256: crate::audit::sha256_hex(text.as_bytes()),
         })
     }

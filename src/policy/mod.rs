@@ -3,9 +3,12 @@
 
 pub mod scope;
 
-use serde::Serialize;
+use std::collections::BTreeSet;
 
-use crate::config::{Host, Role, User};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Host, ReadGrant, Role, User};
 use crate::runbook::Runbook;
 
 /// A refusal, with the reason shown to the user and written to the audit log.
@@ -113,6 +116,41 @@ pub fn may_approve(user: &User, party: &str, initiator: &str) -> Result<(), Deni
         )));
     }
     Ok(())
+}
+
+/// The parties a run concerns (rule 10): the initiator's party, each party that owns
+/// something the stored plan may touch (its target hosts, and the plan's `owners`: owners of
+/// the APIs and secrets in its scope), and each party asked to approve it.
+pub fn run_parties(initiator_party: &str, plan: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::from([initiator_party.to_string()]);
+    let listed = |key: &str, field: Option<&str>| -> Vec<String> {
+        plan[key]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| match field {
+                        Some(f) => i[f].as_str(),
+                        None => i.as_str(),
+                    })
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    out.extend(listed("targets", Some("owner")));
+    out.extend(listed("approvals", Some("party")));
+    out.extend(listed("owners", None));
+    out
+}
+
+/// Rule 10: whether `party` may see a run that concerns `parties` ([`run_parties`]), itself
+/// or through a config grant to read another party's runs.
+pub fn may_see_run(party: &str, parties: &BTreeSet<String>, grants: &[ReadGrant]) -> bool {
+    parties.contains(party)
+        || grants
+            .iter()
+            .any(|g| g.party == party && parties.contains(&g.reads))
 }
 
 #[cfg(test)]
@@ -248,6 +286,46 @@ inventory:
                 "{approver} {party} {initiator}"
             );
         }
+    }
+
+    #[test]
+    fn rule10_who_sees_a_run() {
+        let plan = serde_json::json!({
+            "targets": [{"name": "web1", "owner": "internal"}],
+            "approvals": [{"party": "internal", "quorum": 1}],
+        });
+        let parties = run_parties("provider", &plan);
+        let none: &[ReadGrant] = &[];
+        assert!(
+            may_see_run("provider", &parties, none),
+            "the initiator's party"
+        );
+        assert!(
+            may_see_run("internal", &parties, none),
+            "the owner of a target"
+        );
+        assert!(
+            !may_see_run("auditors", &parties, none),
+            "an unrelated party"
+        );
+        let own = run_parties(
+            "internal",
+            &serde_json::json!({"targets": [], "owners": ["internal"]}),
+        );
+        assert!(!may_see_run("provider", &own, none), "internal's own run");
+        let grant = [ReadGrant {
+            party: "provider".into(),
+            reads: "internal".into(),
+        }];
+        assert!(may_see_run("provider", &own, &grant), "granted read access");
+        let api = run_parties(
+            "provider",
+            &serde_json::json!({"targets": [], "owners": ["internal"]}),
+        );
+        assert!(
+            may_see_run("internal", &api, none),
+            "the owner of an API in scope"
+        );
     }
 
     #[test]
