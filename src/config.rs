@@ -64,6 +64,36 @@ struct RawConfig {
     calendars: BTreeMap<String, Calendar>,
     #[serde(default)]
     read_grants: Vec<ReadGrant>,
+    #[serde(default)]
+    apis: BTreeMap<String, RawApi>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    base_url: String,
+    #[serde(default)]
+    owner: String,
+}
+
+/// An HTTP API runbooks may call (rule 3): every `scope.http` entry must fall inside one,
+/// and a run calling it needs its owner's approval when started by another party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    /// The name in `apis:`, shown in approval reasons (`owns API defender`).
+    pub name: String,
+    /// http or https, with a host, no credentials, query or fragment.
+    pub base_url: url::Url,
+    /// The party that owns the API (usually, whose token it is).
+    pub owner: String,
+}
+
+impl Api {
+    /// Whether `url` lies inside this API: same scheme, host and port, and a path at or
+    /// below the base path by whole segments.
+    pub fn contains(&self, url: &url::Url) -> bool {
+        crate::policy::scope::url_within(url, &self.base_url)
+    }
 }
 
 /// Rule 10's exception: `party` may read the runs of `reads` (started by it or touching what
@@ -184,6 +214,21 @@ impl HostKey {
     }
 }
 
+/// Checks an API's `base_url`: http or https with a host, no credentials, query or fragment.
+fn parse_api_base(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{text}` must be an http or https URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("an API base URL must not carry credentials (use a secret)".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("an API base URL has no query or fragment".into());
+    }
+    Ok(url)
+}
+
 fn is_key_type(word: &str) -> bool {
     word.starts_with("ssh-") || word.starts_with("ecdsa-sha2-") || word.starts_with("sk-")
 }
@@ -215,6 +260,9 @@ pub enum Identity {
 pub struct SecretSource {
     pub env: Option<String>,
     pub file: Option<PathBuf>,
+    /// The party that owns the secret (rule 3); required, checked in [`Config::load`].
+    #[serde(default)]
+    pub owner: String,
 }
 
 /// A secret value. Its `Debug` and `Display` never show it.
@@ -298,6 +346,8 @@ pub struct Config {
     pub calendars: BTreeMap<String, Calendar>,
     /// Parties that may read another party's runs (rule 10).
     pub read_grants: Vec<ReadGrant>,
+    /// The HTTP APIs runbooks may call, by name, each with its owner (rule 3).
+    pub apis: BTreeMap<String, Api>,
     /// SHA-256 of the config file's bytes, recorded in `config_loaded`.
     pub sha256: String,
 }
@@ -362,6 +412,23 @@ impl Config {
                     format!("{field}.token_sha256"),
                     "token_sha256",
                     "must be 64 hex digits (see `tandem token new USER`)".into(),
+                ));
+            }
+        }
+        // Two users with one token: whoever presents it is taken for one of them, so the
+        // audit log and every rule would name the wrong person.
+        let mut tokens: BTreeMap<String, &str> = BTreeMap::new();
+        for (i, u) in raw.users.iter().enumerate() {
+            let hash = u.token_sha256.to_ascii_lowercase();
+            if let Some(first) = tokens.insert(hash, &u.name) {
+                errors.push(err(
+                    format!("users[{i}].token_sha256"),
+                    &u.token_sha256,
+                    format!(
+                        "user `{}` has the same token as `{first}`; give each user its own \
+                         (see `tandem token new USER`)",
+                        u.name
+                    ),
                 ));
             }
         }
@@ -453,6 +520,22 @@ impl Config {
             });
         }
 
+        // Rule 3: every secret and API has an owner, a declared party.
+        let check_owner = |errors: &mut Vec<LoadError>, field: &str, name: &str, owner: &str| {
+            if owner.is_empty() {
+                errors.push(err(
+                    field.to_string(),
+                    name,
+                    format!("`{name}` needs an `owner`: the party whose approval a run using it needs"),
+                ));
+            } else if !parties.contains(owner) {
+                errors.push(err(
+                    field.to_string(),
+                    owner,
+                    format!("unknown party `{owner}` (parties: {})", raw.parties.join(", ")),
+                ));
+            }
+        };
         for (name, s) in &raw.secrets {
             if s.env.is_some() == s.file.is_some() {
                 errors.push(err(
@@ -460,6 +543,25 @@ impl Config {
                     name,
                     "give exactly one of `env` or `file`".into(),
                 ));
+            }
+            check_owner(&mut errors, &format!("secrets.{name}.owner"), name, &s.owner);
+        }
+        let mut apis = BTreeMap::new();
+        for (name, a) in &raw.apis {
+            let field = format!("apis.{name}");
+            check_owner(&mut errors, &format!("{field}.owner"), name, &a.owner);
+            match parse_api_base(&a.base_url) {
+                Ok(base_url) => {
+                    apis.insert(
+                        name.clone(),
+                        Api {
+                            name: name.clone(),
+                            base_url,
+                            owner: a.owner.clone(),
+                        },
+                    );
+                }
+                Err(m) => errors.push(err(format!("{field}.base_url"), &a.base_url, m)),
             }
         }
         for (i, n) in raw.notify.iter().enumerate() {
@@ -530,8 +632,14 @@ impl Config {
             notify: raw.notify,
             calendars: raw.calendars,
             read_grants: raw.read_grants,
+            apis,
             sha256: crate::audit::sha256_hex(text.as_bytes()),
         })
+    }
+
+    /// The declared APIs that contain `url` (rule 3: their owners own a call to it).
+    pub fn apis_containing<'a>(&'a self, url: &'a url::Url) -> impl Iterator<Item = &'a Api> + 'a {
+        self.apis.values().filter(move |a| a.contains(url))
     }
 
     /// The user with this name.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Host, ReadGrant, Role, User};
+use crate::config::{Config, Host, ReadGrant, Role, User};
 use crate::runbook::Runbook;
 
 /// A refusal, with the reason shown to the user and written to the audit log.
@@ -53,12 +53,47 @@ pub struct ApprovalRequirement {
     pub reasons: Vec<String>,
 }
 
+/// Something in a runbook's scope that a party owns (rule 3): an API its `scope.http`
+/// entries call, or a secret in `scope.secrets`. Target hosts are counted from the hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    /// What it is, as shown in approval reasons: `API defender`, `secret edr_token`.
+    pub what: String,
+    pub owner: String,
+}
+
+/// The APIs (each one containing a `scope.http` entry) and secrets of `rb`'s scope, with
+/// their owners from `config`, in scope order, each once.
+pub fn scope_owned(rb: &Runbook, config: &Config) -> Vec<Owned> {
+    let mut out: Vec<Owned> = Vec::new();
+    let mut push = |what: String, owner: &str| {
+        if !out.iter().any(|o| o.what == what) {
+            out.push(Owned {
+                what,
+                owner: owner.to_string(),
+            });
+        }
+    };
+    for rule in &rb.scope.http {
+        for api in config.apis_containing(rule.prefix()) {
+            push(format!("API {}", api.name), &api.owner);
+        }
+    }
+    for name in &rb.scope.secrets {
+        if let Some(s) = config.secrets.get(name) {
+            push(format!("secret {name}"), &s.owner);
+        }
+    }
+    out
+}
+
 /// Rule 3: the runbook's `approval.from` party (default: the owners of the targets, or the
-/// runbook's owner when there are none), and always each party that owns a target host but
-/// is not the initiator's party.
+/// runbook's owner when there are none), and always each party that owns a target host or
+/// something in the scope ([`scope_owned`]) but is not the initiator's party.
 pub fn required_approvals(
     rb: &Runbook,
     targets: &[&Host],
+    owned: &[Owned],
     initiator_party: &str,
 ) -> Vec<ApprovalRequirement> {
     let quorum = rb.approval.as_ref().map_or(1, |a| a.quorum);
@@ -89,6 +124,11 @@ pub fn required_approvals(
     for h in targets {
         if h.owner != initiator_party {
             add(&h.owner, format!("owns {}", h.name));
+        }
+    }
+    for o in owned {
+        if o.owner != initiator_party {
+            add(&o.owner, format!("owns {}", o.what));
         }
     }
     out
@@ -156,7 +196,6 @@ pub fn may_see_run(party: &str, parties: &BTreeSet<String>, grants: &[ReadGrant]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::runbook::plan::{make_plan, resolve_targets, Initiator};
 
     const CONFIG: &str = r#"
@@ -171,6 +210,12 @@ users:
 inventory:
   - { name: web1, transport: local, owner: internal, tags: [web] }
   - { name: mon1, transport: local, owner: provider, tags: [mon] }
+apis:
+  defender: { base_url: "https://api.securitycenter.microsoft.com", owner: internal }
+  psa: { base_url: "https://psa.provider.example/api/", owner: provider }
+secrets:
+  edr_token: { env: T_EDR_TOKEN, owner: internal }
+  psa_token: { env: T_PSA_TOKEN, owner: provider }
 "#;
 
     fn setup(runbook: &str) -> (tempfile::TempDir, Config, Runbook) {
@@ -253,7 +298,8 @@ inventory:
         for (targets, approval, party, want) in table {
             let (_d, config, rb) = setup(&rb(targets, approval));
             let hosts = resolve_targets(&rb, &config).unwrap();
-            let got: Vec<String> = required_approvals(&rb, &hosts, party)
+            let owned = scope_owned(&rb, &config);
+            let got: Vec<String> = required_approvals(&rb, &hosts, &owned, party)
                 .into_iter()
                 .map(|r| r.party)
                 .collect();
@@ -263,6 +309,120 @@ inventory:
                 "{targets} {approval:?} {party}"
             );
         }
+    }
+
+    #[test]
+    fn rule3_apis_and_secrets_have_owners_too() {
+        let defender = "POST https://api.securitycenter.microsoft.com/api/machines/";
+        let psa = "GET https://psa.provider.example/api/tickets";
+        // (targets, scope, initiator party, expected (party, reasons), expected plan owners)
+        type Row<'a> = (&'a str, String, &'a str, &'a [(&'a str, &'a [&'a str])], &'a [&'a str]);
+        let table: [Row; 8] = [
+            // The attack: an API-only runbook has no target hosts, yet it acts on internal's
+            // devices with internal's token.
+            (
+                "[]",
+                format!("{{ http: [\"{defender}\"], secrets: [edr_token] }}"),
+                "provider",
+                &[("internal", &["owns API defender", "owns secret edr_token"])],
+                &["internal"],
+            ),
+            (
+                "[]",
+                format!("{{ http: [\"{defender}\"], secrets: [edr_token] }}"),
+                "internal",
+                &[],
+                &["internal"],
+            ),
+            (
+                "[]",
+                format!("{{ http: [\"{defender}\"] }}"),
+                "provider",
+                &[("internal", &["owns API defender"])],
+                &["internal"],
+            ),
+            (
+                "[]",
+                "{ secrets: [edr_token] }".to_string(),
+                "provider",
+                &[("internal", &["owns secret edr_token"])],
+                &["internal"],
+            ),
+            (
+                "[mon1]",
+                format!("{{ commands: [\"true\"], http: [\"{psa}\"], secrets: [psa_token] }}"),
+                "provider",
+                &[],
+                &["provider"],
+            ),
+            (
+                "[mon1]",
+                "{ commands: [\"true\"], secrets: [edr_token] }".to_string(),
+                "provider",
+                &[("internal", &["owns secret edr_token"])],
+                &["internal", "provider"],
+            ),
+            (
+                "[web1]",
+                format!("{{ commands: [\"true\"], http: [\"{psa}\"], secrets: [psa_token] }}"),
+                "internal",
+                &[("provider", &["owns API psa", "owns secret psa_token"])],
+                &["internal", "provider"],
+            ),
+            (
+                "[web1]",
+                format!("{{ commands: [\"true\"], http: [\"{psa}\"] }}"),
+                "provider",
+                &[("internal", &["owns web1"])],
+                &["internal", "provider"],
+            ),
+        ];
+        for (targets, scope, party, want, owners) in table {
+            let text = format!(
+                "name: t\nowner: internal\ntargets: {targets}\nscope: {scope}\n\
+                 allowed: {{ parties: [internal, provider] }}\nscript: 'log(\"x\")'\n"
+            );
+            let (_d, config, rb) = setup(&text);
+            let who = Initiator {
+                user: "x".into(),
+                party: party.into(),
+            };
+            let plan = make_plan(&rb, &config, &serde_json::Map::new(), who, None).unwrap();
+            let got: Vec<(String, Vec<String>)> = plan
+                .approvals
+                .iter()
+                .map(|r| (r.party.clone(), r.reasons.clone()))
+                .collect();
+            let want: Vec<(String, Vec<String>)> = want
+                .iter()
+                .map(|(p, rs)| (p.to_string(), rs.iter().map(|r| r.to_string()).collect()))
+                .collect();
+            assert_eq!(got, want, "{targets} {scope} {party}");
+            assert_eq!(plan.owners, owners.to_vec(), "{targets} {scope} {party}");
+            let seen = run_parties(party, &serde_json::to_value(&plan).unwrap());
+            for o in owners {
+                assert!(seen.contains(*o), "rule 10: {o} sees {targets} {scope}");
+            }
+        }
+    }
+
+    #[test]
+    fn digest_binds_the_owner_of_an_api() {
+        let rb_text = "name: t\nowner: internal\ntargets: []\nscope: { http: [\"POST https://api.securitycenter.microsoft.com/api/\"] }\nscript: 'log(\"x\")'\n";
+        let (_d, config, rb) = setup(rb_text);
+        let who = || Initiator {
+            user: "alice".into(),
+            party: "internal".into(),
+        };
+        let before = make_plan(&rb, &config, &serde_json::Map::new(), who(), None).unwrap();
+        let mut moved = config.clone();
+        if let Some(a) = moved.apis.get_mut("defender") {
+            a.owner = "provider".into();
+        }
+        let after = make_plan(&rb, &moved, &serde_json::Map::new(), who(), None).unwrap();
+        assert_ne!(before.digest, after.digest, "an API changing hands needs a new approval");
+        assert_eq!(after.approvals.len(), 1);
+        assert_eq!(after.approvals[0].party, "provider");
     }
 
     #[test]

@@ -171,28 +171,40 @@ impl HttpRule {
         if self.method != "*" && !self.method.eq_ignore_ascii_case(method) {
             return false;
         }
-        if url.scheme() != self.prefix.scheme()
-            || url.host_str() != self.prefix.host_str()
-            || url.port_or_known_default() != self.prefix.port_or_known_default()
-            || !url.username().is_empty()
-            || url.password().is_some()
-        {
+        if !url.username().is_empty() || url.password().is_some() {
             return false;
         }
-        let path = url.path();
-        let lower = path.to_ascii_lowercase();
+        let lower = url.path().to_ascii_lowercase();
         if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%2e") {
             return false;
         }
-        let want = self.prefix.path();
-        if want.ends_with('/') {
-            path.starts_with(want)
-        } else {
-            path == want
-                || path
-                    .strip_prefix(want)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        }
+        url_within(url, &self.prefix)
+    }
+
+    /// The URL prefix: the config's `apis` must contain it (rule 3).
+    pub fn prefix(&self) -> &Url {
+        &self.prefix
+    }
+}
+
+/// Whether `url` lies at or below `base`: same scheme, host and port, and a path equal to
+/// the base path or below it by whole segments (`/v1` covers `/v1/x`, not `/v1x`).
+pub fn url_within(url: &Url, base: &Url) -> bool {
+    if url.scheme() != base.scheme()
+        || url.host_str() != base.host_str()
+        || url.port_or_known_default() != base.port_or_known_default()
+    {
+        return false;
+    }
+    let path = url.path();
+    let want = base.path();
+    if want.ends_with('/') {
+        path.starts_with(want)
+    } else {
+        path == want
+            || path
+                .strip_prefix(want)
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 }
 

@@ -28,7 +28,7 @@ pub(super) fn expiry(rb: &Runbook) -> String {
 }
 
 /// The parties that own what a run touches: those whose approval it needs, the owners of its
-/// targets, or else the runbook's owner. They review break-glass runs and hold mid-run gates.
+/// targets and of the APIs and secrets in its scope, or else the runbook's owner. They review break-glass runs and hold mid-run gates.
 pub(super) fn review_parties(rb: &Runbook, plan: &Plan) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in plan
@@ -36,6 +36,7 @@ pub(super) fn review_parties(rb: &Runbook, plan: &Plan) -> Vec<String> {
         .iter()
         .map(|a| &a.party)
         .chain(plan.targets.iter().map(|t| &t.owner))
+        .chain(plan.owners.iter())
     {
         if !out.contains(p) {
             out.push(p.clone());

@@ -153,6 +153,29 @@ impl Runbook {
         let mut http = Vec::new();
         for (i, h) in raw.scope.http.iter().enumerate() {
             match HttpRule::parse(h) {
+                // Rule 3: every URL a runbook may call belongs to a declared API, whose
+                // owner approves cross-party runs.
+                Ok(r) if config.apis_containing(r.prefix()).next().is_none() => {
+                    let declared: Vec<String> = config
+                        .apis
+                        .values()
+                        .map(|a| format!("{} = {}", a.name, a.base_url))
+                        .collect();
+                    errors.push(err(
+                        format!("scope.http[{i}]"),
+                        h,
+                        format!(
+                            "`{}` is outside every API declared in tandem.yaml `apis:` ({}); \
+                             declare its API with an owner",
+                            r.prefix(),
+                            if declared.is_empty() {
+                                "none declared".to_string()
+                            } else {
+                                declared.join(", ")
+                            }
+                        ),
+                    ))
+                }
                 Ok(r) => http.push(r),
                 Err(m) => errors.push(err(format!("scope.http[{i}]"), h, m)),
             }

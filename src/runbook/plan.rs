@@ -40,6 +40,11 @@ pub struct Plan {
     pub scope: Value,
     pub initiator: Initiator,
     pub slot: Option<String>,
+    /// Every party owning a target host, or an API or a secret in the scope (rule 3, rule
+    /// 10), sorted, each once. Part of the digest input, unlike `approvals`: the targets bind
+    /// their hosts' owners, but an API's or a secret's owner lives only in `tandem.yaml`, and
+    /// an approval given by the old owner must not carry over when it changes hands.
+    pub owners: Vec<String>,
     /// Who must approve; derived from the above, so not part of the digest input.
     pub approvals: Vec<ApprovalRequirement>,
     /// Hex SHA-256 of the canonical JSON of the bound fields.
@@ -134,7 +139,15 @@ pub fn make_plan(
 ) -> Result<Plan, PlanError> {
     let params = resolve_params(rb, given)?;
     let hosts = resolve_targets(rb, config)?;
-    let approvals = crate::policy::required_approvals(rb, &hosts, &initiator.party);
+    let owned = crate::policy::scope_owned(rb, config);
+    let approvals = crate::policy::required_approvals(rb, &hosts, &owned, &initiator.party);
+    let owners: Vec<String> = hosts
+        .iter()
+        .map(|h| h.owner.clone())
+        .chain(owned.into_iter().map(|o| o.owner))
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
+        .collect();
     let targets: Vec<PlannedHost> = hosts
         .iter()
         .map(|h| PlannedHost {
@@ -156,6 +169,7 @@ pub fn make_plan(
         scope: rb.scope.to_json(),
         initiator,
         slot,
+        owners,
         approvals,
         digest: String::new(),
     };
@@ -173,6 +187,7 @@ pub fn digest(plan: &Plan) -> String {
         "scope": plan.scope,
         "initiator": plan.initiator,
         "slot": plan.slot,
+        "owners": plan.owners,
     });
     crate::audit::sha256_hex(crate::audit::canonical_json(&bound).as_bytes())
 }
