@@ -716,25 +716,35 @@ fn patch_window_upgrades_only_the_named_package_from_a_local_repository() {
 
 // EDR isolation through the vendor's API.
 
-#[test]
-fn edr_runbooks_call_the_defender_machine_actions_api_and_never_show_the_token() {
-    // Defender answers a machine action with 201 Created; the third call is refused.
-    let defender = HttpStub::with_statuses(&[201, 201, 403]);
-    let edr_token = "edr-token-4c1d8e0b-never-logged";
-    let machine = "7f2a1c9b0e4d3a6f8b5c2e1d0a9f8e7d6c5b4a39";
+/// An env with the shipped edr runbooks pointed at `defender`, a local stand-in for the
+/// Defender API, declared in the config as internal IT's API with internal IT's token, and
+/// a daemon on it with the token `edr_token` in its environment.
+fn edr_daemon(defender: &HttpStub, edr_token: &str) -> (Env, Daemon) {
     let env = Env::new();
     env.write_config(
         &StandardConfig::new()
-            .extra("secrets:\n  edr_token: { env: MISSION_EDR_TOKEN }\n")
+            .api("defender", &defender.url(), "internal")
+            .extra("secrets:\n  edr_token: { env: MISSION_EDR_TOKEN, owner: internal }\n")
             .to_yaml(),
     );
     for file in ["edr-isolate.yaml", "edr-release.yaml"] {
         let shipped = shipped_runbook(file);
         let local = shipped.replace("https://api.securitycenter.microsoft.com", &defender.url());
         assert_ne!(local, shipped, "{file} no longer names the Defender API");
+        assert!(!local.contains("api_base"), "{file} lets a param steer the URL");
         env.write_runbook(file, &local);
     }
     let daemon = Daemon::start_with(&env, &[("MISSION_EDR_TOKEN", edr_token)]);
+    (env, daemon)
+}
+
+#[test]
+fn edr_runbooks_call_the_defender_machine_actions_api_and_never_show_the_token() {
+    // Defender answers a machine action with 201 Created; the third call is refused.
+    let defender = HttpStub::with_statuses(&[201, 201, 403]);
+    let edr_token = "edr-token-4c1d8e0b-never-logged";
+    let machine = "7f2a1c9b0e4d3a6f8b5c2e1d0a9f8e7d6c5b4a39";
+    let (_env, daemon) = edr_daemon(&defender, edr_token);
 
     // The provider's SOC isolates break-glass.
     let (status, started) = daemon.post(
@@ -821,4 +831,65 @@ fn edr_runbooks_call_the_defender_machine_actions_api_and_never_show_the_token()
     );
 
     assert_never_shown(&daemon, &[&isolate_id, &release_id, &refused_id], edr_token);
+}
+
+// Rule 3 for an API-only runbook: the Defender API and its token are internal IT's, so the
+// provider isolating a device through them needs internal IT, though no host is targeted.
+#[test]
+fn edr_isolate_by_the_provider_waits_for_internal_it_or_goes_break_glass_with_a_review() {
+    let defender = HttpStub::with_statuses(&[201]);
+    let machine = "0123456789abcdef0123456789abcdef01234567";
+    let (_env, daemon) = edr_daemon(&defender, "edr-token-5e2b");
+
+    let started = start_run(
+        &daemon,
+        "paula",
+        "edr-isolate",
+        json!({"machine_id": machine, "reason": "alert 4712"}),
+    );
+    let id = id_of(&started);
+    assert_eq!(started["status"], "awaiting_approval", "{started}");
+    let reasons = started["plan"]["approvals"][0]["reasons"].to_string();
+    assert_eq!(started["plan"]["approvals"][0]["party"], "internal", "{started}");
+    assert!(
+        reasons.contains("owns API defender") && reasons.contains("owns secret edr_token"),
+        "{started}"
+    );
+    // The provider cannot approve its own way through.
+    let (status, body) = approve(&daemon, "pete", &id);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(get_run(&daemon, &id)["status"], "awaiting_approval");
+    assert!(
+        defender.requests().is_empty(),
+        "isolated before internal IT approved: {:?}",
+        defender.requests()
+    );
+    let (status, body) = approve(&daemon, "ivan", &id);
+    assert_eq!(status, 200, "{body}");
+    let run = wait_final(&daemon, &id, MISSION_RUN_TIMEOUT);
+    let log = log_text(&daemon, &id);
+    assert_status(&run, &log, "succeeded");
+    let calls = defender.requests_to("/api/machines");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].path, format!("/api/machines/{machine}/isolate"));
+
+    // Break-glass runs at once and leaves internal IT a review to do.
+    let (status, started) = daemon.post(
+        "/api/v1/runs",
+        &token("paula"),
+        &json!({
+            "runbook": "edr-isolate",
+            "params": {"machine_id": machine, "reason": "alert 4713"},
+            "break_glass": true,
+            "reason": "lateral movement",
+        }),
+    );
+    assert_eq!(status, 201, "{started}");
+    let id = id_of(&started);
+    let run = wait_final(&daemon, &id, MISSION_RUN_TIMEOUT);
+    let log = log_text(&daemon, &id);
+    assert_status(&run, &log, "succeeded");
+    assert_eq!(defender.requests_to("/api/machines").len(), 2);
+    assert_eq!(run["review"]["status"], "open", "{run}");
+    assert_eq!(run["review"]["parties"], json!(["internal"]), "{run}");
 }

@@ -10,21 +10,24 @@ use serde_json::{json, Value};
 use crate::harness::{unindent, Daemon, Env, HostSpec, HttpStub, StandardConfig};
 use crate::run_flow::{audit_events, id_of, log_lines, run_to_end};
 
-/// An env with local host `web1` (internal) and secrets `api_token` and `other_token`.
+/// The config of these tests: local host `web1` (internal) and secrets `api_token` and
+/// `other_token`.
+fn standard_config() -> StandardConfig {
+    StandardConfig::new()
+        .host(HostSpec::local("web1", "internal"))
+        .extra(&unindent(
+            "
+            secrets:
+              api_token: { env: SCOPE_TEST_API_TOKEN, owner: internal }
+              other_token: { env: SCOPE_TEST_OTHER_TOKEN, owner: internal }
+            ",
+        ))
+}
+
+/// An env with [`standard_config`].
 fn env_with_local_host() -> Env {
     let env = Env::new();
-    env.write_config(
-        &StandardConfig::new()
-            .host(HostSpec::local("web1", "internal"))
-            .extra(&unindent(
-                "
-                secrets:
-                  api_token: { env: SCOPE_TEST_API_TOKEN }
-                  other_token: { env: SCOPE_TEST_OTHER_TOKEN }
-                ",
-            ))
-            .to_yaml(),
-    );
+    env.write_config(&standard_config().to_yaml());
     env
 }
 
@@ -153,7 +156,8 @@ fn out_of_scope_http_requests_never_reach_the_server() {
     let stub = HttpStub::start();
     let base = stub.url();
     let port = base.rsplit(':').next().unwrap().to_string();
-    let env = env_with_local_host();
+    let env = Env::new();
+    env.write_config(&standard_config().api("stub", &base, "internal").to_yaml());
     // No targets: the script runs once, on the daemon.
     write_runbook(
         &env,

@@ -25,7 +25,10 @@ fn env_with_secret(stub: &HttpStub) -> Env {
     env.write_config(
         &StandardConfig::new()
             .host(HostSpec::local("web1", "internal"))
-            .extra(&format!("secrets:\n  api_token: {{ env: {SECRET_VAR} }}\n"))
+            .api("stub", &stub.url(), "internal")
+            .extra(&format!(
+                "secrets:\n  api_token: {{ env: {SECRET_VAR}, owner: internal }}\n"
+            ))
             .to_yaml(),
     );
     let base = stub.url();

@@ -12,7 +12,9 @@ const HOST_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKQWYIVglpvMu6LuTN5p1yiaBYBfnxw5DjkiylwTSb1S";
 
 /// The config runbook fixtures are checked against: hosts `web1` (internal, tag `web`) and
-/// `db1` (provider, tag `db`), secret `api_token`, calendar `freeze`.
+/// `db1` (provider, tag `db`), secret `api_token`, APIs `example`
+/// (`https://api.example.com/v1/`) and `hooks` (`https://hooks.example.com`), calendar
+/// `freeze`.
 fn base_config() -> String {
     StandardConfig::new()
         .host(HostSpec::local("web1", "internal").tags(&["web"]))
@@ -22,6 +24,10 @@ fn base_config() -> String {
             secrets:
               api_token:
                 env: TANDEM_TEST_API_TOKEN
+                owner: internal
+            apis:
+              example: { base_url: "https://api.example.com/v1/", owner: provider }
+              hooks: { base_url: "https://hooks.example.com", owner: internal }
             calendars:
               freeze:
                 periods:
@@ -351,6 +357,41 @@ malformed! {
     "#,
 }
 
+// Rule 3: a URL outside every declared API has no owner to approve it.
+malformed! {
+    runbook_http_rule_outside_every_api: Runbook,
+    line: Some(6),
+    field: "scope.http[1]",
+    message: "outside every API declared",
+    yaml: r#"
+        name: probe
+        owner: internal
+        scope:
+          http:
+            - GET https://api.example.com/v1/machines
+            - POST https://api.example.com/v2/machines
+        script: log("hi")
+    "#,
+}
+
+// Same host, but another scheme, port or a sibling path is not inside the API.
+malformed! {
+    runbook_http_rule_beside_an_api: Runbook,
+    line: Some(7),
+    field: "scope.http[2]",
+    message: "outside every API declared",
+    yaml: r#"
+        name: probe
+        owner: internal
+        scope:
+          http:
+            - GET https://hooks.example.com/deploy/
+            - GET https://api.example.com/v1
+            - GET http://hooks.example.com/deploy/
+        script: log("hi")
+    "#,
+}
+
 malformed! {
     runbook_bad_cron: Runbook,
     line: Some(4),
@@ -611,6 +652,98 @@ malformed! {
         user_yaml("alice", "internal", "[operator]"),
         user_yaml("victor", "internal", "[operator]")
             .replace(&token_sha256("tok-victor"), "not-a-hash"),
+    ),
+}
+
+malformed! {
+    config_secret_without_owner: Config,
+    line: Some(3),
+    field: "secrets.edr_token.owner",
+    message: "needs an `owner`",
+    yaml: r#"
+        parties: [internal, provider]
+        secrets:
+          edr_token: { env: EDR_TOKEN }
+    "#,
+}
+
+malformed! {
+    config_secret_unknown_owner: Config,
+    line: Some(3),
+    field: "secrets.edr_token.owner",
+    message: "unknown party `vendor`",
+    yaml: r#"
+        parties: [internal, provider]
+        secrets:
+          edr_token: { env: EDR_TOKEN, owner: vendor }
+    "#,
+}
+
+malformed! {
+    config_api_without_owner: Config,
+    line: Some(3),
+    field: "apis.defender.owner",
+    message: "needs an `owner`",
+    yaml: r#"
+        parties: [internal, provider]
+        apis:
+          defender: { base_url: "https://api.securitycenter.microsoft.com" }
+    "#,
+}
+
+malformed! {
+    config_api_unknown_owner: Config,
+    line: Some(4),
+    field: "apis.defender.owner",
+    message: "unknown party `vendor`",
+    yaml: r#"
+        parties: [internal, provider]
+        apis:
+          defender:
+            owner: vendor
+            base_url: "https://api.securitycenter.microsoft.com"
+    "#,
+}
+
+malformed! {
+    config_api_base_url_with_credentials: Config,
+    line: Some(5),
+    field: "apis.defender.base_url",
+    message: "credentials",
+    yaml: r#"
+        parties: [internal, provider]
+        apis:
+          defender:
+            owner: internal
+            base_url: "https://user:pw@api.securitycenter.microsoft.com"
+    "#,
+}
+
+malformed! {
+    config_api_base_url_not_http: Config,
+    line: Some(5),
+    field: "apis.files.base_url",
+    message: "http or https",
+    yaml: r#"
+        parties: [internal, provider]
+        apis:
+          files:
+            owner: internal
+            base_url: "ftp://files.example.com/"
+    "#,
+}
+
+// Whoever presents the shared token would be taken for one of the two users.
+malformed! {
+    config_duplicate_token_sha256: Config,
+    line: Some(10),
+    field: "users[1].token_sha256",
+    message: "the same token as `alice`",
+    yaml: format!(
+        "parties: [internal, provider]\nusers:\n{}{}",
+        user_yaml("alice", "internal", "[operator]"),
+        user_yaml("mallory", "internal", "[approver]")
+            .replace(&token_sha256("tok-mallory"), &token_sha256("tok-alice").to_uppercase()),
     ),
 }
 

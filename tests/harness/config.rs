@@ -131,6 +131,8 @@ impl HostSpec {
 pub struct StandardConfig {
     hosts: Vec<HostSpec>,
     extra_users: Vec<(String, String, Vec<String>)>,
+    /// `apis:` entries: (name, base_url, owner).
+    apis: Vec<(String, String, String)>,
     extra: String,
 }
 
@@ -154,7 +156,14 @@ impl StandardConfig {
         self
     }
 
-    /// Appends top-level YAML, e.g. `"secrets:\n  api: {env: API_TOKEN}\n"`.
+    /// Declares an API under `apis:` (rule 3: every `scope.http` entry lies inside one).
+    pub fn api(mut self, name: &str, base_url: &str, owner: &str) -> StandardConfig {
+        self.apis
+            .push((name.to_string(), base_url.to_string(), owner.to_string()));
+        self
+    }
+
+    /// Appends top-level YAML, e.g. `"secrets:\n  api: {env: API_TOKEN, owner: internal}\n"`.
     pub fn extra(mut self, yaml: &str) -> StandardConfig {
         self.extra.push_str(yaml);
         if !self.extra.ends_with('\n') {
@@ -188,6 +197,17 @@ impl StandardConfig {
             out += "inventory:\n";
             for h in &self.hosts {
                 out += &h.to_yaml();
+            }
+        }
+        if !self.apis.is_empty() {
+            out += "apis:\n";
+            for (name, base_url, owner) in &self.apis {
+                out += &format!(
+                    "  {}: {{ base_url: {}, owner: {} }}\n",
+                    quoted(name),
+                    quoted(base_url),
+                    quoted(owner)
+                );
             }
         }
         out + &self.extra
