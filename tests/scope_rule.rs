@@ -219,6 +219,85 @@ fn out_of_scope_http_requests_never_reach_the_server() {
     assert_eq!(requests[0].path, "/api/ok");
 }
 
+// Rule 2 for headers: an in-scope URL with a header that redirects the request (`Host`),
+// changes its method behind the check (method overrides), speaks for a proxy (forwarding)
+// or re-frames it (hop-by-hop, `Content-Length`) is refused before any byte is sent.
+#[test]
+fn forbidden_http_headers_are_a_scope_violation_and_nothing_is_sent() {
+    let stub = HttpStub::start();
+    let base = stub.url();
+    let env = Env::new();
+    env.write_config(&standard_config().api("stub", &base, "internal").to_yaml());
+    env.write_runbook(
+        "call.yaml",
+        &unindent(&format!(
+            r#"
+            name: call
+            owner: internal
+            targets: []
+            params:
+              name: {{ type: string }}
+              value: {{ type: string }}
+            scope:
+              http: ["POST {base}/api/"]
+            timeout: 30s
+            script: |
+              let h = #{{}};
+              h[params.name] = params.value;
+              let r = http("POST", "{base}/api/x", "{{}}", h);
+              log(`status ${{r.status}}`);
+            "#
+        )),
+    );
+    let daemon = Daemon::start(&env);
+
+    let refused = [
+        ("Host", "evil.example"),
+        ("hOST", "evil.example"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("Forwarded", "for=203.0.113.9"),
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Real-IP", "203.0.113.9"),
+        ("Connection", "close"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Authorization", "Basic eDp5"),
+        ("Proxy-Connection", "keep-alive"),
+        ("TE", "trailers"),
+        ("Trailer", "X-Checksum"),
+        ("Transfer-Encoding", "chunked"),
+        ("Upgrade", "websocket"),
+        ("Content-Length", "0"),
+        ("X-Note", "a\r\nHost: evil.example"),
+        ("X-Note\r\nHost", "evil.example"),
+        ("Bad Name", "x"),
+    ];
+    for (name, value) in refused {
+        let run = run_to_end(&daemon, "alice", "call", json!({"name": name, "value": value}));
+        assert_scope_violation(&daemon, &run, "header");
+        assert_no_intent(&daemon, &run, "http");
+        assert!(
+            stub.requests().is_empty(),
+            "{name:?}: {value:?} reached the server: {:?}",
+            stub.requests()
+        );
+    }
+
+    // An ordinary header goes through.
+    let run = run_to_end(
+        &daemon,
+        "alice",
+        "call",
+        json!({"name": "X-Request-Id", "value": "42"}),
+    );
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let requests = stub.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].header("x-request-id"), Some("42"));
+}
+
 #[test]
 fn out_of_scope_secret_is_refused() {
     let env = env_with_local_host();

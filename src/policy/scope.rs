@@ -208,6 +208,45 @@ pub fn url_within(url: &Url, base: &Url) -> bool {
     }
 }
 
+/// Headers a script may not set on an HTTP action (rule 2): they would change where the
+/// request goes or what it does after the scope check (`Host`, method overrides), speak for
+/// a proxy in between (forwarding), or frame the message (hop-by-hop, `Content-Length`).
+const FORBIDDEN_HEADERS: [&str; 16] = [
+    "host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "forwarded",
+    "x-real-ip",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// Rule 2 for one request header a script sets: `Err` says why it may not be sent. Names
+/// are compared without regard to case; a name or value that is not valid HTTP (a newline,
+/// a control character) is refused rather than left to the client library.
+pub fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let lower = name.to_ascii_lowercase();
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    if reqwest::header::HeaderValue::from_str(value).is_err() {
+        return Err(format!("the value of header `{name}` is not a valid header value"));
+    }
+    if FORBIDDEN_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-forwarded-") {
+        return Err(format!("a script may not set header `{name}`"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +339,41 @@ mod tests {
         assert!(slash.allows("GET", &Url::parse("http://127.0.0.1:9000/api/x").unwrap()));
         assert!(!slash.allows("GET", &Url::parse("http://127.0.0.1:9000/apix").unwrap()));
         assert!(!slash.allows("GET", &Url::parse("http://localhost:9000/api/x").unwrap()));
+    }
+
+    #[test]
+    fn headers_a_script_may_not_set() {
+        let table: &[(&str, &str, bool)] = &[
+            ("Authorization", "Bearer x", true),
+            ("Content-Type", "application/json", true),
+            ("X-Request-Id", "42", true),
+            ("X-Forwardedness", "1", true),
+            ("Host", "evil.example", false),
+            ("hOsT", "evil.example", false),
+            ("X-HTTP-Method-Override", "DELETE", false),
+            ("x-http-method", "DELETE", false),
+            ("X-Method-Override", "DELETE", false),
+            ("Forwarded", "for=1.2.3.4", false),
+            ("X-Forwarded-For", "1.2.3.4", false),
+            ("x-forwarded-host", "evil.example", false),
+            ("X-Real-IP", "1.2.3.4", false),
+            ("Connection", "close", false),
+            ("Keep-Alive", "timeout=5", false),
+            ("Proxy-Authorization", "Basic x", false),
+            ("Proxy-Connection", "keep-alive", false),
+            ("TE", "trailers", false),
+            ("Trailer", "X", false),
+            ("Transfer-Encoding", "chunked", false),
+            ("Upgrade", "websocket", false),
+            ("Content-Length", "0", false),
+            ("X-Ok", "a\r\nHost: evil.example", false),
+            ("X-Ok\r\nHost", "evil.example", false),
+            ("Bad Name", "x", false),
+            ("", "x", false),
+        ];
+        for (name, value, want) in table {
+            assert_eq!(check_header(name, value).is_ok(), *want, "{name:?}: {value:?}");
+        }
     }
 
     #[test]

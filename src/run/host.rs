@@ -404,6 +404,12 @@ impl HostApi for HostContext {
         {
             return Err(self.violation("http", &what));
         }
+        // Rule 2: a header must not redirect, re-frame or re-purpose the checked request.
+        for (name, value) in &headers {
+            if crate::policy::scope::check_header(name, value).is_err() {
+                return Err(self.violation("header", &name.escape_debug().to_string()));
+            }
+        }
         let action = self.intent(
             "http",
             &what,
