@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{unindent, wait_until, Daemon, Env, HostSpec, StandardConfig};
+use crate::harness::{unindent, wait_for, wait_until, Daemon, Env, HostSpec, StandardConfig};
 use crate::run_flow::{
     audit_events, get_run, id_of, start_run, wait_event, wait_final, KillOnDrop, RUN_TIMEOUT,
 };
@@ -80,6 +80,85 @@ fn intent_that_cannot_be_audited_means_the_action_never_runs() {
     let run = wait_final(&daemon, &id_of(&run), RUN_TIMEOUT);
     assert_eq!(run["status"], "succeeded", "{run}");
     assert!(marker_path.exists());
+}
+
+/// Writes runbook `stray`, whose scope admits only `true` and whose script tries `command`
+/// on `web1`.
+fn write_stray(env: &Env, command: &str) {
+    let quoted = serde_json::Value::from(command).to_string();
+    env.write_runbook(
+        "stray.yaml",
+        &unindent(&format!(
+            "
+            name: stray
+            owner: internal
+            targets: [web1]
+            scope:
+              commands: [\"true\"]
+            timeout: 60s
+            script: |
+              sh({quoted});
+            "
+        )),
+    );
+}
+
+// Rule 2 with rule 8: a refusal that cannot be recorded is still a refusal. The command does
+// not run, the run fails, and its error says the audit log was unavailable.
+#[test]
+fn scope_denial_that_cannot_be_audited_still_denies_and_fails_the_run() {
+    let env = env_with_host();
+    let marker_path = env.path().join("MARKER");
+    write_stray(&env, &format!("touch {}", marker_path.display()));
+    let daemon = Daemon::start(&env);
+    let db = rusqlite::Connection::open(env.path().join("state/tandem.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+
+    // First only the refusal's record is refused.
+    db.execute_batch(
+        "CREATE TRIGGER fail_denied BEFORE INSERT ON audit WHEN NEW.event = 'scope_denied' \
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    let run = start_run(&daemon, "alice", "stray", json!({}));
+    let id = id_of(&run);
+    let run = wait_final(&daemon, &id, RUN_TIMEOUT);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["hosts"][0]["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("scope_violation"), "{run}");
+    assert!(error.contains("audit log was unavailable"), "{run}");
+    assert!(!error.contains("disk full"), "{run}");
+    assert!(!marker_path.exists(), "the out-of-scope command ran");
+    assert!(audit_events(&daemon, Some(&id), "scope_denied").is_empty());
+    assert!(audit_events(&daemon, Some(&id), "action_intent").is_empty());
+
+    // Then every record after the run starts: the run cannot even record its end, and
+    // nothing may claim it succeeded.
+    db.execute_batch(
+        "DROP TRIGGER fail_denied; \
+         CREATE TRIGGER fail_all BEFORE INSERT ON audit \
+         WHEN NEW.event NOT IN ('run_requested', 'run_started') \
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    let run = start_run(&daemon, "alice", "stray", json!({}));
+    let id = id_of(&run);
+    let run = wait_for(RUN_TIMEOUT, "the host to end", || {
+        let run = get_run(&daemon, &id);
+        (run["hosts"][0]["status"] == "failed").then_some(run)
+    });
+    assert!(!marker_path.exists(), "the out-of-scope command ran");
+    assert_ne!(run["status"], "succeeded", "{run}");
+    let error = run["hosts"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("audit log was unavailable"), "{run}");
+    // The daemon stays up and truthful: the run is not reported as succeeded later either.
+    let run = get_run(&daemon, &id);
+    assert!(
+        ["running", "failed"].contains(&run["status"].as_str().unwrap_or_default()),
+        "{run}"
+    );
+    db.execute_batch("DROP TRIGGER fail_all;").unwrap();
 }
 
 #[test]

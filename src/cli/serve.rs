@@ -150,8 +150,9 @@ async fn reload_loop(app: std::sync::Arc<App>, config_path: std::path::PathBuf) 
                     let versions: serde_json::Map<String, serde_json::Value> =
                         catalog.runbooks.values().map(|rb| (rb.name.clone(), json!(rb.version))).collect();
                     let sha = config.sha256.clone();
-                    a.replace_loaded(config, catalog);
+                    // On record first: a config the audit log does not show never takes effect.
                     a.store.audit(&Actor::system(), None, "config_loaded", json!({"config_sha256": sha, "runbooks": versions, "reload": true}))?;
+                    a.replace_loaded(config, catalog);
                     a.schedule_wake.notify_one();
                     Ok(())
                 }
@@ -163,8 +164,10 @@ async fn reload_loop(app: std::sync::Arc<App>, config_path: std::path::PathBuf) 
             }
         })
         .await;
-        if let Ok(Err(e)) = outcome {
-            tracing::error!(error = %e, "reload could not be recorded");
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "reload could not be recorded; the last good config stays in force"),
+            Err(e) => tracing::error!(error = %e, "reload task failed; the last good config stays in force"),
         }
     }
 }

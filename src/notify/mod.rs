@@ -85,7 +85,13 @@ impl Notifier {
                     tracing::warn!(target = %target.name, event = %prompt.event, "notification not delivered");
                 }
                 let run_id = prompt.run_id.clone();
-                let _ = tokio::task::spawn_blocking(move || store.audit(&Actor::system(), Some(&run_id), event, detail)).await;
+                // Delivery already happened (or failed); a record that cannot be written is
+                // reported to the operator's log, the one place left to say it.
+                match tokio::task::spawn_blocking(move || store.audit(&Actor::system(), Some(&run_id), event, detail)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, event, "audit log unavailable; notification outcome not recorded"),
+                    Err(e) => tracing::error!(error = %e, event, "notification audit task failed"),
+                }
             });
         }
     }

@@ -118,7 +118,7 @@ pub(super) fn run_host(
             Err(e) => ("failed", Some(e.clone())),
         };
         let code = ctx.last_code.lock().ok().and_then(|c| *c);
-        let _ = store.tx(|tx| {
+        let recorded = store.tx(|tx| {
             tx.set_host(&shared.run_id, h, st, code, err.as_deref())?;
             tx.log(
                 &shared.run_id,
@@ -131,9 +131,21 @@ pub(super) fn run_host(
             )
         });
         shared.app.changed.notify_waiters();
+        // A host whose outcome is not on record did not succeed, as far as anyone can tell.
+        if let Err(e) = recorded {
+            tracing::error!(run = %shared.run_id, host = %h, error = %e, "cannot record host outcome");
+            return Err(match outcome {
+                Ok(()) => "the host's outcome could not be recorded (state store unavailable)".into(),
+                Err(e) => e,
+            });
+        }
     }
     outcome
 }
+
+/// Appended to a refusal that the audit log could not record.
+const AUDIT_UNAVAILABLE_REFUSAL: &str =
+    " (and the audit log was unavailable: the refusal is not on record; fail closed)";
 
 /// The capabilities a script has on one host.
 struct HostContext {
@@ -163,22 +175,33 @@ impl HostContext {
         self.target.as_ref().map(|t| t.name.as_str())
     }
 
-    /// Rule 2: the action does not happen, the run fails, the refusal is audited.
+    /// Rule 2: the action does not happen, the run fails, the refusal is audited. A refusal
+    /// that cannot be recorded still refuses, and the run's error says the record is missing.
     fn violation(&self, kind: &str, what: &str) -> ActionError {
         let what = self.redact(what);
-        let message = format!(
+        let mut message = format!(
             "{kind} `{what}` is not in the scope of runbook `{}`",
             self.shared.runbook.name
         );
+        // Set before the audit write, so the run's other hosts stop as soon as possible.
         if let Ok(mut v) = self.shared.violation.lock() {
             v.get_or_insert_with(|| message.clone());
         }
-        let _ = self.shared.app.store.audit(
+        if let Err(e) = self.shared.app.store.audit(
             &self.shared.actor,
             Some(&self.shared.run_id),
             "scope_denied",
             json!({"host": self.host_name(), "kind": kind, "target": what}),
-        );
+        ) {
+            tracing::error!(run = %self.shared.run_id, error = %e, "audit log unavailable; scope_denied not recorded");
+            let first = message.clone();
+            message.push_str(AUDIT_UNAVAILABLE_REFUSAL);
+            if let Ok(mut v) = self.shared.violation.lock() {
+                if v.as_deref() == Some(first.as_str()) {
+                    *v = Some(message.clone());
+                }
+            }
+        }
         ActionError::Fatal(format!("scope_violation: {message}"))
     }
 
@@ -365,12 +388,18 @@ impl HostApi for HostContext {
                     presented,
                 } = &e
                 {
-                    let _ = self.shared.app.store.audit(
+                    // The connection was refused either way; an unrecorded refusal stops the run.
+                    if let Err(err) = self.shared.app.store.audit(
                         &self.shared.actor,
                         Some(&self.shared.run_id),
                         "hostkey_mismatch",
                         json!({"host": target.name, "address": format!("{}:{}", target.address, target.port), "expected": expected, "presented": presented}),
-                    );
+                    ) {
+                        tracing::error!(run = %self.shared.run_id, error = %err, "audit log unavailable; hostkey_mismatch not recorded");
+                        return Err(ActionError::Fatal(format!(
+                            "hostkey_mismatch: {e}{AUDIT_UNAVAILABLE_REFUSAL}"
+                        )));
+                    }
                 }
                 self.result(
                     action,

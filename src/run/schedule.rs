@@ -413,7 +413,11 @@ impl App {
                 }
             }
             let app = self.clone();
-            let _ = tokio::task::spawn_blocking(move || app.start_queued(Utc::now())).await;
+            match tokio::task::spawn_blocking(move || app.start_queued(Utc::now())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "starting queued scheduled runs failed; retrying"),
+                Err(e) => tracing::error!(error = %e, "scheduler task failed"),
+            }
 
             let wait = heap
                 .peek()
