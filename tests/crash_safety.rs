@@ -210,3 +210,33 @@ fn kill_during_an_action_leaves_the_run_interrupted_and_nothing_rerun() {
         .success()
         .stdout_contains("ok: ");
 }
+
+// The state (runs, logs, the audit log) is the daemon's alone: other local users cannot read
+// it, whatever the umask, and a state folder left open by hand is closed again.
+#[test]
+fn state_directory_and_database_files_are_private_to_the_daemon() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = env_with_host();
+    write_act(&env, "true");
+    // A state folder made beforehand with a lax mode.
+    let state = env.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::start(&env);
+    let run = start_run(&daemon, "alice", "act", json!({}));
+    let run = wait_final(&daemon, &id_of(&run), RUN_TIMEOUT);
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "state folder");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    files.sort();
+    for expected in ["tandem.db", "tandem.db-shm", "tandem.db-wal"] {
+        assert!(files.iter().any(|f| f == expected), "{expected} missing: {files:?}");
+    }
+}

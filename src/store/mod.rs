@@ -42,6 +42,11 @@ pub enum StoreError {
     TooNew(i64),
     #[error("state store: commit failed: {0}")]
     Commit(String),
+    #[error("state store: cannot make {path} private to its owner: {source}")]
+    Private {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -355,16 +360,19 @@ pub struct OpenAction {
 
 impl Store {
     /// Opens (creating if needed) `state_dir/tandem.db` and brings its schema up to date.
+    /// The state directory is made 0700 and the database 0600 (see [`private_file`]).
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
             path: state_dir.display().to_string(),
             source,
         })?;
+        make_private(state_dir, 0o700)?;
         Store::open_file(&state_dir.join("tandem.db"))
     }
 
-    /// Opens a database file.
+    /// Opens a database file, created 0600 (with its `-wal` and `-shm`) whatever the umask.
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+        private_file(path)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -380,6 +388,16 @@ impl Store {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
+        }
+        // SQLite gives the WAL files the database file's mode; set it anyway, in case they
+        // were left behind by an older tandem with a looser umask.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = std::path::PathBuf::from(side);
+            if side.exists() {
+                make_private(&side, 0o600)?;
+            }
         }
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -1161,9 +1179,59 @@ impl Store {
     }
 }
 
+/// Creates `path` 0600 if it does not exist, before SQLite opens it, so the database (runs,
+/// logs, the audit log) is never readable by other local users, whatever the umask; an
+/// existing file is restricted to 0600 too.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    let failed = |source| StoreError::Private {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(failed)?;
+    make_private(path, 0o600)
+}
+
+/// Sets `path`'s permission bits to `mode` (unix; elsewhere a no-op).
+fn make_private(path: &Path, mode: u32) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+            StoreError::Private {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn state_files_are_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = Store::open(&state).unwrap();
+        store
+            .tx(|tx| tx.audit(&Actor::system(), None, "test", Value::Null))
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        for name in ["tandem.db", "tandem.db-wal", "tandem.db-shm"] {
+            assert_eq!(mode(&state.join(name)), 0o600, "{name}");
+        }
+    }
     use std::sync::Arc;
 
     fn store() -> (tempfile::TempDir, Arc<Store>) {
