@@ -526,13 +526,18 @@ impl Config {
                 errors.push(err(
                     field.to_string(),
                     name,
-                    format!("`{name}` needs an `owner`: the party whose approval a run using it needs"),
+                    format!(
+                        "`{name}` needs an `owner`: the party whose approval a run using it needs"
+                    ),
                 ));
             } else if !parties.contains(owner) {
                 errors.push(err(
                     field.to_string(),
                     owner,
-                    format!("unknown party `{owner}` (parties: {})", raw.parties.join(", ")),
+                    format!(
+                        "unknown party `{owner}` (parties: {})",
+                        raw.parties.join(", ")
+                    ),
                 ));
             }
         };
@@ -544,7 +549,12 @@ impl Config {
                     "give exactly one of `env` or `file`".into(),
                 ));
             }
-            check_owner(&mut errors, &format!("secrets.{name}.owner"), name, &s.owner);
+            check_owner(
+                &mut errors,
+                &format!("secrets.{name}.owner"),
+                name,
+                &s.owner,
+            );
         }
         let mut apis = BTreeMap::new();
         for (name, a) in &raw.apis {

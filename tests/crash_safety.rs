@@ -237,6 +237,9 @@ fn state_directory_and_database_files_are_private_to_the_daemon() {
     }
     files.sort();
     for expected in ["tandem.db", "tandem.db-shm", "tandem.db-wal"] {
-        assert!(files.iter().any(|f| f == expected), "{expected} missing: {files:?}");
+        assert!(
+            files.iter().any(|f| f == expected),
+            "{expected} missing: {files:?}"
+        );
     }
 }

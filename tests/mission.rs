@@ -453,8 +453,8 @@ fn backup_restore_test_verifies_a_real_restore_and_fails_loudly_on_damage() {
         &StandardConfig::new()
             .host(HostSpec::ssh("nas1", "internal", host.sshd()).tags(&["restic"]))
             .extra(
-                "secrets:\n  restic_repository: { env: MISSION_RESTIC_REPOSITORY }\n  \
-                 restic_password: { env: MISSION_RESTIC_PASSWORD }\n",
+                "secrets:\n  restic_repository: { env: MISSION_RESTIC_REPOSITORY, owner: internal }\n  \
+                 restic_password: { env: MISSION_RESTIC_PASSWORD, owner: internal }\n",
             )
             .to_yaml(),
     );
@@ -731,7 +731,10 @@ fn edr_daemon(defender: &HttpStub, edr_token: &str) -> (Env, Daemon) {
         let shipped = shipped_runbook(file);
         let local = shipped.replace("https://api.securitycenter.microsoft.com", &defender.url());
         assert_ne!(local, shipped, "{file} no longer names the Defender API");
-        assert!(!local.contains("api_base"), "{file} lets a param steer the URL");
+        assert!(
+            !local.contains("api_base"),
+            "{file} lets a param steer the URL"
+        );
         env.write_runbook(file, &local);
     }
     let daemon = Daemon::start_with(&env, &[("MISSION_EDR_TOKEN", edr_token)]);
@@ -850,7 +853,10 @@ fn edr_isolate_by_the_provider_waits_for_internal_it_or_goes_break_glass_with_a_
     let id = id_of(&started);
     assert_eq!(started["status"], "awaiting_approval", "{started}");
     let reasons = started["plan"]["approvals"][0]["reasons"].to_string();
-    assert_eq!(started["plan"]["approvals"][0]["party"], "internal", "{started}");
+    assert_eq!(
+        started["plan"]["approvals"][0]["party"], "internal",
+        "{started}"
+    );
     assert!(
         reasons.contains("owns API defender") && reasons.contains("owns secret edr_token"),
         "{started}"

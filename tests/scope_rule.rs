@@ -275,7 +275,12 @@ fn forbidden_http_headers_are_a_scope_violation_and_nothing_is_sent() {
         ("Bad Name", "x"),
     ];
     for (name, value) in refused {
-        let run = run_to_end(&daemon, "alice", "call", json!({"name": name, "value": value}));
+        let run = run_to_end(
+            &daemon,
+            "alice",
+            "call",
+            json!({"name": name, "value": value}),
+        );
         assert_scope_violation(&daemon, &run, "header");
         assert_no_intent(&daemon, &run, "http");
         assert!(

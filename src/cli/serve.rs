@@ -166,8 +166,12 @@ async fn reload_loop(app: std::sync::Arc<App>, config_path: std::path::PathBuf) 
         .await;
         match outcome {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "reload could not be recorded; the last good config stays in force"),
-            Err(e) => tracing::error!(error = %e, "reload task failed; the last good config stays in force"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reload could not be recorded; the last good config stays in force")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload task failed; the last good config stays in force")
+            }
         }
     }
 }

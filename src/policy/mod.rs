@@ -316,7 +316,13 @@ secrets:
         let defender = "POST https://api.securitycenter.microsoft.com/api/machines/";
         let psa = "GET https://psa.provider.example/api/tickets";
         // (targets, scope, initiator party, expected (party, reasons), expected plan owners)
-        type Row<'a> = (&'a str, String, &'a str, &'a [(&'a str, &'a [&'a str])], &'a [&'a str]);
+        type Row<'a> = (
+            &'a str,
+            String,
+            &'a str,
+            &'a [(&'a str, &'a [&'a str])],
+            &'a [&'a str],
+        );
         let table: [Row; 8] = [
             // The attack: an API-only runbook has no target hosts, yet it acts on internal's
             // devices with internal's token.
@@ -420,7 +426,10 @@ secrets:
             a.owner = "provider".into();
         }
         let after = make_plan(&rb, &moved, &serde_json::Map::new(), who(), None).unwrap();
-        assert_ne!(before.digest, after.digest, "an API changing hands needs a new approval");
+        assert_ne!(
+            before.digest, after.digest,
+            "an API changing hands needs a new approval"
+        );
         assert_eq!(after.approvals.len(), 1);
         assert_eq!(after.approvals[0].party, "provider");
     }

@@ -239,7 +239,9 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("{name:?} is not a valid header name"));
     }
     if reqwest::header::HeaderValue::from_str(value).is_err() {
-        return Err(format!("the value of header `{name}` is not a valid header value"));
+        return Err(format!(
+            "the value of header `{name}` is not a valid header value"
+        ));
     }
     if FORBIDDEN_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-forwarded-") {
         return Err(format!("a script may not set header `{name}`"));
@@ -372,7 +374,11 @@ mod tests {
             ("", "x", false),
         ];
         for (name, value, want) in table {
-            assert_eq!(check_header(name, value).is_ok(), *want, "{name:?}: {value:?}");
+            assert_eq!(
+                check_header(name, value).is_ok(),
+                *want,
+                "{name:?}: {value:?}"
+            );
         }
     }
 

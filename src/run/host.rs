@@ -135,7 +135,9 @@ pub(super) fn run_host(
         if let Err(e) = recorded {
             tracing::error!(run = %shared.run_id, host = %h, error = %e, "cannot record host outcome");
             return Err(match outcome {
-                Ok(()) => "the host's outcome could not be recorded (state store unavailable)".into(),
+                Ok(()) => {
+                    "the host's outcome could not be recorded (state store unavailable)".into()
+                }
                 Err(e) => e,
             });
         }

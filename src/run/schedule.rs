@@ -415,7 +415,9 @@ impl App {
             let app = self.clone();
             match tokio::task::spawn_blocking(move || app.start_queued(Utc::now())).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "starting queued scheduled runs failed; retrying"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "starting queued scheduled runs failed; retrying")
+                }
                 Err(e) => tracing::error!(error = %e, "scheduler task failed"),
             }
 

@@ -1200,12 +1200,12 @@ fn make_private(path: &Path, mode: u32) -> Result<(), StoreError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
-            StoreError::Private {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+            |source| StoreError::Private {
                 path: path.display().to_string(),
                 source,
-            }
-        })?;
+            },
+        )?;
     }
     #[cfg(not(unix))]
     let _ = (path, mode);
