@@ -106,6 +106,7 @@ pub fn plan(
         ));
     }
     out.push_str(&format!("scope:     {}\n", plan.scope));
+    out.push_str(&format!("owners:    {}\n", plan.owners.join(", ")));
     if plan.approvals.is_empty() {
         out.push_str("approval:  not needed\n");
     }

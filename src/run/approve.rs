@@ -385,6 +385,14 @@ impl App {
                     .flatten()
                     .filter_map(|t| t["owner"].as_str()),
             )
+            // The owners of the APIs and secrets in scope hold the gate too (rule 3).
+            .chain(
+                plan_json["owners"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| o.as_str()),
+            )
         {
             if !parties.iter().any(|x| x == p) {
                 parties.push(p.to_string());
