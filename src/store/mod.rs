@@ -165,6 +165,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX standing_lookup ON standing_approvals(runbook, digest, until);
     CREATE INDEX runs_runbook_slot ON runs(runbook, slot);
     "#,
+    // 4: host freezes (rule 11): one row per frozen host, removed when lifted.
+    r#"
+    CREATE TABLE IF NOT EXISTS freezes (
+        host TEXT PRIMARY KEY,
+        party TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        frozen_by TEXT NOT NULL,
+        frozen_at TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Now, as RFC 3339 UTC with milliseconds: the form of every timestamp in the store, so
@@ -341,6 +351,17 @@ pub struct NewDecision<'a> {
     pub comment: Option<&'a str>,
     /// The digest the decision is bound to.
     pub digest: &'a str,
+}
+
+/// A frozen host (rule 11): no action runs on it until its owner lifts the freeze.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FreezeRow {
+    pub host: String,
+    /// The owning party that froze it; only it lifts the freeze.
+    pub party: String,
+    pub reason: String,
+    pub frozen_by: String,
+    pub frozen_at: String,
 }
 
 /// An action that was recorded as intended but never got a result.
@@ -762,6 +783,30 @@ pub struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Freezes `host` for `party`; `false` when it was frozen already (the first freeze,
+    /// with its reason, stays).
+    pub fn freeze_host(
+        &self,
+        host: &str,
+        party: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO freezes (host, party, reason, frozen_by, frozen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![host, party, reason, by, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Lifts the freeze of `host`; `false` when it was not frozen.
+    pub fn unfreeze_host(&self, host: &str) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute("DELETE FROM freezes WHERE host = ?1", [host])?;
+        Ok(n == 1)
+    }
+
     /// Appends an audit record chained to the last one.
     pub fn audit(
         &self,
@@ -1142,6 +1187,51 @@ impl Tx<'_> {
 }
 
 impl Store {
+    /// One page of runs, newest first: those older than run `before` (all when `None`),
+    /// optionally only in `status`. The caller filters what a party may see and asks for
+    /// the next page from the last run it read.
+    pub fn runs_page(
+        &self,
+        status: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (created_at, id) < \
+             (SELECT created_at, id FROM runs WHERE id = ?2)) ORDER BY created_at DESC, id DESC LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(params![status, before, limit as i64], run_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            fill(&conn, &mut r)?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Every frozen host, by name.
+    pub fn freezes(&self) -> Result<Vec<FreezeRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT host, party, reason, frozen_by, frozen_at FROM freezes ORDER BY host",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(FreezeRow {
+                    host: r.get(0)?,
+                    party: r.get(1)?,
+                    reason: r.get(2)?,
+                    frozen_by: r.get(3)?,
+                    frozen_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// How many runs are in each status, for `/metrics`.
     pub fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let conn = self.lock();
