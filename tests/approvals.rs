@@ -143,8 +143,14 @@ pub(crate) fn deny(daemon: &Daemon, user: &str, id: &str, reason: &str) -> (u16,
 /// Waits until run `id` has status `want` and returns it; panics at once when the run ends
 /// with another status.
 pub(crate) fn wait_status(daemon: &Daemon, id: &str, want: &str) -> Value {
+    wait_status_as(daemon, "alice", id, want)
+}
+
+/// [`wait_status`], reading the run as `user` (rule 10: only a party it concerns sees it).
+pub(crate) fn wait_status_as(daemon: &Daemon, user: &str, id: &str, want: &str) -> Value {
     wait_for(SETTLE, &format!("run {id} to be {want}"), || {
-        let run = get_run(daemon, id);
+        let (code, run) = daemon.get(&format!("/api/v1/runs/{id}"), &token(user));
+        assert_eq!(code, 200, "GET run {id} as {user}: {run}");
         let status = run["status"].as_str().unwrap_or_default().to_string();
         if status == want {
             return Some(run);
@@ -386,7 +392,7 @@ fn rule3_only_the_combinations_spec_allows_start_the_run() {
         assert_ne!(run["status"], "awaiting_approval", "{run}");
         assert_eq!(run["gates"], json!([]), "{run}");
         let id = id_of(&run);
-        wait_status(&daemon, &id, "succeeded");
+        wait_status_as(&daemon, initiator, &id, "succeeded");
         assert!(ran(&env, &id, ""));
     }
 

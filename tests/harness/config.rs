@@ -131,6 +131,7 @@ impl HostSpec {
 pub struct StandardConfig {
     hosts: Vec<HostSpec>,
     extra_users: Vec<(String, String, Vec<String>)>,
+    extra_parties: Vec<String>,
     extra: String,
 }
 
@@ -154,6 +155,12 @@ impl StandardConfig {
         self
     }
 
+    /// Adds a party besides [`PARTIES`].
+    pub fn party(mut self, name: &str) -> StandardConfig {
+        self.extra_parties.push(name.to_string());
+        self
+    }
+
     /// Appends top-level YAML, e.g. `"secrets:\n  api: {env: API_TOKEN}\n"`.
     pub fn extra(mut self, yaml: &str) -> StandardConfig {
         self.extra.push_str(yaml);
@@ -165,9 +172,14 @@ impl StandardConfig {
 
     /// The config text.
     pub fn to_yaml(&self) -> String {
+        let parties: Vec<&str> = PARTIES
+            .iter()
+            .copied()
+            .chain(self.extra_parties.iter().map(String::as_str))
+            .collect();
         let mut out = format!(
             "state_dir: state\nparties: [{}]\nusers:\n",
-            PARTIES.join(", ")
+            parties.join(", ")
         );
         let standard = USERS.iter().map(|(name, party, role)| {
             (name.to_string(), party.to_string(), vec![role.to_string()])
