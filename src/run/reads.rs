@@ -19,10 +19,16 @@ const SCAN_PAGE: usize = 200;
 
 impl App {
     /// Whether `user`'s party may see `run`: it started it, owns something it touches, is
-    /// asked to decide it, or holds a read grant for a party that does.
+    /// asked to decide it (an approval, or the review of a break-glass run), or holds a read
+    /// grant for a party that does.
     pub fn sees(&self, user: &User, run: &RunRow) -> bool {
         let initiator = run.initiator["party"].as_str().unwrap_or_default();
-        let parties = policy::run_parties(initiator, &run.plan);
+        let mut parties = policy::run_parties(initiator, &run.plan);
+        // The review is not in the plan: it is opened when the run starts break-glass.
+        if let Some(review) = &run.review {
+            let asked = review.parties.as_array().into_iter().flatten();
+            parties.extend(asked.filter_map(|p| p.as_str()).map(str::to_string));
+        }
         policy::may_see_run(&user.party, &parties, &self.config().read_grants)
     }
 
