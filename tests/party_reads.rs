@@ -677,3 +677,95 @@ fn api_hygiene_metrics_need_a_token_query_errors_are_json_sessions_follow_the_to
         "an unchanged token keeps its session"
     );
 }
+
+#[test]
+fn rule10_a_read_grant_lets_a_party_read_never_decide_or_cancel() {
+    let sshd = Sshd::start();
+    let env = Env::new();
+    env.write_config(
+        &config(&sshd)
+            .extra("read_grants:\n  - { party: msp2, reads: provider }\n")
+            .to_yaml(),
+    );
+    let yearly = "schedule: { cron: \"0 3 1 1 *\" }";
+    runbook(
+        &env,
+        "int-job",
+        "internal",
+        "[web1]",
+        yearly,
+        "sh_ok(\"echo INT-OUT-MARK\");",
+    );
+    runbook(
+        &env,
+        "prov-job",
+        "provider",
+        "[mon1]",
+        yearly,
+        "sh_ok(\"echo PROV-OUT-MARK\");",
+    );
+    runbook(
+        &env,
+        "cross",
+        "provider",
+        "[web1]",
+        "",
+        "sh_ok(\"echo hi\");",
+    );
+    let daemon = Daemon::start(&env);
+    let int = start(&daemon, "alice", json!({"runbook": "int-job"}));
+    wait_status(&daemon, "alice", &int, "succeeded");
+    let prov = start(&daemon, "paula", json!({"runbook": "prov-job"}));
+    wait_status(&daemon, "paula", &prov, "succeeded");
+    let cross = start(&daemon, "paula", json!({"runbook": "cross"}));
+
+    // msp2 reads the provider's runs (and the cross run, which concerns the provider)...
+    let (status, list) = daemon.get("/api/v1/runs", &token("tara"));
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(ids(&list), set(&[&prov, &cross]));
+    let (status, log) = daemon.get(&format!("/api/v1/runs/{prov}/log"), &token("tara"));
+    assert_eq!(status, 200, "{log}");
+    assert!(log.to_string().contains("PROV-OUT-MARK"), "{log}");
+    let (status, body) = daemon.get(&format!("/api/v1/runs/{int}"), &token("tara"));
+    assert_eq!((status, body), (404, unknown(&int)), "internal's own run");
+    let (status, list) = daemon.get("/api/v1/schedules", &token("tara"));
+    assert_eq!(
+        names(&list, "runbook"),
+        set(&["prov-job"]),
+        "{status} {list}"
+    );
+
+    // ...but decides and stops nothing.
+    let (status, body) = daemon.post(
+        &format!("/api/v1/runs/{cross}/cancel"),
+        &token("tadmin"),
+        &json!({}),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = daemon.post(
+        &format!("/api/v1/runs/{cross}/approve"),
+        &token("tom"),
+        &json!({}),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = daemon.post(
+        "/api/v1/freezes",
+        &token("tadmin"),
+        &json!({"targets": ["mon1"], "reason": "no"}),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        wait_status(&daemon, "paula", &cross, "awaiting_approval")["status"],
+        "awaiting_approval"
+    );
+
+    // A schedule the caller may not see is unknown to a standing approval too.
+    for user in ["tom", "pete"] {
+        let (status, body) = daemon.post(
+            "/api/v1/schedules/int-job/standing",
+            &token(user),
+            &json!({"for": "1d"}),
+        );
+        assert_eq!(status, 404, "{user}: {body}");
+    }
+}

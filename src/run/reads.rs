@@ -108,6 +108,15 @@ impl App {
             .collect()
     }
 
+    /// Runbook `name`, if it has a schedule `user`'s party may see; unknown otherwise (a
+    /// standing approval names a schedule).
+    pub fn visible_schedule(&self, user: &User, name: &str) -> Result<(), RunError> {
+        match self.catalog().get(name) {
+            Some(rb) if self.sees_runbook(user, rb, false) => Ok(()),
+            _ => Err(RunError::UnknownRunbook(name.to_string())),
+        }
+    }
+
     /// The schedules of runbooks `user`'s party owns, whose targets it owns or whose
     /// approval it gives (`GET /api/v1/schedules`).
     pub fn schedules_for(&self, user: &User, count: usize) -> Result<Vec<Value>, RunError> {

@@ -364,6 +364,7 @@ async fn standing(
     let b: StandingBody = parse_body(&body)?;
     let period = crate::runbook::parse_duration(&b.period).map_err(ApiError::Unprocessable)?;
     let granted = blocking(move || {
+        app.visible_schedule(&user, &runbook)?;
         Ok(app.grant_standing(
             &user,
             &runbook,
