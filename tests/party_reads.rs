@@ -644,6 +644,16 @@ fn api_hygiene_metrics_need_a_token_query_errors_are_json_sessions_follow_the_to
         assert!(body["error"]["message"].is_string(), "{path}: {body}");
     }
 
+    let (status, body) = daemon.get("/api/v1/runs/%FF/log", &token("alice"));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("bad_request")),
+        "{body}"
+    );
+    let (status, body) = daemon.post("/api/v1/runbooks", &token("alice"), &json!({}));
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+
     // Sessions: alice's ends when the config gives her another token; ivan's goes on.
     let pages = page_client();
     let (_, alice) = sign_in(&pages, &daemon, "alice", "/approvals");
