@@ -14,9 +14,6 @@ use crate::runbook::plan::resolve_targets;
 use crate::runbook::Runbook;
 use crate::store::RunRow;
 
-/// How many runs one store page holds while a list is filtered for a party.
-const SCAN_PAGE: usize = 200;
-
 impl App {
     /// Whether `user`'s party may see `run`: it started it, owns something it touches, is
     /// asked to decide it (an approval, or the review of a break-glass run), or holds a read
@@ -42,9 +39,8 @@ impl App {
     }
 
     /// Up to `limit` runs `user` may see, newest first, optionally only in `status`, older
-    /// than run `before` (a page cursor: the last id of the previous page). The store is
-    /// read page by page until enough visible runs are found, so a page is full whenever
-    /// more visible runs exist.
+    /// than run `before` (a page cursor: the last id of the previous page). The filter runs
+    /// inside the store's scan, so a page is full whenever more visible runs exist.
     pub fn visible_runs(
         &self,
         user: &User,
@@ -56,25 +52,9 @@ impl App {
         if let Some(b) = before {
             self.visible_run(user, b)?;
         }
-        let mut cursor = before.map(str::to_string);
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let page = self.store.runs_page(status, cursor.as_deref(), SCAN_PAGE)?;
-            let last_page = page.len() < SCAN_PAGE;
-            for run in page {
-                cursor = Some(run.id.clone());
-                if self.sees(user, &run) {
-                    out.push(run);
-                    if out.len() == limit {
-                        break;
-                    }
-                }
-            }
-            if last_page {
-                break;
-            }
-        }
-        Ok(out)
+        Ok(self
+            .store
+            .runs_where(status, before, limit, |run| self.sees(user, run))?)
     }
 
     /// Break-glass runs whose review is open and that concern `user`'s party.

@@ -656,10 +656,16 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
 fn fill(conn: &Connection, r: &mut RunRow) -> Result<(), StoreError> {
     r.hosts = host_results(conn, &r.id)?;
     r.gates = gates(conn, &r.id)?;
-    r.review = conn
+    r.review = review(conn, &r.id)?;
+    Ok(())
+}
+
+/// The break-glass review of a run, if it has one.
+fn review(conn: &Connection, run_id: &str) -> Result<Option<ReviewRow>, StoreError> {
+    Ok(conn
         .query_row(
             "SELECT parties, status, requested_at, reviewed_by, comment, reviewed_at FROM reviews WHERE run_id = ?1",
-            [&r.id],
+            [run_id],
             |x| {
                 let parties: String = x.get(0)?;
                 Ok(ReviewRow {
@@ -672,8 +678,7 @@ fn fill(conn: &Connection, r: &mut RunRow) -> Result<(), StoreError> {
                 })
             },
         )
-        .optional()?;
-    Ok(())
+        .optional()?)
 }
 
 fn gates(conn: &Connection, run_id: &str) -> Result<Vec<GateRow>, StoreError> {
@@ -1187,27 +1192,38 @@ impl Tx<'_> {
 }
 
 impl Store {
-    /// One page of runs, newest first: those older than run `before` (all when `None`),
-    /// optionally only in `status`. The caller filters what a party may see and asks for
-    /// the next page from the last run it read.
-    pub fn runs_page(
+    /// Up to `limit` runs that `keep` admits, newest first: optionally only in `status`,
+    /// and only older than run `before` (a page cursor). `keep` sees each run with its
+    /// review but before its hosts and gates are loaded, so a run it refuses costs two
+    /// indexed reads. The scan stops as soon as `limit` runs are kept.
+    pub fn runs_where(
         &self,
         status: Option<&str>,
         before: Option<&str>,
         limit: usize,
+        keep: impl Fn(&RunRow) -> bool,
     ) -> Result<Vec<RunRow>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(&format!(
             "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (created_at, id) < \
-             (SELECT created_at, id FROM runs WHERE id = ?2)) ORDER BY created_at DESC, id DESC LIMIT ?3"
+             (SELECT created_at, id FROM runs WHERE id = ?2)) ORDER BY created_at DESC, id DESC"
         ))?;
-        let rows = stmt
-            .query_map(params![status, before, limit as i64], run_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(rows.len());
-        for mut r in rows {
-            fill(&conn, &mut r)?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for row in stmt.query_map(params![status, before], run_from_row)? {
+            let mut r = row?;
+            r.review = review(&conn, &r.id)?;
+            if !keep(&r) {
+                continue;
+            }
+            r.hosts = host_results(&conn, &r.id)?;
+            r.gates = gates(&conn, &r.id)?;
             out.push(r);
+            if out.len() == limit {
+                break;
+            }
         }
         Ok(out)
     }
