@@ -1345,6 +1345,74 @@ mod tests {
         crate::audit::verify(all.into_iter().map(Ok)).unwrap();
     }
 
+    fn insert(store: &Store, id: &str, party: &str) {
+        store
+            .tx(|tx| {
+                tx.insert_run(&NewRun {
+                    id,
+                    runbook: "rb",
+                    version: "v",
+                    status: "succeeded",
+                    initiator_user: "u",
+                    initiator_party: party,
+                    digest: "d",
+                    plan: &Value::Null,
+                    break_glass: false,
+                    reason: None,
+                    slot: None,
+                    hosts: &[],
+                })
+            })
+            .unwrap();
+    }
+
+    /// A filtered scan pages by cursor: each page is full while kept runs remain.
+    #[test]
+    fn runs_where_pages_through_what_keep_admits() {
+        let (_dir, store) = store();
+        for i in 0..7 {
+            insert(&store, &format!("r{i}"), if i % 2 == 0 { "a" } else { "b" });
+        }
+        let keep = |r: &RunRow| r.initiator["party"] == "a";
+        let page = |before: Option<&str>| -> Vec<String> {
+            store
+                .runs_where(None, before, 2, keep)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(page(None), ["r6", "r4"]);
+        assert_eq!(page(Some("r4")), ["r2", "r0"]);
+        assert!(page(Some("r0")).is_empty());
+        assert!(page(Some("no-such-run")).is_empty());
+    }
+
+    /// A freeze is kept once, lifted once, and survives reopening the store.
+    #[test]
+    fn freezes_are_durable_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(store
+                .tx(|tx| tx.freeze_host("web1", "internal", "why", "ivan"))
+                .unwrap());
+            assert!(!store
+                .tx(|tx| tx.freeze_host("web1", "internal", "again", "ian"))
+                .unwrap());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let f = store.freezes().unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].reason.as_str(), f[0].frozen_by.as_str()),
+            ("why", "ivan")
+        );
+        assert!(store.tx(|tx| tx.unfreeze_host("web1")).unwrap());
+        assert!(!store.tx(|tx| tx.unfreeze_host("web1")).unwrap());
+        assert!(store.freezes().unwrap().is_empty());
+    }
+
     /// When a group's commit fails, every member gets the error and nothing of it persists.
     #[test]
     fn a_failed_commit_reaches_every_member_of_its_group() {
