@@ -357,7 +357,7 @@ impl App {
             self.store.audit(
                 &actor,
                 None,
-                "start_denied",
+                freeze::event::START_DENIED,
                 json!({"runbook": rb.name, "reason": denied.0}),
             )?;
             return Err(RunError::Forbidden(denied.0));
@@ -372,7 +372,7 @@ impl App {
                 self.store.audit(
                     &actor,
                     None,
-                    "start_denied",
+                    freeze::event::START_DENIED,
                     json!({"runbook": rb.name, "reason": why}),
                 )?;
                 return Err(RunError::Forbidden(why));
