@@ -368,6 +368,15 @@ fn rule11_the_owner_and_the_initiator_cancel_nobody_else_does() {
     let script = "sh_ok(\"echo hi\");";
     // The provider's run on internal's host: it waits for internal's approval.
     runbook(&env, "cross", "provider", "[web1]", "", script);
+    // The same, once approved, polling web1 over ssh until cancelled.
+    runbook(
+        &env,
+        "cross-poll",
+        "provider",
+        "[web1]",
+        "",
+        "loop { sh(\"test -e /nonexistent-tandem-marker\"); sleep(0.2); }",
+    );
     // Internal's run that asks the provider to approve: the provider sees it, owns nothing.
     runbook(
         &env,
@@ -430,6 +439,23 @@ fn rule11_the_owner_and_the_initiator_cancel_nobody_else_does() {
     assert_eq!(denied_by(&asks), ["pax", "pete"]);
     let (status, body) = cancel("alice", &asks);
     assert_eq!(status, 200, "its own operator: {body}");
+
+    // A provider run going on internal's host: internal's approver stops it mid-run.
+    let poll = start(&daemon, "paula", json!({"runbook": "cross-poll"}));
+    let (status, body) = daemon.post(
+        &format!("/api/v1/runs/{poll}/approve"),
+        &token("ivan"),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_until(RUN_TIMEOUT, "the run to poll web1", || {
+        !audit_events(&daemon, Some(&poll), "action_result").is_empty()
+    });
+    let (status, body) = cancel("pete", &poll);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = cancel("ina", &poll);
+    assert_eq!(status, 200, "the owner's admin: {body}");
+    wait_status(&daemon, "paula", &poll, "cancelled");
 
     // Internal's own business: the provider's admin does not even see it.
     let gated = start(&daemon, "alice", json!({"runbook": "gated"}));
