@@ -143,8 +143,14 @@ pub(crate) fn deny(daemon: &Daemon, user: &str, id: &str, reason: &str) -> (u16,
 /// Waits until run `id` has status `want` and returns it; panics at once when the run ends
 /// with another status.
 pub(crate) fn wait_status(daemon: &Daemon, id: &str, want: &str) -> Value {
+    wait_status_as(daemon, "alice", id, want)
+}
+
+/// [`wait_status`], reading the run as `user` (rule 10: only a party it concerns sees it).
+pub(crate) fn wait_status_as(daemon: &Daemon, user: &str, id: &str, want: &str) -> Value {
     wait_for(SETTLE, &format!("run {id} to be {want}"), || {
-        let run = get_run(daemon, id);
+        let (code, run) = daemon.get(&format!("/api/v1/runs/{id}"), &token(user));
+        assert_eq!(code, 200, "GET run {id} as {user}: {run}");
         let status = run["status"].as_str().unwrap_or_default().to_string();
         if status == want {
             return Some(run);
@@ -310,6 +316,25 @@ struct Row {
     starts: bool,
 }
 
+/// The party of a user of [`site_config`].
+fn party_of(user: &str) -> &'static str {
+    match user {
+        "paula" | "pete" | "pam" => "provider",
+        _ => "internal",
+    }
+}
+
+/// Whether a run of `r` concerns the approver's party (rule 10): it started the run or owns
+/// its target (`asks` also asks internal, which owns web1).
+fn concerns(r: &Row) -> bool {
+    let owner = if r.runbook == "cross-mon" {
+        "provider"
+    } else {
+        "internal"
+    };
+    party_of(r.approver) == party_of(r.initiator) || party_of(r.approver) == owner
+}
+
 const fn row(
     runbook: &'static str,
     initiator: &'static str,
@@ -386,7 +411,7 @@ fn rule3_only_the_combinations_spec_allows_start_the_run() {
         assert_ne!(run["status"], "awaiting_approval", "{run}");
         assert_eq!(run["gates"], json!([]), "{run}");
         let id = id_of(&run);
-        wait_status(&daemon, &id, "succeeded");
+        wait_status_as(&daemon, initiator, &id, "succeeded");
         assert!(ran(&env, &id, ""));
     }
 
@@ -404,6 +429,13 @@ fn rule3_only_the_combinations_spec_allows_start_the_run() {
             assert_ne!(run["status"], "awaiting_approval", "{what}: {run}");
             assert_eq!(gate(&run, 0)["status"], "approved", "{what}: {run}");
             started.push((what, id));
+        } else if !concerns(r) {
+            // Rule 10: the approver's party has nothing to do with the run: it is unknown.
+            assert_eq!(status, 404, "{what}: {body}");
+            assert_eq!(body["error"]["code"], "not_found", "{what}: {body}");
+            assert_eq!(run["status"], "awaiting_approval", "{what}: {run}");
+            assert_eq!(gate(&run, 0)["decisions"], json!([]), "{what}: {run}");
+            assert!(!ran(&env, &id, ""), "{what}: the run ran");
         } else {
             assert_eq!(status, 403, "{what}: {body}");
             assert_eq!(body["error"]["code"], "forbidden", "{what}: {body}");

@@ -10,6 +10,7 @@ mod harness;
 mod hostile_scripts;
 mod mission;
 mod notify;
+mod party_reads;
 mod rollout;
 mod run_flow;
 mod schedules;

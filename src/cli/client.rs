@@ -549,3 +549,79 @@ pub async fn standing(
     }
     Ok(())
 }
+
+/// Prints the hosts named by `key` in a freeze or unfreeze answer.
+fn print_hosts_of(answer: &Value, key: &str, what: &str) {
+    for h in answer[key].as_array().into_iter().flatten() {
+        outln!("{what}: {}", h.as_str().unwrap_or_default());
+    }
+}
+
+pub async fn freeze(
+    server: &ServerArgs,
+    targets: &[String],
+    reason: &str,
+    json: bool,
+) -> Result<()> {
+    let client = Client::new(server)?;
+    let answer = client
+        .post(
+            "/api/v1/freezes",
+            json!({"targets": targets, "reason": reason}),
+        )
+        .await?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+    } else {
+        print_hosts_of(&answer, "frozen", "frozen");
+        print_hosts_of(&answer, "already_frozen", "already frozen");
+    }
+    Ok(())
+}
+
+pub async fn unfreeze(server: &ServerArgs, targets: &[String], json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    let answer = client
+        .post("/api/v1/freezes/lift", json!({"targets": targets}))
+        .await?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+    } else {
+        print_hosts_of(&answer, "unfrozen", "unfrozen");
+        print_hosts_of(&answer, "not_frozen", "was not frozen");
+    }
+    Ok(())
+}
+
+pub async fn frozen(server: &ServerArgs, json: bool) -> Result<()> {
+    let client = Client::new(server)?;
+    let list = client.get("/api/v1/freezes").await?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let mut out = format!(
+        "{:<20}  {:<24}  {:<12}  {}\n",
+        "HOST", "SINCE", "BY", "REASON"
+    );
+    for f in list.as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<20}  {:<24}  {:<12}  {}\n",
+            f["host"].as_str().unwrap_or_default(),
+            f["frozen_at"].as_str().unwrap_or_default(),
+            f["frozen_by"].as_str().unwrap_or_default(),
+            f["reason"].as_str().unwrap_or_default()
+        ));
+    }
+    out!("{out}");
+    Ok(())
+}

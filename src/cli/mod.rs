@@ -167,6 +167,28 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Freeze hosts your party owns: every further action on them is refused, also in runs
+    /// already going (rule 11). TARGET: a host, `tag:NAME`, or `all`.
+    Freeze {
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lift freezes of hosts your party owns.
+    Unfreeze {
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List your party's frozen hosts.
+    Frozen {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// The next fire times of a runbook's schedule, offline, in UTC and local time.
     Next {
         runbook: String,
@@ -343,6 +365,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
             follow,
             server,
         } => client::logs(&server, &run, follow, json).await,
+        Command::Freeze {
+            targets,
+            reason,
+            server,
+        } => client::freeze(&server, &targets, &reason, json).await,
+        Command::Unfreeze { targets, server } => client::unfreeze(&server, &targets, json).await,
+        Command::Frozen { server } => client::frozen(&server, json).await,
     }
 }
 

@@ -163,25 +163,34 @@ pub fn may_approve(user: &User, party: &str, initiator: &str) -> Result<(), Deni
 /// the APIs and secrets in its scope), and each party asked to approve it.
 pub fn run_parties(initiator_party: &str, plan: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::from([initiator_party.to_string()]);
-    let listed = |key: &str, field: Option<&str>| -> Vec<String> {
-        plan[key]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| match field {
-                        Some(f) => i[f].as_str(),
-                        None => i.as_str(),
-                    })
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    out.extend(listed("targets", Some("owner")));
-    out.extend(listed("approvals", Some("party")));
-    out.extend(listed("owners", None));
+    out.extend(run_owners(plan));
+    out.extend(listed(plan, "approvals", Some("party")));
     out
+}
+
+/// The parties that own something a stored plan may touch (rule 11): the owners of its
+/// target hosts and the plan's `owners` (owners of the APIs and secrets in its scope).
+pub fn run_owners(plan: &Value) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = listed(plan, "targets", Some("owner")).into_iter().collect();
+    out.extend(listed(plan, "owners", None));
+    out
+}
+
+/// The strings of `plan[key]`, or of `plan[key][*][field]`.
+fn listed(plan: &Value, key: &str, field: Option<&str>) -> Vec<String> {
+    plan[key]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| match field {
+                    Some(f) => i[f].as_str(),
+                    None => i.as_str(),
+                })
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Rule 10: whether `party` may see a run that concerns `parties` ([`run_parties`]), itself
@@ -191,6 +200,63 @@ pub fn may_see_run(party: &str, parties: &BTreeSet<String>, grants: &[ReadGrant]
         || grants
             .iter()
             .any(|g| g.party == party && parties.contains(&g.reads))
+}
+
+/// The parties a runbook concerns (rule 10, for `GET /api/v1/schedules` and
+/// `GET /api/v1/runbooks`): its owner, the owners of its `targets`, and its `approval.from`.
+/// With `may_start`, also the parties its `allowed` admits (they may start it, so they may
+/// read what they would start).
+pub fn runbook_parties(rb: &Runbook, targets: &[&Host], may_start: bool) -> BTreeSet<String> {
+    let mut out = BTreeSet::from([rb.owner.clone()]);
+    out.extend(targets.iter().map(|h| h.owner.clone()));
+    out.extend(rb.approval.as_ref().and_then(|a| a.from.clone()));
+    if may_start {
+        out.extend(rb.allowed.parties.iter().cloned());
+    }
+    out
+}
+
+/// Rule 11: who may cancel a run. The initiating party's operators and admins may cancel
+/// its own runs; the approvers and admins of a party owning something the run acts on
+/// ([`run_owners`]) may cancel it too. Nobody else: an admin of an uninvolved party may not.
+pub fn may_cancel(
+    user: &User,
+    initiator_party: &str,
+    owners: &BTreeSet<String>,
+) -> Result<(), Denied> {
+    let roles_of_initiator = [Role::Operator, Role::Admin];
+    let roles_of_owner = [Role::Approver, Role::Admin];
+    let holds = |roles: &[Role]| roles.iter().any(|r| user.has_role(*r));
+    if user.party == initiator_party && holds(&roles_of_initiator) {
+        return Ok(());
+    }
+    if owners.contains(&user.party) && holds(&roles_of_owner) {
+        return Ok(());
+    }
+    Err(Denied(format!(
+        "{} ({}) may not cancel this run: it needs an operator or admin of `{initiator_party}`, \
+         or an approver or admin of a party owning what it touches [{}]",
+        user.name,
+        user.party,
+        owners.iter().cloned().collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// Rule 11: who may freeze or unfreeze a host: an approver or admin of the party owning it.
+pub fn may_freeze(user: &User, host: &Host) -> Result<(), Denied> {
+    if user.party != host.owner {
+        return Err(Denied(format!(
+            "host {} belongs to `{}`; {} is in `{}` and may not freeze or unfreeze it",
+            host.name, host.owner, user.name, user.party
+        )));
+    }
+    if !(user.has_role(Role::Approver) || user.has_role(Role::Admin)) {
+        return Err(Denied(format!(
+            "freezing needs the approver or admin role; {} has neither",
+            user.name
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -495,6 +561,80 @@ secrets:
             may_see_run("internal", &api, none),
             "the owner of an API in scope"
         );
+    }
+
+    fn person(name: &str, party: &str, roles: &[Role]) -> User {
+        User {
+            name: name.into(),
+            party: party.into(),
+            roles: roles.to_vec(),
+            token_sha256: "0".repeat(64),
+        }
+    }
+
+    #[test]
+    fn rule11_who_may_cancel() {
+        // A provider run on an internal host, touching an API owned by `third`.
+        let plan = serde_json::json!({
+            "targets": [{"name": "web1", "owner": "internal"}],
+            "owners": ["third"],
+        });
+        let owners = run_owners(&plan);
+        // (party, roles, initiator party, may cancel)
+        let table: [(&str, &[Role], &str, bool); 14] = [
+            ("provider", &[Role::Operator], "provider", true),
+            ("provider", &[Role::Admin], "provider", true),
+            ("provider", &[Role::Approver], "provider", false),
+            ("provider", &[Role::Auditor], "provider", false),
+            ("internal", &[Role::Approver], "provider", true),
+            ("internal", &[Role::Admin], "provider", true),
+            ("internal", &[Role::Operator], "provider", false),
+            ("internal", &[Role::Auditor], "provider", false),
+            ("third", &[Role::Approver], "provider", true),
+            ("third", &[Role::Operator], "provider", false),
+            // internal's own run on its own host: provider's admin is nobody here.
+            ("provider", &[Role::Admin], "internal", false),
+            ("provider", &[Role::Operator], "internal", false),
+            ("internal", &[Role::Operator], "internal", true),
+            ("outsider", &[Role::Admin], "provider", false),
+        ];
+        for (party, roles, initiator, want) in table {
+            let u = person("u", party, roles);
+            let owners = if initiator == "internal" && party == "provider" {
+                run_owners(&serde_json::json!({"targets": [{"name": "web1", "owner": "internal"}]}))
+            } else {
+                owners.clone()
+            };
+            assert_eq!(
+                may_cancel(&u, initiator, &owners).is_ok(),
+                want,
+                "{party} {roles:?} cancelling a run of {initiator}"
+            );
+        }
+    }
+
+    #[test]
+    fn rule11_who_may_freeze() {
+        let (_d, config, _) = setup(&rb("[web1]", ""));
+        let web1 = config.host("web1").unwrap();
+        // (party, roles, may freeze internal's web1)
+        let table: [(&str, &[Role], bool); 7] = [
+            ("internal", &[Role::Approver], true),
+            ("internal", &[Role::Admin], true),
+            ("internal", &[Role::Operator], false),
+            ("internal", &[Role::Auditor], false),
+            ("provider", &[Role::Admin], false),
+            ("provider", &[Role::Approver], false),
+            ("provider", &[Role::Operator], false),
+        ];
+        for (party, roles, want) in table {
+            let u = person("u", party, roles);
+            assert_eq!(
+                may_freeze(&u, web1).is_ok(),
+                want,
+                "{party} {roles:?} freezing web1"
+            );
+        }
     }
 
     #[test]

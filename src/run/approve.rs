@@ -157,6 +157,8 @@ impl App {
         comment: Option<&str>,
         digest: Option<&str>,
     ) -> Result<RunRow, RunError> {
+        // Rule 10: a run the caller may not see is unknown to it, before any other answer.
+        self.visible_run(user, id)?;
         let actor = Actor::user(&user.name, &user.party);
         enum Next {
             Nothing,
@@ -301,6 +303,7 @@ impl App {
                 let initiator = r.initiator["user"].as_str().unwrap_or_default();
                 decider_party(user, &reqs, initiator).is_ok()
                     && !g.decisions.iter().any(|d| d.user == user.name)
+                    && self.sees(user, r)
             })
             .collect())
     }
@@ -309,10 +312,7 @@ impl App {
     /// admin of an owning party, not the initiator.
     pub fn review(&self, user: &User, id: &str, comment: &str) -> Result<RunRow, RunError> {
         let actor = Actor::user(&user.name, &user.party);
-        let run = self
-            .store
-            .run(id)?
-            .ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
+        let run = self.visible_run(user, id)?;
         let Some(review) = &run.review else {
             return Err(RunError::Conflict(format!(
                 "run {id} was not a break-glass run; there is nothing to review"

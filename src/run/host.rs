@@ -30,6 +30,8 @@ pub(super) struct RunShared {
     pub deadline: Instant,
     pub cancel: Arc<RunControl>,
     pub violation: Mutex<Option<String>>,
+    /// Set when an action was refused because its host is frozen (rule 11): the run stops.
+    pub frozen: Mutex<Option<String>>,
     /// Set when a mid-run gate was denied or expired: the run ends with that status.
     pub gate_end: Mutex<Option<&'static str>>,
     /// The run's stored plan (approvals, targets, initiator), for mid-run gates.
@@ -60,6 +62,10 @@ impl RunShared {
         }
     }
 
+    pub fn frozen(&self) -> Option<String> {
+        self.frozen.lock().ok().and_then(|f| f.clone())
+    }
+
     pub fn gate_end(&self) -> Option<&'static str> {
         self.gate_end.lock().ok().and_then(|g| *g)
     }
@@ -69,6 +75,9 @@ impl RunShared {
     pub fn stop_reason(&self) -> Option<String> {
         if let Some(v) = self.violation() {
             return Some(format!("scope_violation: {v}"));
+        }
+        if let Some(f) = self.frozen() {
+            return Some(format!("{}: {f}", super::freeze::FROZEN));
         }
         if let Some(g) = self.gate_end() {
             return Some(format!("approval gate {g}"));
@@ -207,8 +216,41 @@ impl HostContext {
         ActionError::Fatal(format!("scope_violation: {message}"))
     }
 
+    /// Rule 11: an action on a frozen host does not happen, the run stops and fails with
+    /// `frozen: …`, and the refusal is audited.
+    fn refuse_frozen(&self, kind: &str, what: &str) -> Result<(), ActionError> {
+        let Some(host) = self.host_name().filter(|h| self.shared.app.is_frozen(h)) else {
+            return Ok(());
+        };
+        let what = self.redact(what);
+        let message = format!("host {host} is frozen by its owner; {kind} `{what}` was not run");
+        if let Ok(mut f) = self.shared.frozen.lock() {
+            f.get_or_insert_with(|| message.clone());
+        }
+        self.shared
+            .app
+            .store
+            .audit(
+                &self.shared.actor,
+                Some(&self.shared.run_id),
+                super::freeze::event::ACTION_FROZEN,
+                json!({"host": host, "kind": kind, "target": what}),
+            )
+            .map_err(|_| {
+                ActionError::Fatal(
+                    "audit log unavailable: the action was not run (fail closed)".into(),
+                )
+            })?;
+        Err(ActionError::Fatal(format!(
+            "{}: {message}",
+            super::freeze::FROZEN
+        )))
+    }
+
     /// Rule 8: the intent is committed before the action; if it cannot be, nothing runs.
+    /// Rule 11 first: nothing is intended on a frozen host.
     fn intent(&self, kind: &str, target: &str, detail: Value) -> Result<i64, ActionError> {
+        self.refuse_frozen(kind, target)?;
         if let Some(reason) = self.should_stop() {
             return Err(ActionError::Fatal(reason));
         }

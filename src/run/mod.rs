@@ -7,10 +7,12 @@
 //! acting.
 
 mod approve;
+pub mod freeze;
 mod host;
+mod reads;
 pub mod schedule;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -111,6 +113,8 @@ pub struct App {
     /// Wakes the scheduler early: a run ended, a standing approval arrived, a reload.
     pub schedule_wake: Notify,
     generation: std::sync::atomic::AtomicU64,
+    /// Frozen hosts (rule 11), mirrored from the store; see [`freeze`].
+    frozen: RwLock<HashSet<String>>,
 }
 
 impl std::fmt::Debug for App {
@@ -228,6 +232,7 @@ impl App {
             store.clone(),
             tokio::runtime::Handle::current(),
         );
+        let frozen: HashSet<String> = store.freezes()?.into_iter().map(|f| f.host).collect();
         Ok(Arc::new(App {
             loaded: RwLock::new(Loaded {
                 config: Arc::new(config),
@@ -242,6 +247,7 @@ impl App {
             idle: Notify::new(),
             schedule_wake: Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
+            frozen: RwLock::new(frozen),
         }))
     }
 
@@ -351,7 +357,7 @@ impl App {
             self.store.audit(
                 &actor,
                 None,
-                "start_denied",
+                freeze::event::START_DENIED,
                 json!({"runbook": rb.name, "reason": denied.0}),
             )?;
             return Err(RunError::Forbidden(denied.0));
@@ -366,7 +372,7 @@ impl App {
                 self.store.audit(
                     &actor,
                     None,
-                    "start_denied",
+                    freeze::event::START_DENIED,
                     json!({"runbook": rb.name, "reason": why}),
                 )?;
                 return Err(RunError::Forbidden(why));
@@ -382,6 +388,7 @@ impl App {
             party: user.party.clone(),
         };
         let plan = self.plan(rb, &req.params, initiator, None)?;
+        self.refuse_frozen_targets(&actor, &plan)?;
         let id = new_run_id();
         let needs_approval = !plan.approvals.is_empty() && !req.break_glass;
         let review_parties = approve::review_parties(rb, &plan);
@@ -464,25 +471,22 @@ impl App {
             .unwrap_or(false)
     }
 
-    /// Cancels a run that has not finished.
+    /// Cancels a run that has not finished (rule 11: [`policy::may_cancel`]). A run the
+    /// caller may not see is unknown to it (rule 10).
     pub fn cancel(&self, user: &User, id: &str) -> Result<RunRow, RunError> {
-        let run = self
-            .store
-            .run(id)?
-            .ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
+        let run = self.visible_run(user, id)?;
         let actor = Actor::user(&user.name, &user.party);
-        let own_party = run.initiator["party"] == user.party.as_str();
-        let admin = user.has_role(crate::config::Role::Admin);
-        if !(admin || own_party && user.has_role(crate::config::Role::Operator)) {
+        let initiator_party = run.initiator["party"].as_str().unwrap_or_default();
+        if let Err(denied) =
+            policy::may_cancel(user, initiator_party, &policy::run_owners(&run.plan))
+        {
             self.store.audit(
                 &actor,
                 Some(id),
-                "cancel_denied",
-                json!({"reason": "not the initiating party's operator or an admin"}),
+                freeze::event::CANCEL_DENIED,
+                json!({"reason": denied.0}),
             )?;
-            return Err(RunError::Forbidden(
-                "only an operator of the initiating party or an admin may cancel a run".into(),
-            ));
+            return Err(RunError::Forbidden(denied.0));
         }
         if status::is_final(&run.status) {
             return Err(RunError::Conflict(format!(
@@ -625,6 +629,7 @@ impl App {
             deadline: Instant::now() + rb.timeout,
             cancel: control,
             violation: Mutex::new(None),
+            frozen: Mutex::new(None),
             gate_end: Mutex::new(None),
             plan: run.plan.clone(),
             window_end: schedule::window_end(rb, run.slot.as_deref()),
@@ -643,6 +648,10 @@ impl App {
         let outcome = self.rollout(shared.clone(), ast, &plan).await;
         let (final_status, error) = match (&outcome, shared.violation()) {
             (_, Some(v)) => (status::FAILED, Some(format!("scope_violation: {v}"))),
+            (_, None) if shared.frozen().is_some() => (
+                status::FAILED,
+                shared.frozen().map(|f| format!("{}: {f}", freeze::FROZEN)),
+            ),
             (_, None) if shared.gate_end().is_some() => {
                 let end = shared.gate_end().unwrap_or(status::FAILED);
                 (end, Some(format!("a mid-run approval gate was {end}")))

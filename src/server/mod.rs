@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,7 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized,
+    MethodNotAllowed,
     Forbidden(String),
     NotFound(String),
     BadRequest(String),
@@ -43,6 +45,11 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "a valid bearer token is required".to_string(),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method".to_string(),
             ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
@@ -90,6 +97,44 @@ impl From<StoreError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// The query-string extractor of every API handler: axum's, with its rejection turned into
+/// the API's JSON error (400), so `?limit=abc` or `?after=-1` answers like any other error.
+struct Query<T>(T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// The path-parameter extractor of every API handler, with the same JSON rejection (a run
+/// id that is not UTF-8, say).
+struct Path<T>(T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
 /// Runs blocking work (the store, the orchestrator's bookkeeping) off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -132,7 +177,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/schedules", get(schedules))
         .route("/api/v1/schedules/{runbook}/standing", post(standing))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/freezes", post(freeze).get(freezes))
+        .route("/api/v1/freezes/lift", post(unfreeze))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(app.clone())
         .merge(web::router(app))
 }
@@ -180,6 +228,8 @@ async fn create_run(
 struct ListQuery {
     status: Option<String>,
     limit: Option<usize>,
+    /// Paging: runs older than this run id (the last id of the previous page).
+    before: Option<String>,
 }
 
 async fn list_runs(
@@ -187,11 +237,10 @@ async fn list_runs(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    caller(&app, &headers)?;
+    let user = caller(&app, &headers)?;
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     let runs = blocking(move || {
-        Ok(app
-            .store
-            .runs(q.status.as_deref(), q.limit.unwrap_or(200).min(1000))?)
+        Ok(app.visible_runs(&user, q.status.as_deref(), q.before.as_deref(), limit)?)
     })
     .await?;
     Ok(Json(runs).into_response())
@@ -202,13 +251,8 @@ async fn show_run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    caller(&app, &headers)?;
-    let run = blocking(move || {
-        app.store
-            .run(&id)?
-            .ok_or_else(|| ApiError::NotFound(format!("unknown run `{id}`")))
-    })
-    .await?;
+    let user = caller(&app, &headers)?;
+    let run = blocking(move || Ok(app.visible_run(&user, &id)?)).await?;
     Ok(Json(run).into_response())
 }
 
@@ -296,8 +340,8 @@ async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult
 }
 
 async fn reviews(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
-    caller(&app, &headers)?;
-    let runs = blocking(move || Ok(app.store.open_reviews()?)).await?;
+    let user = caller(&app, &headers)?;
+    let runs = blocking(move || Ok(app.reviews_for(&user)?)).await?;
     Ok(Json(runs).into_response())
 }
 
@@ -311,9 +355,9 @@ async fn schedules(
     headers: HeaderMap,
     Query(q): Query<SchedulesQuery>,
 ) -> ApiResult<Response> {
-    caller(&app, &headers)?;
+    let user = caller(&app, &headers)?;
     let count = q.count.unwrap_or(5).clamp(1, 100);
-    let list = blocking(move || Ok(app.schedules_view(count)?)).await?;
+    let list = blocking(move || Ok(app.schedules_for(&user, count)?)).await?;
     Ok(Json(list).into_response())
 }
 
@@ -339,6 +383,7 @@ async fn standing(
     let b: StandingBody = parse_body(&body)?;
     let period = crate::runbook::parse_duration(&b.period).map_err(ApiError::Unprocessable)?;
     let granted = blocking(move || {
+        app.visible_schedule(&user, &runbook)?;
         Ok(app.grant_standing(
             &user,
             &runbook,
@@ -352,11 +397,10 @@ async fn standing(
 }
 
 async fn runbooks(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
-    caller(&app, &headers)?;
-    let catalog = app.catalog();
-    let list: Vec<Value> = catalog
-        .runbooks
-        .values()
+    let user = caller(&app, &headers)?;
+    let list: Vec<Value> = app
+        .runbooks_for(&user)
+        .iter()
         .map(|rb| {
             json!({
                 "name": rb.name,
@@ -400,7 +444,8 @@ async fn audit(
     Ok(Json(records).into_response())
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> ApiResult<Response> {
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    caller(&app, &headers)?;
     let (counts, audit_len) =
         blocking(move || Ok((app.store.count_by_status()?, app.store.audit_len()?))).await?;
     let mut out = String::from("# HELP tandem_runs Runs by status.\n# TYPE tandem_runs gauge\n");
@@ -431,14 +476,9 @@ async fn run_log(
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    caller(&app, &headers)?;
+    let user = caller(&app, &headers)?;
     let (a, rid) = (app.clone(), id.clone());
-    blocking(move || {
-        a.store
-            .run(&rid)?
-            .ok_or_else(|| ApiError::NotFound(format!("unknown run `{rid}`")))
-    })
-    .await?;
+    blocking(move || Ok(a.visible_run(&user, &rid)?)).await?;
     let after = q.after.unwrap_or(0);
     if !matches!(q.follow.as_deref(), Some("1" | "true")) {
         let lines = blocking(move || Ok(app.store.logs(&id, after)?)).await?;
@@ -447,6 +487,48 @@ async fn run_log(
     Ok(Sse::new(follow(app, id, after))
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeBody {
+    targets: Vec<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn freeze(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let b: FreezeBody = parse_body(&body)?;
+    let out = blocking(move || Ok(app.freeze(&user, &b.targets, &b.reason)?)).await?;
+    Ok(Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnfreezeBody {
+    targets: Vec<String>,
+}
+
+async fn unfreeze(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let b: UnfreezeBody = parse_body(&body)?;
+    let out = blocking(move || Ok(app.unfreeze(&user, &b.targets)?)).await?;
+    Ok(Json(out).into_response())
+}
+
+async fn freezes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let list = blocking(move || Ok(app.freezes_for(&user)?)).await?;
+    Ok(Json(list).into_response())
 }
 
 struct Follow {

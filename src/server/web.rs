@@ -17,7 +17,7 @@ use axum::{Extension, Form, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::User;
+use crate::config::{Config, User};
 use crate::run::{App, RunError};
 use crate::store::RunRow;
 
@@ -26,6 +26,9 @@ const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 struct Session {
     user: String,
+    /// The user's `token_sha256` at sign-in: when the config gives the user another token,
+    /// the session ends with the old one.
+    token_sha256: String,
     csrf: String,
     expires: Instant,
 }
@@ -43,7 +46,7 @@ fn random_hex(bytes: usize) -> Option<String> {
 }
 
 impl Sessions {
-    fn create(&self, user: &str) -> Option<(String, String)> {
+    fn create(&self, user: &User) -> Option<(String, String)> {
         let id = random_hex(32)?;
         let csrf = random_hex(32)?;
         let mut map = self.map.lock().ok()?;
@@ -52,7 +55,8 @@ impl Sessions {
         map.insert(
             id.clone(),
             Session {
-                user: user.to_string(),
+                user: user.name.clone(),
+                token_sha256: user.token_sha256.to_ascii_lowercase(),
                 csrf: csrf.clone(),
                 expires: now + SESSION_TTL,
             },
@@ -60,12 +64,23 @@ impl Sessions {
         Some((id, csrf))
     }
 
-    /// (user name, csrf token) of the session in the request's cookie.
-    fn get(&self, headers: &HeaderMap) -> Option<(String, String)> {
+    /// (user, csrf token) of the session in the request's cookie, if it is live and its user
+    /// still exists with the token it signed in with. A session that no longer holds is
+    /// removed.
+    fn get(&self, config: &Config, headers: &HeaderMap) -> Option<(User, String)> {
         let id = cookie(headers)?;
-        let map = self.map.lock().ok()?;
+        let mut map = self.map.lock().ok()?;
         let s = map.get(&id)?;
-        (s.expires > Instant::now()).then(|| (s.user.clone(), s.csrf.clone()))
+        let user = config
+            .user(&s.user)
+            .filter(|u| u.token_sha256.eq_ignore_ascii_case(&s.token_sha256));
+        match user {
+            Some(u) if s.expires > Instant::now() => Some((u.clone(), s.csrf.clone())),
+            _ => {
+                map.remove(&id);
+                None
+            }
+        }
     }
 
     fn remove(&self, headers: &HeaderMap) {
@@ -192,7 +207,7 @@ async fn login(
             &login_form(&next, Some("That token is not valid.")),
         );
     };
-    let Some((id, _)) = sessions.create(&user.name) else {
+    let Some((id, _)) = sessions.create(user) else {
         return page(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Sign in",
@@ -218,11 +233,12 @@ struct CsrfForm {
 }
 
 async fn logout(
+    State(app): State<Arc<App>>,
     Extension(sessions): Extension<Arc<Sessions>>,
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Some((_, csrf)) = sessions.get(&headers) {
+    if let Some((_, csrf)) = sessions.get(&app.config(), &headers) {
         if csrf_ok(&csrf, &f.csrf) {
             sessions.remove(&headers);
         }
@@ -248,8 +264,7 @@ fn signed_in(
     here: &str,
 ) -> Result<(User, String), Redirect> {
     sessions
-        .get(headers)
-        .and_then(|(name, csrf)| app.config().user(&name).cloned().map(|u| (u, csrf)))
+        .get(&app.config(), headers)
         .ok_or_else(|| Redirect::to(&format!("/login?next={here}")))
 }
 
@@ -305,7 +320,7 @@ async fn list_page(
     let a = app.clone();
     let u = user.clone();
     let (pending, reviews) =
-        match blocking(move || Ok((a.approvals_for(&u)?, a.store.open_reviews()?))).await {
+        match blocking(move || Ok((a.approvals_for(&u)?, a.reviews_for(&u)?))).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -378,9 +393,9 @@ async fn run_page(
         Ok(u) => u,
         Err(r) => return r.into_response(),
     };
-    let a = app.clone();
+    let (a, u) = (app.clone(), user.clone());
     let rid = id.clone();
-    let run = match blocking(move || a.store.run(&rid)?.ok_or(RunError::UnknownRun(rid))).await {
+    let run = match blocking(move || a.visible_run(&u, &rid)).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -562,7 +577,7 @@ async fn act(
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let Some((name, csrf)) = sessions.get(&headers) else {
+    let Some((user, csrf)) = sessions.get(&app.config(), &headers) else {
         return page(
             StatusCode::UNAUTHORIZED,
             "Sign in",
@@ -575,13 +590,6 @@ async fn act(
     if !csrf_ok(&csrf, &f.csrf) {
         return page(StatusCode::FORBIDDEN, "Refused", "<p class=\"error\">The form's CSRF token is not valid. Reload the page and try again.</p>");
     }
-    let Some(user) = app.config().user(&name).cloned() else {
-        return page(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            &login_form("/approvals", None),
-        );
-    };
     let rid = id.clone();
     let result = match action.as_str() {
         "approve" => {

@@ -170,6 +170,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX standing_lookup ON standing_approvals(runbook, digest, until);
     CREATE INDEX runs_runbook_slot ON runs(runbook, slot);
     "#,
+    // 4: host freezes (rule 11): one row per frozen host, removed when lifted.
+    r#"
+    CREATE TABLE IF NOT EXISTS freezes (
+        host TEXT PRIMARY KEY,
+        party TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        frozen_by TEXT NOT NULL,
+        frozen_at TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Now, as RFC 3339 UTC with milliseconds: the form of every timestamp in the store, so
@@ -346,6 +356,17 @@ pub struct NewDecision<'a> {
     pub comment: Option<&'a str>,
     /// The digest the decision is bound to.
     pub digest: &'a str,
+}
+
+/// A frozen host (rule 11): no action runs on it until its owner lifts the freeze.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FreezeRow {
+    pub host: String,
+    /// The owning party that froze it; only it lifts the freeze.
+    pub party: String,
+    pub reason: String,
+    pub frozen_by: String,
+    pub frozen_at: String,
 }
 
 /// An action that was recorded as intended but never got a result.
@@ -653,10 +674,16 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
 fn fill(conn: &Connection, r: &mut RunRow) -> Result<(), StoreError> {
     r.hosts = host_results(conn, &r.id)?;
     r.gates = gates(conn, &r.id)?;
-    r.review = conn
+    r.review = review(conn, &r.id)?;
+    Ok(())
+}
+
+/// The break-glass review of a run, if it has one.
+fn review(conn: &Connection, run_id: &str) -> Result<Option<ReviewRow>, StoreError> {
+    Ok(conn
         .query_row(
             "SELECT parties, status, requested_at, reviewed_by, comment, reviewed_at FROM reviews WHERE run_id = ?1",
-            [&r.id],
+            [run_id],
             |x| {
                 let parties: String = x.get(0)?;
                 Ok(ReviewRow {
@@ -669,8 +696,7 @@ fn fill(conn: &Connection, r: &mut RunRow) -> Result<(), StoreError> {
                 })
             },
         )
-        .optional()?;
-    Ok(())
+        .optional()?)
 }
 
 fn gates(conn: &Connection, run_id: &str) -> Result<Vec<GateRow>, StoreError> {
@@ -780,6 +806,30 @@ pub struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Freezes `host` for `party`; `false` when it was frozen already (the first freeze,
+    /// with its reason, stays).
+    pub fn freeze_host(
+        &self,
+        host: &str,
+        party: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO freezes (host, party, reason, frozen_by, frozen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![host, party, reason, by, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Lifts the freeze of `host`; `false` when it was not frozen.
+    pub fn unfreeze_host(&self, host: &str) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute("DELETE FROM freezes WHERE host = ?1", [host])?;
+        Ok(n == 1)
+    }
+
     /// Appends an audit record chained to the last one.
     pub fn audit(
         &self,
@@ -1160,6 +1210,62 @@ impl Tx<'_> {
 }
 
 impl Store {
+    /// Up to `limit` runs that `keep` admits, newest first: optionally only in `status`,
+    /// and only older than run `before` (a page cursor). `keep` sees each run with its
+    /// review but before its hosts and gates are loaded, so a run it refuses costs two
+    /// indexed reads. The scan stops as soon as `limit` runs are kept.
+    pub fn runs_where(
+        &self,
+        status: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&RunRow) -> bool,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (created_at, id) < \
+             (SELECT created_at, id FROM runs WHERE id = ?2)) ORDER BY created_at DESC, id DESC"
+        ))?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for row in stmt.query_map(params![status, before], run_from_row)? {
+            let mut r = row?;
+            r.review = review(&conn, &r.id)?;
+            if !keep(&r) {
+                continue;
+            }
+            r.hosts = host_results(&conn, &r.id)?;
+            r.gates = gates(&conn, &r.id)?;
+            out.push(r);
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every frozen host, by name.
+    pub fn freezes(&self) -> Result<Vec<FreezeRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT host, party, reason, frozen_by, frozen_at FROM freezes ORDER BY host",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(FreezeRow {
+                    host: r.get(0)?,
+                    party: r.get(1)?,
+                    reason: r.get(2)?,
+                    frozen_by: r.get(3)?,
+                    frozen_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// How many runs are in each status, for `/metrics`.
     pub fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let conn = self.lock();
@@ -1305,6 +1411,74 @@ mod tests {
         assert_eq!(all.len(), 4);
         assert!(all.iter().all(|r| r.detail["t"].as_i64().unwrap() % 2 == 0));
         crate::audit::verify(all.into_iter().map(Ok)).unwrap();
+    }
+
+    fn insert(store: &Store, id: &str, party: &str) {
+        store
+            .tx(|tx| {
+                tx.insert_run(&NewRun {
+                    id,
+                    runbook: "rb",
+                    version: "v",
+                    status: "succeeded",
+                    initiator_user: "u",
+                    initiator_party: party,
+                    digest: "d",
+                    plan: &Value::Null,
+                    break_glass: false,
+                    reason: None,
+                    slot: None,
+                    hosts: &[],
+                })
+            })
+            .unwrap();
+    }
+
+    /// A filtered scan pages by cursor: each page is full while kept runs remain.
+    #[test]
+    fn runs_where_pages_through_what_keep_admits() {
+        let (_dir, store) = store();
+        for i in 0..7 {
+            insert(&store, &format!("r{i}"), if i % 2 == 0 { "a" } else { "b" });
+        }
+        let keep = |r: &RunRow| r.initiator["party"] == "a";
+        let page = |before: Option<&str>| -> Vec<String> {
+            store
+                .runs_where(None, before, 2, keep)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(page(None), ["r6", "r4"]);
+        assert_eq!(page(Some("r4")), ["r2", "r0"]);
+        assert!(page(Some("r0")).is_empty());
+        assert!(page(Some("no-such-run")).is_empty());
+    }
+
+    /// A freeze is kept once, lifted once, and survives reopening the store.
+    #[test]
+    fn freezes_are_durable_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(store
+                .tx(|tx| tx.freeze_host("web1", "internal", "why", "ivan"))
+                .unwrap());
+            assert!(!store
+                .tx(|tx| tx.freeze_host("web1", "internal", "again", "ian"))
+                .unwrap());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let f = store.freezes().unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].reason.as_str(), f[0].frozen_by.as_str()),
+            ("why", "ivan")
+        );
+        assert!(store.tx(|tx| tx.unfreeze_host("web1")).unwrap());
+        assert!(!store.tx(|tx| tx.unfreeze_host("web1")).unwrap());
+        assert!(store.freezes().unwrap().is_empty());
     }
 
     /// When a group's commit fails, every member gets the error and nothing of it persists.

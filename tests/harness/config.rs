@@ -133,6 +133,7 @@ pub struct StandardConfig {
     extra_users: Vec<(String, String, Vec<String>)>,
     /// `apis:` entries: (name, base_url, owner).
     apis: Vec<(String, String, String)>,
+    extra_parties: Vec<String>,
     extra: String,
 }
 
@@ -163,6 +164,12 @@ impl StandardConfig {
         self
     }
 
+    /// Adds a party besides [`PARTIES`].
+    pub fn party(mut self, name: &str) -> StandardConfig {
+        self.extra_parties.push(name.to_string());
+        self
+    }
+
     /// Appends top-level YAML, e.g. `"secrets:\n  api: {env: API_TOKEN, owner: internal}\n"`.
     pub fn extra(mut self, yaml: &str) -> StandardConfig {
         self.extra.push_str(yaml);
@@ -174,9 +181,14 @@ impl StandardConfig {
 
     /// The config text.
     pub fn to_yaml(&self) -> String {
+        let parties: Vec<&str> = PARTIES
+            .iter()
+            .copied()
+            .chain(self.extra_parties.iter().map(String::as_str))
+            .collect();
         let mut out = format!(
             "state_dir: state\nparties: [{}]\nusers:\n",
-            PARTIES.join(", ")
+            parties.join(", ")
         );
         let standard = USERS.iter().map(|(name, party, role)| {
             (name.to_string(), party.to_string(), vec![role.to_string()])

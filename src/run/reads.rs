@@ -1,0 +1,115 @@
+//! Rule 10: a party sees what concerns it. Every read of a run, a review, a schedule or a
+//! runbook goes through these methods, so no handler can forget the rule. A run the caller
+//! may not see is [`RunError::UnknownRun`], the same answer as an id that does not exist,
+//! so its existence is not revealed.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::{App, RunError};
+use crate::config::User;
+use crate::policy;
+use crate::runbook::plan::resolve_targets;
+use crate::runbook::Runbook;
+use crate::store::RunRow;
+
+impl App {
+    /// Whether `user`'s party may see `run`: it started it, owns something it touches, is
+    /// asked to decide it (an approval, or the review of a break-glass run), or holds a read
+    /// grant for a party that does.
+    pub fn sees(&self, user: &User, run: &RunRow) -> bool {
+        let initiator = run.initiator["party"].as_str().unwrap_or_default();
+        let mut parties = policy::run_parties(initiator, &run.plan);
+        // The review is not in the plan: it is opened when the run starts break-glass.
+        if let Some(review) = &run.review {
+            let asked = review.parties.as_array().into_iter().flatten();
+            parties.extend(asked.filter_map(|p| p.as_str()).map(str::to_string));
+        }
+        policy::may_see_run(&user.party, &parties, &self.config().read_grants)
+    }
+
+    /// The run `id` as `user` may see it; unknown when it does not exist or is another
+    /// party's business.
+    pub fn visible_run(&self, user: &User, id: &str) -> Result<RunRow, RunError> {
+        match self.store.run(id)? {
+            Some(run) if self.sees(user, &run) => Ok(run),
+            _ => Err(RunError::UnknownRun(id.to_string())),
+        }
+    }
+
+    /// Up to `limit` runs `user` may see, newest first, optionally only in `status`, older
+    /// than run `before` (a page cursor: the last id of the previous page). The filter runs
+    /// inside the store's scan, so a page is full whenever more visible runs exist.
+    pub fn visible_runs(
+        &self,
+        user: &User,
+        status: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRow>, RunError> {
+        // A cursor names a run: one the caller may not see is unknown, as everywhere.
+        if let Some(b) = before {
+            self.visible_run(user, b)?;
+        }
+        Ok(self
+            .store
+            .runs_where(status, before, limit, |run| self.sees(user, run))?)
+    }
+
+    /// Break-glass runs whose review is open and that concern `user`'s party.
+    pub fn reviews_for(&self, user: &User) -> Result<Vec<RunRow>, RunError> {
+        Ok(self
+            .store
+            .open_reviews()?
+            .into_iter()
+            .filter(|r| self.sees(user, r))
+            .collect())
+    }
+
+    /// Whether `user`'s party may see runbook `rb`: it owns it or its targets, is asked to
+    /// approve it, or (when `startable_counts`) may start it; or holds a read grant for a
+    /// party that does.
+    fn sees_runbook(&self, user: &User, rb: &Runbook, startable_counts: bool) -> bool {
+        let config = self.config();
+        let targets = resolve_targets(rb, &config).unwrap_or_default();
+        let parties: BTreeSet<String> = policy::runbook_parties(rb, &targets, startable_counts);
+        policy::may_see_run(&user.party, &parties, &config.read_grants)
+    }
+
+    /// The runbooks `user`'s party may see: those it owns, whose targets it owns, whose
+    /// approval it gives, or that it may start.
+    pub fn runbooks_for(&self, user: &User) -> Vec<Runbook> {
+        self.catalog()
+            .runbooks
+            .values()
+            .filter(|rb| self.sees_runbook(user, rb, true))
+            .cloned()
+            .collect()
+    }
+
+    /// Runbook `name`, if it has a schedule `user`'s party may see; unknown otherwise (a
+    /// standing approval names a schedule).
+    pub fn visible_schedule(&self, user: &User, name: &str) -> Result<(), RunError> {
+        match self.catalog().get(name) {
+            Some(rb) if self.sees_runbook(user, rb, false) => Ok(()),
+            _ => Err(RunError::UnknownRunbook(name.to_string())),
+        }
+    }
+
+    /// The schedules of runbooks `user`'s party owns, whose targets it owns or whose
+    /// approval it gives (`GET /api/v1/schedules`).
+    pub fn schedules_for(&self, user: &User, count: usize) -> Result<Vec<Value>, RunError> {
+        let catalog = self.catalog();
+        Ok(self
+            .schedules_view(count)?
+            .into_iter()
+            .filter(|s| {
+                s["runbook"]
+                    .as_str()
+                    .and_then(|name| catalog.get(name))
+                    .is_some_and(|rb| self.sees_runbook(user, rb, false))
+            })
+            .collect())
+    }
+}
