@@ -4,6 +4,8 @@
 //! [`anchor`] signs checkpoints of the chain and checks a log against them.
 
 pub mod anchor;
+#[cfg(test)]
+mod campaign;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

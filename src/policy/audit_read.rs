@@ -6,19 +6,30 @@ use serde_json::Value;
 
 use crate::audit::{Actor, Record};
 
-/// Whether `record` concerns `party`. `run_visible` says whether the record's run is visible
-/// to the party ([`super::may_see_run`]); `None` when that run is not known. A record with
-/// no run concerns the party when the daemon wrote it (`system`), a user of the party did,
-/// or its detail names the party as `party`.
-pub fn record_concerns(party: &str, record: &Record, run_visible: Option<bool>) -> bool {
+/// What the store knows about the things a record names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Links<'a> {
+    /// Whether the record's run is visible to the party ([`super::may_see_run`]); `None`
+    /// when the record has no run or the run is not known.
+    pub run_visible: Option<bool>,
+    /// The owner of the runbook the record's detail names (`runbook`), if it is known.
+    pub runbook_owner: Option<&'a str>,
+}
+
+/// Whether `record` concerns `party`. A record of a run concerns the parties that may see
+/// the run. A record with no run concerns the party when the daemon wrote it (`system`), a
+/// user of the party did, its detail names the party as `party`, or it is about a runbook
+/// the party owns (a refused start of its runbook).
+pub fn record_concerns(party: &str, record: &Record, links: Links<'_>) -> bool {
     if record.run_id.is_some() {
-        return run_visible == Some(true);
+        return links.run_visible == Some(true);
     }
     let by = match &record.actor {
         Actor::System(_) => true,
         Actor::User { party: p, .. } => p == party,
     };
     by || record.detail.get("party").and_then(Value::as_str) == Some(party)
+        || links.runbook_owner == Some(party)
 }
 
 #[cfg(test)]
@@ -43,29 +54,48 @@ mod tests {
     fn rule10_which_audit_records_a_party_sees() {
         let alice = || Actor::user("alice", "internal");
         let paula = || Actor::user("paula", "provider");
-        // (record, run visible to provider, provider sees it)
+        let run = |v: bool| Links {
+            run_visible: Some(v),
+            runbook_owner: None,
+        };
+        let none = Links::default();
+        let owned_by = |p| Links {
+            run_visible: None,
+            runbook_owner: Some(p),
+        };
+        // (record, what it links to, provider sees it)
         let table = [
-            (record(alice(), Some("r1"), json!({})), Some(false), false),
-            (record(alice(), Some("r1"), json!({})), Some(true), true),
-            (record(paula(), Some("r2"), json!({})), Some(false), false),
-            (record(Actor::system(), Some("r3"), json!({})), None, false),
-            (record(Actor::system(), None, json!({})), None, true),
-            (record(paula(), None, json!({})), None, true),
-            (record(alice(), None, json!({})), None, false),
+            (record(alice(), Some("r1"), json!({})), run(false), false),
+            (record(alice(), Some("r1"), json!({})), run(true), true),
+            (record(paula(), Some("r2"), json!({})), run(false), false),
+            (record(Actor::system(), Some("r3"), json!({})), none, false),
+            (record(Actor::system(), None, json!({})), none, true),
+            (record(paula(), None, json!({})), none, true),
+            (record(alice(), None, json!({})), none, false),
             (
                 record(alice(), None, json!({"party": "provider"})),
-                None,
+                none,
                 true,
             ),
             (
                 record(alice(), None, json!({"party": "internal"})),
-                None,
+                none,
+                false,
+            ),
+            (
+                record(alice(), None, json!({"runbook": "x"})),
+                owned_by("provider"),
+                true,
+            ),
+            (
+                record(alice(), None, json!({"runbook": "x"})),
+                owned_by("internal"),
                 false,
             ),
         ];
-        for (i, (r, visible, want)) in table.into_iter().enumerate() {
+        for (i, (r, links, want)) in table.into_iter().enumerate() {
             assert_eq!(
-                record_concerns("provider", &r, visible),
+                record_concerns("provider", &r, links),
                 want,
                 "case {i}: {r:?}"
             );

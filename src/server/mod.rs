@@ -409,8 +409,9 @@ fn party_view(
     records: Vec<crate::audit::Record>,
 ) -> Result<Vec<crate::audit::Entry>, StoreError> {
     use crate::audit::Entry;
-    use crate::policy::{audit_read::record_concerns, may_see_run, run_parties};
-    let config = app.config();
+    use crate::policy::audit_read::{record_concerns, Links};
+    use crate::policy::{may_see_run, run_parties};
+    let (config, catalog) = (app.config(), app.catalog());
     // Whether each run met so far is visible to the party; `None`: no such run.
     let mut runs: std::collections::HashMap<String, Option<bool>> = Default::default();
     let mut out = Vec::with_capacity(records.len());
@@ -430,7 +431,15 @@ fn party_view(
             },
             None => None,
         };
-        out.push(if record_concerns(party, &r, visible) {
+        let runbook_owner = r.detail["runbook"]
+            .as_str()
+            .and_then(|name| catalog.get(name))
+            .map(|rb| rb.owner.as_str());
+        let links = Links {
+            run_visible: visible,
+            runbook_owner,
+        };
+        out.push(if record_concerns(party, &r, links) {
             Entry::Full(r)
         } else {
             Entry::Redacted(r.redacted())
