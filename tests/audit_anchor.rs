@@ -312,21 +312,34 @@ fn the_daemon_hands_checkpoints_to_file_and_http_witnesses_and_a_cut_tail_is_cau
         (parties.contains(&"internal") && parties.contains(&"provider")).then_some(())
     });
 
-    // SIGTERM: the daemon drains and signs a last checkpoint over its final head.
-    let before = witnessed(&env, "internal-witness.jsonl").len();
-    let posted_before = receiver.requests_to("/witness").len();
+    // SIGTERM: the daemon drains and signs a last checkpoint over its final head, and both
+    // witnesses have it before the daemon exits.
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
-    let all = witnessed(&env, "internal-witness.jsonl");
-    assert_eq!(all.len(), before + 1, "no shutdown checkpoint: {all:?}");
-    let last = all.last().unwrap().clone();
-    let posted = receiver.requests_to("/witness");
-    assert_eq!(posted.len(), posted_before + 1);
-    assert_eq!(
-        serde_json::from_value::<Checkpoint>(posted.last().unwrap().json()).unwrap(),
-        last
-    );
     let db = rusqlite::Connection::open(env.path().join("state/tandem.db")).unwrap();
+    let last_signed: String = db
+        .query_row(
+            "SELECT detail FROM audit WHERE event = 'checkpoint_signed' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let last_signed: Value = serde_json::from_str(&last_signed).unwrap();
+    assert_eq!(last_signed["reason"], "shutdown", "{last_signed}");
+    let all = witnessed(&env, "internal-witness.jsonl");
+    let last = all
+        .iter()
+        .find(|c| last_signed["seq"] == c.seq)
+        .unwrap_or_else(|| panic!("no shutdown checkpoint in the file: {all:?}"))
+        .clone();
+    assert_eq!(last_signed["head"], last.head);
+    assert!(
+        receiver
+            .requests_to("/witness")
+            .iter()
+            .any(|r| serde_json::from_value::<Checkpoint>(r.json()).unwrap() == last),
+        "the HTTP witness lacks the shutdown checkpoint"
+    );
     let finished: u64 = db
         .query_row(
             "SELECT max(seq) FROM audit WHERE event = 'run_finished'",
@@ -462,4 +475,111 @@ fn a_provider_auditors_export_holds_no_internal_run_and_verifies_against_a_check
     let view = view.to_string();
     assert!(view.contains("internal-only-word"), "{view}");
     assert!(!view.contains("provider-word"), "{view}");
+}
+
+#[test]
+fn a_failing_witness_is_retried_with_backoff_audited_and_never_holds_up_a_run() {
+    let flaky = HttpStub::with_statuses(&[503, 200]);
+    let down = HttpStub::with_statuses(&[500]);
+    let env = Env::new();
+    env.write_config(
+        &StandardConfig::new()
+            .host(HostSpec::local("web1", "internal"))
+            .extra(&format!(
+                "audit:\n  checkpoint_records: 1000\n  checkpoint_interval: 1s\n  witnesses:\n    \
+                 - {{ party: internal, url: \"{}/flaky\" }}\n    \
+                 - {{ party: provider, url: \"{}/down\" }}\n",
+                flaky.url(),
+                down.url()
+            ))
+            .to_yaml(),
+    );
+    hello_runbook(&env, "hello", "internal", "web1", "hello");
+    let daemon = Daemon::start(&env);
+
+    // Far fewer than 1000 records: the interval signs the checkpoint (over config_loaded).
+    let first = wait_for(DELIVERY, "a checkpoint signed", || {
+        events_seen_by(&daemon, "audrey", "checkpoint_signed")
+            .into_iter()
+            .next()
+    });
+    let first_seq = first["detail"]["seq"].clone();
+
+    // While its deliveries are being retried, a run goes through at full speed.
+    let started = std::time::Instant::now();
+    let run = run_to_end(&daemon, "alice", "hello", json!({}));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the run waited for a witness"
+    );
+
+    // The receiver that is down got 5 attempts with doubling waits, then the failure was
+    // audited; the flaky one took the second attempt.
+    let failures = |daemon: &Daemon| events_seen_by(daemon, "audrey", "checkpoint_delivery_failed");
+    let failed = wait_for(DELIVERY, "a failed delivery audited", || {
+        failures(&daemon)
+            .into_iter()
+            .find(|r| r["detail"]["seq"] == first_seq)
+    });
+    assert_eq!(failed["detail"]["party"], "provider", "{failed}");
+    assert_eq!(failed["detail"]["attempts"], 5, "{failed}");
+    assert_eq!(failed["detail"]["error"], "HTTP 500", "{failed}");
+    let tries: Vec<_> = down
+        .requests_to("/down")
+        .into_iter()
+        .filter(|r| r.json()["seq"] == first_seq)
+        .collect();
+    assert_eq!(tries.len(), 5);
+    for (pair, least) in tries.windows(2).zip([500u64, 1000, 2000, 4000]) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            gap >= Duration::from_millis(least),
+            "backoff {gap:?} < {least} ms"
+        );
+    }
+    let delivered = events_seen_by(&daemon, "audrey", "checkpoint_delivered");
+    let delivered = delivered
+        .iter()
+        .find(|r| r["detail"]["seq"] == first_seq)
+        .unwrap_or_else(|| panic!("no delivery of the first checkpoint: {delivered:?}"));
+    assert_eq!(delivered["detail"]["party"], "internal", "{delivered}");
+    assert_eq!(delivered["detail"]["attempts"], 2, "{delivered}");
+
+    // The run's records get their own checkpoint; the checkpoint records themselves do not
+    // count towards another: once its deliveries have ended (over 7 s of 1 s intervals),
+    // each checkpoint covers some record that is not about checkpoints.
+    let finished = events_seen_by(&daemon, "audrey", "run_finished")[0]["seq"]
+        .as_u64()
+        .unwrap();
+    let second = wait_for(DELIVERY, "a checkpoint over the run", || {
+        events_seen_by(&daemon, "audrey", "checkpoint_signed")
+            .into_iter()
+            .find(|r| r["detail"]["seq"].as_u64() >= Some(finished))
+    });
+    wait_for(DELIVERY, "the second checkpoint's failure audited", || {
+        failures(&daemon)
+            .into_iter()
+            .find(|r| r["detail"]["seq"] == second["detail"]["seq"])
+    });
+    let (status, all) = daemon.get("/api/v1/audit?after=0&limit=10000", &token("audrey"));
+    assert_eq!(status, 200, "{all}");
+    let all = all.as_array().unwrap().clone();
+    let about_checkpoints = |r: &Value| r["event"].as_str().unwrap().starts_with("checkpoint_");
+    let covered: Vec<u64> = all
+        .iter()
+        .filter(|r| r["event"] == "checkpoint_signed")
+        .map(|r| r["detail"]["seq"].as_u64().unwrap())
+        .collect();
+    assert!(covered.len() >= 2, "{covered:?}");
+    for pair in covered.windows(2) {
+        assert!(
+            all.iter().any(|r| {
+                let seq = r["seq"].as_u64().unwrap();
+                seq > pair[0] && seq <= pair[1] && !about_checkpoints(r)
+            }),
+            "checkpoint {} covers only checkpoint records: checkpoints begot checkpoints",
+            pair[1]
+        );
+    }
 }

@@ -206,7 +206,7 @@ pub fn audit_checkpoint(config: &Path) -> Result<()> {
     let config = Config::load(config)?;
     let store = Store::open(&config.state_dir)?;
     let key = AuditKey::load_or_create(&config.state_dir)?;
-    let cp = crate::witness::sign_checkpoint(&store, &key)?;
+    let cp = crate::witness::sign_checkpoint(&store, &key, crate::witness::Trigger::Command)?;
     outln!("{}", serde_json::to_string(&cp).unwrap_or_default());
     Ok(())
 }

@@ -218,7 +218,7 @@ pub enum AuditCommand {
         checkpoints: Vec<PathBuf>,
         /// The public key that signed the checkpoints, `ed25519 BASE64` (default: the key
         /// in state_dir).
-        #[arg(long, value_name = "KEY")]
+        #[arg(long, value_name = "KEY", requires = "checkpoints")]
         key: Option<String>,
     },
     /// Print the whole log as JSON lines: from the store, or your party's view over the API.

@@ -26,9 +26,37 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long one HTTP delivery may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a checkpoint was signed; `reason` in the `checkpoint_signed` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `audit.checkpoint_records` new records.
+    Records,
+    /// `audit.checkpoint_interval` passed with new records.
+    Interval,
+    /// The daemon is stopping.
+    Shutdown,
+    /// `tandem audit checkpoint`.
+    Command,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Records => "records",
+            Trigger::Interval => "interval",
+            Trigger::Shutdown => "shutdown",
+            Trigger::Command => "command",
+        }
+    }
+}
+
 /// Signs a checkpoint over the store's current head and audits `checkpoint_signed`. Blocking
 /// (SQLite): call from a blocking thread. Shared by the daemon and `tandem audit checkpoint`.
-pub fn sign_checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, StoreError> {
+pub fn sign_checkpoint(
+    store: &Store,
+    key: &AuditKey,
+    trigger: Trigger,
+) -> Result<Checkpoint, StoreError> {
     let len = store.audit_len()?;
     // The record after `len - 1` is record `len`, even if more were appended meanwhile.
     let (seq, head) = match store.audit_records(len.saturating_sub(1), 1)?.pop() {
@@ -40,7 +68,7 @@ pub fn sign_checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Stor
         &Actor::system(),
         None,
         event::CHECKPOINT_SIGNED,
-        json!({"seq": cp.seq, "head": cp.head, "ts": cp.ts, "key": cp.key}),
+        json!({"seq": cp.seq, "head": cp.head, "ts": cp.ts, "key": cp.key, "reason": trigger.as_str()}),
     )?;
     Ok(cp)
 }
@@ -114,18 +142,25 @@ impl Anchor {
         progress.scanned = scanned;
         progress.pending += counted;
         let audit = self.app.config().audit.clone();
-        let due = progress.pending >= audit.checkpoint_records
-            || (progress.pending > 0 && progress.since.elapsed() >= audit.checkpoint_interval);
-        if due {
-            self.checkpoint(&mut progress).await?;
-        }
+        let trigger = if progress.pending >= audit.checkpoint_records {
+            Trigger::Records
+        } else if progress.pending > 0 && progress.since.elapsed() >= audit.checkpoint_interval {
+            Trigger::Interval
+        } else {
+            return Ok(());
+        };
+        self.checkpoint(&mut progress, trigger).await?;
         Ok(())
     }
 
     /// Signs a checkpoint now and starts its deliveries.
-    async fn checkpoint(&self, progress: &mut Progress) -> Result<Vec<JoinHandle<()>>, String> {
+    async fn checkpoint(
+        &self,
+        progress: &mut Progress,
+        trigger: Trigger,
+    ) -> Result<Vec<JoinHandle<()>>, String> {
         let (store, key) = (self.app.store.clone(), self.key.clone());
-        let cp = blocking(move || sign_checkpoint(&store, &key)).await?;
+        let cp = blocking(move || sign_checkpoint(&store, &key, trigger)).await?;
         progress.scanned = progress.scanned.max(cp.seq);
         progress.pending = 0;
         progress.since = Instant::now();
@@ -141,7 +176,7 @@ impl Anchor {
     /// for its deliveries.
     pub async fn shutdown(&self, within: Duration) {
         let mut progress = self.progress.lock().await;
-        let deliveries = match self.checkpoint(&mut progress).await {
+        let deliveries = match self.checkpoint(&mut progress, Trigger::Shutdown).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "the shutdown checkpoint could not be signed");
