@@ -370,6 +370,15 @@ fn the_daemon_hands_checkpoints_to_file_and_http_witnesses_and_a_cut_tail_is_cau
         .run()
         .success();
 
+    // With the daemon stopped, the command line signs a checkpoint over the current head.
+    let offline = env.tandem(["audit", "checkpoint"]);
+    offline.success();
+    let offline_cp: Checkpoint = serde_json::from_str(offline.stdout.trim()).unwrap();
+    assert_eq!(offline_cp.key, first.key);
+    assert!(offline_cp.seq > last.seq, "{offline_cp:?}");
+    env.write("offline.json", &offline.stdout);
+    verify_with_checkpoints(&env, &["internal-witness.jsonl", "offline.json"]).success();
+
     // A checkpoint signed by another key proves nothing and fails.
     let (stranger, stranger_public) = signer(9);
     let forged = checkpoint(&stranger, &stranger_public, last.seq, &last.head);
