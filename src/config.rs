@@ -66,6 +66,18 @@ struct RawConfig {
     read_grants: Vec<ReadGrant>,
     #[serde(default)]
     apis: BTreeMap<String, RawApi>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+/// `audit:`: checkpoint cadence and each party's witnesses (SPEC §8).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_records: Option<u64>,
+    checkpoint_interval: Option<String>,
+    #[serde(default)]
+    witnesses: Vec<RawWitness>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +106,54 @@ impl Api {
     pub fn contains(&self, url: &url::Url) -> bool {
         crate::policy::scope::url_within(url, &self.base_url)
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    party: String,
+    file: Option<PathBuf>,
+    url: Option<String>,
+}
+
+/// How the daemon anchors its audit log: a signed checkpoint every `checkpoint_records`
+/// records or `checkpoint_interval`, whichever comes first, and on shutdown, handed to
+/// every witness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub checkpoint_records: u64,
+    pub checkpoint_interval: std::time::Duration,
+    pub witnesses: Vec<Witness>,
+}
+
+impl AuditConfig {
+    pub const DEFAULT_RECORDS: u64 = 1000;
+    pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_records: AuditConfig::DEFAULT_RECORDS,
+            checkpoint_interval: AuditConfig::DEFAULT_INTERVAL,
+            witnesses: Vec::new(),
+        }
+    }
+}
+
+/// A place a party keeps the checkpoints it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witness {
+    pub party: String,
+    pub target: WitnessTarget,
+}
+
+/// A witness is a file (one JSON line appended per checkpoint) or an HTTP receiver (one
+/// JSON POST per checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WitnessTarget {
+    File(PathBuf),
+    Url(String),
 }
 
 /// Rule 10's exception: `party` may read the runs of `reads` (started by it or touching what
@@ -348,8 +408,77 @@ pub struct Config {
     pub read_grants: Vec<ReadGrant>,
     /// The HTTP APIs runbooks may call, by name, each with its owner (rule 3).
     pub apis: BTreeMap<String, Api>,
+    /// Checkpoints and witnesses of the audit log.
+    pub audit: AuditConfig,
     /// SHA-256 of the config file's bytes, recorded in `config_loaded`.
     pub sha256: String,
+}
+
+/// Validates `audit:`, reporting each problem by field path through `error`.
+fn audit_config(
+    raw: RawAudit,
+    base: &Path,
+    parties: &BTreeSet<&str>,
+    error: &mut dyn FnMut(String, &str, String),
+) -> AuditConfig {
+    let mut out = AuditConfig::default();
+    match raw.checkpoint_records {
+        Some(0) => error(
+            "audit.checkpoint_records".into(),
+            "checkpoint_records",
+            "must be at least 1".into(),
+        ),
+        Some(n) => out.checkpoint_records = n,
+        None => {}
+    }
+    if let Some(text) = &raw.checkpoint_interval {
+        match humantime::parse_duration(text) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => out.checkpoint_interval = d,
+            Ok(_) => error(
+                "audit.checkpoint_interval".into(),
+                "checkpoint_interval",
+                "must be at least 1s".into(),
+            ),
+            Err(e) => error(
+                "audit.checkpoint_interval".into(),
+                "checkpoint_interval",
+                format!("not a duration like `10m`: {e}"),
+            ),
+        }
+    }
+    for (i, w) in raw.witnesses.into_iter().enumerate() {
+        let field = format!("audit.witnesses[{i}]");
+        if !parties.contains(w.party.as_str()) {
+            error(
+                format!("{field}.party"),
+                &w.party,
+                format!("unknown party `{}`", w.party),
+            );
+        }
+        let target = match (w.file, w.url) {
+            (Some(f), None) => WitnessTarget::File(base.join(f)),
+            (None, Some(u)) => {
+                match url::Url::parse(&u) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                    _ => error(format!("{field}.url"), &u, "not an http(s) URL".into()),
+                }
+                WitnessTarget::Url(u)
+            }
+            _ => {
+                error(
+                    field.clone(),
+                    "witnesses",
+                    "give exactly one of `file` or `url`".into(),
+                );
+                continue;
+            }
+        };
+        out.witnesses.push(Witness {
+            party: w.party,
+            target,
+        });
+    }
+    out
 }
 
 impl Config {
@@ -614,6 +743,9 @@ impl Config {
                 }
             }
         }
+        let audit = audit_config(raw.audit, base, &parties, &mut |f, n, m| {
+            errors.push(err(f, n, m))
+        });
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
@@ -643,6 +775,7 @@ impl Config {
             calendars: raw.calendars,
             read_grants: raw.read_grants,
             apis,
+            audit,
             sha256: crate::audit::sha256_hex(text.as_bytes()),
         })
     }
@@ -709,5 +842,55 @@ impl Config {
                 });
         }
         Err(format!("secret `{name}` has no source"))
+    }
+}
+
+#[cfg(test)]
+mod audit_config_tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<Config, LoadErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tandem.yaml");
+        std::fs::write(&path, format!("parties: [internal, provider]\n{extra}")).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn audit_defaults_and_witnesses() {
+        let c = load("").unwrap();
+        assert_eq!(c.audit, AuditConfig::default());
+        assert_eq!(c.audit.checkpoint_records, 1000);
+        let c = load(
+            "audit:\n  checkpoint_records: 5\n  checkpoint_interval: 2m\n  witnesses:\n    - { party: internal, file: cps.jsonl }\n    - { party: provider, url: \"https://w.example/cp\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.audit.checkpoint_records, 5);
+        assert_eq!(
+            c.audit.checkpoint_interval,
+            std::time::Duration::from_secs(120)
+        );
+        assert_eq!(c.audit.witnesses.len(), 2);
+        assert!(
+            matches!(&c.audit.witnesses[0].target, WitnessTarget::File(p) if p.is_absolute() || p.ends_with("cps.jsonl"))
+        );
+    }
+
+    #[test]
+    fn audit_mistakes_are_named_by_field_path() {
+        let e = load(
+            "audit:\n  checkpoint_records: 0\n  checkpoint_interval: soon\n  witnesses:\n    - { party: nobody, file: a }\n    - { party: internal }\n    - { party: provider, url: \"ftp://x\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "audit.checkpoint_records: must be at least 1",
+            "audit.checkpoint_interval: not a duration",
+            "audit.witnesses[0].party: unknown party `nobody`",
+            "audit.witnesses[1]: give exactly one of `file` or `url`",
+            "audit.witnesses[2].url: not an http(s) URL",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
     }
 }

@@ -117,6 +117,13 @@ pub enum Error {
     /// The audit log does not verify. Exit 1.
     #[error("audit log broken at seq {seq}: {reason}")]
     AuditBroken { seq: u64, reason: String },
+    /// A checkpoint given to `audit verify` is unreadable or not signed by the trusted key.
+    /// Exit 1.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The audit signing key cannot be read or made.
+    #[error(transparent)]
+    AuditKey(#[from] crate::audit::anchor::KeyError),
 }
 
 impl Error {

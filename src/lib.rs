@@ -19,6 +19,7 @@
 //! | [`script`]   | the one hardened rhai engine; host functions call a [`script::HostApi`]   |
 //! | [`exec`]     | run one action with a deadline: `ssh` (ssh2), `local`, `http` (reqwest)  |
 //! | [`audit`]    | hash-chained records: canonical form, verify, export; never edits        |
+//! | [`witness`]  | the daemon's signed checkpoints of the audit log, delivered to witnesses  |
 //! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit |
 //! | [`scheduler`]| pure slot arithmetic: cron in a zone, DST gaps and folds, jitter, windows  |
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all  |
@@ -46,6 +47,7 @@ pub mod scheduler;
 pub mod script;
 pub mod server;
 pub mod store;
+pub mod witness;
 pub mod yaml;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 mod api_errors;
 mod approval_restart;
 mod approvals;
+mod audit_anchor;
 mod audit_tamper;
 mod crash_safety;
 mod harness;

@@ -1,6 +1,11 @@
 //! The audit log (SPEC §8): one hash-chained record per event. Records are appended by the
 //! store inside the same transaction as the state change they describe; nothing here updates
-//! or deletes. `verify` walks a chain and names the first record that does not fit.
+//! or deletes. `verify` walks a chain and names the first record that does not fit;
+//! [`anchor`] signs checkpoints of the chain and checks a log against them.
+
+pub mod anchor;
+#[cfg(test)]
+mod campaign;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -97,6 +102,10 @@ pub fn canonical_json(v: &Value) -> String {
 pub struct Verified {
     pub count: u64,
     pub head: String,
+    /// How many of the records were redacted (another party's, in a party's export).
+    pub redacted: u64,
+    /// How many checkpoints the log was shown to extend.
+    pub checkpoints: usize,
 }
 
 /// The first record that breaks the chain, and how.
@@ -106,53 +115,137 @@ pub struct Broken {
     pub reason: String,
 }
 
+/// A record that does not concern the reader (rule 10): only what links the chain is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redacted {
+    pub seq: u64,
+    pub prev_hash: String,
+    pub hash: String,
+    /// Always `true`: what tells a redacted line from a whole record.
+    pub redacted: bool,
+}
+
+/// One line of an export: a whole record, or a redacted one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Entry {
+    Full(Record),
+    Redacted(Redacted),
+}
+
+impl Entry {
+    /// The record's seq.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Entry::Full(r) => r.seq,
+            Entry::Redacted(r) => r.seq,
+        }
+    }
+
+    /// Reads one export line: `"redacted": true` marks a redacted record.
+    pub fn parse(line: &str) -> Result<Entry, serde_json::Error> {
+        let v: Value = serde_json::from_str(line)?;
+        if v.get("redacted") == Some(&Value::Bool(true)) {
+            serde_json::from_value(v).map(Entry::Redacted)
+        } else {
+            serde_json::from_value(v).map(Entry::Full)
+        }
+    }
+}
+
+impl Record {
+    /// This record as a reader it does not concern sees it.
+    pub fn redacted(&self) -> Redacted {
+        Redacted {
+            seq: self.seq,
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+            redacted: true,
+        }
+    }
+}
+
 /// Walks records in order. The chain must start at seq 1 from [`GENESIS`], each seq one more
 /// than the last, each `prev_hash` the previous `hash`, and each `hash` recomputable.
 pub fn verify<I>(records: I) -> Result<Verified, Broken>
 where
     I: IntoIterator<Item = Result<Record, Broken>>,
 {
+    verify_entries(records.into_iter().map(|r| r.map(Entry::Full)))
+}
+
+/// [`verify`] for an export that may hold redacted records: their seq and `prev_hash` must
+/// fit the chain, and the next record's `prev_hash` must be their hash, but their own hash
+/// cannot be recomputed. Checkpoints ([`anchor::verify_anchored`]) still pin them.
+pub fn verify_entries<I>(entries: I) -> Result<Verified, Broken>
+where
+    I: IntoIterator<Item = Result<Entry, Broken>>,
+{
+    walk(entries, |_, _| Ok(()))
+}
+
+/// The chain walk; `at(seq, hash)` is called for every record that fits.
+fn walk<I>(
+    entries: I,
+    mut at: impl FnMut(u64, &str) -> Result<(), Broken>,
+) -> Result<Verified, Broken>
+where
+    I: IntoIterator<Item = Result<Entry, Broken>>,
+{
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 1u64;
-    for r in records {
-        let r = r?;
-        if r.seq != expected_seq {
+    let mut redacted = 0u64;
+    for e in entries {
+        let e = e?;
+        let (seq, prev_hash, hash) = match &e {
+            Entry::Full(r) => (r.seq, &r.prev_hash, &r.hash),
+            Entry::Redacted(r) => (r.seq, &r.prev_hash, &r.hash),
+        };
+        if seq != expected_seq {
             return Err(Broken {
-                seq: r.seq,
+                seq,
                 reason: format!(
                     "expected seq {expected_seq} (a record was removed, added or moved)"
                 ),
             });
         }
-        if r.prev_hash != prev {
+        if *prev_hash != prev {
             return Err(Broken {
-                seq: r.seq,
+                seq,
                 reason: "prev_hash does not match the previous record's hash".into(),
             });
         }
-        if r.compute_hash() != r.hash {
-            return Err(Broken {
-                seq: r.seq,
-                reason: "hash does not match the record's content (it was edited)".into(),
-            });
+        match &e {
+            Entry::Full(r) if r.compute_hash() != r.hash => {
+                return Err(Broken {
+                    seq,
+                    reason: "hash does not match the record's content (it was edited)".into(),
+                })
+            }
+            Entry::Full(_) => {}
+            Entry::Redacted(_) => redacted += 1,
         }
-        prev = r.hash;
+        at(seq, hash)?;
+        prev = hash.clone();
         expected_seq += 1;
     }
     Ok(Verified {
         count: expected_seq - 1,
         head: prev,
+        redacted,
+        checkpoints: 0,
     })
 }
 
-/// Parses an export (JSON lines) for [`verify`]; a line that does not parse breaks the chain
-/// at the seq it should have had.
-pub fn parse_export(text: &str) -> impl Iterator<Item = Result<Record, Broken>> + '_ {
+/// Parses an export (JSON lines, whole or redacted records) for [`verify_entries`]; a line
+/// that does not parse breaks the chain at the seq it should have had.
+pub fn parse_export(text: &str) -> impl Iterator<Item = Result<Entry, Broken>> + '_ {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, line)| {
-            serde_json::from_str::<Record>(line).map_err(|e| Broken {
+            Entry::parse(line).map_err(|e| Broken {
                 seq: i as u64 + 1,
                 reason: format!("line {} is not an audit record: {e}", i + 1),
             })
@@ -209,10 +302,10 @@ impl Redactor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn chain(n: u64) -> Vec<Record> {
+    pub(crate) fn chain(n: u64) -> Vec<Record> {
         let mut prev = GENESIS.to_string();
         (1..=n)
             .map(|seq| {
@@ -246,6 +339,32 @@ mod tests {
         let mut swapped = c;
         swapped.swap(1, 2);
         assert_eq!(verify(swapped.into_iter().map(Ok)).unwrap_err().seq, 3);
+    }
+
+    #[test]
+    fn a_redacted_export_verifies_by_linkage() {
+        let c = chain(6);
+        let export: String = c
+            .iter()
+            .map(|r| {
+                let line = if r.seq % 2 == 0 {
+                    serde_json::to_string(&Entry::Redacted(r.redacted()))
+                } else {
+                    serde_json::to_string(&Entry::Full(r.clone()))
+                };
+                line.unwrap() + "\n"
+            })
+            .collect();
+        assert!(export.contains(r#""redacted":true"#), "{export}");
+        let v = verify_entries(parse_export(&export)).unwrap();
+        assert_eq!((v.count, v.redacted), (6, 3));
+        assert_eq!(v.head, c[5].hash);
+        // A redacted line whose hash was changed: the next record's prev_hash gives it away.
+        let forged = export.replacen(&c[1].hash, &"f".repeat(64), 1);
+        assert_eq!(verify_entries(parse_export(&forged)).unwrap_err().seq, 3);
+        // A whole record among them still has its hash recomputed.
+        let edited = export.replacen(r#""n":3"#, r#""n":4"#, 1);
+        assert_eq!(verify_entries(parse_export(&edited)).unwrap_err().seq, 3);
     }
 
     #[test]

@@ -318,6 +318,36 @@ pub async fn review(server: &ServerArgs, id: &str, comment: &str, json: bool) ->
     Ok(())
 }
 
+/// `audit export --server`: the caller's party's view of the audit log (records of other
+/// parties redacted), page by page, as JSON lines that `audit verify --file` checks.
+pub async fn audit_export(server: &ServerArgs) -> Result<()> {
+    const PAGE: usize = 10_000;
+    let client = Client::new(server)?;
+    let mut after = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        let page = client
+            .get(&format!("/api/v1/audit?after={after}&limit={PAGE}"))
+            .await?;
+        let entries = page
+            .as_array()
+            .ok_or_else(|| client.fail("the audit log is not a list"))?;
+        let mut out = stdout.lock();
+        for e in entries {
+            after = e["seq"]
+                .as_u64()
+                .filter(|s| *s > after)
+                .ok_or_else(|| client.fail("an audit record without a rising seq"))?;
+            writeln!(out, "{e}").map_err(|e| Error::io("writing the export", e))?;
+        }
+        out.flush()
+            .map_err(|e| Error::io("writing the export", e))?;
+        if entries.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
+
 /// Prints a list of runs from `path` as the `runs` table.
 pub async fn list(server: &ServerArgs, path: &str, json: bool) -> Result<()> {
     let client = Client::new(server)?;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use crate::audit::anchor::{parse_checkpoints, verify_anchored, AnchorError, AuditKey, PublicKey};
 use crate::audit::{self, Broken};
 use crate::config::{Config, Role};
 use crate::error::{Error, LoadErrors, Result};
@@ -123,28 +124,92 @@ pub fn plan(
     Ok(())
 }
 
-pub fn audit_verify(config: &Path, file: Option<&Path>) -> Result<()> {
-    let result = match file {
+pub fn audit_verify(
+    config: &Path,
+    file: Option<&Path>,
+    checkpoint_files: &[PathBuf],
+    key: Option<&str>,
+) -> Result<()> {
+    let text;
+    let store;
+    let entries: Box<dyn Iterator<Item = std::result::Result<audit::Entry, Broken>>> = match file {
         Some(f) => {
-            let text = std::fs::read_to_string(f)
+            text = std::fs::read_to_string(f)
                 .map_err(|e| Error::io(format!("cannot read {}", f.display()), e))?;
-            audit::verify(audit::parse_export(&text))
+            Box::new(audit::parse_export(&text))
         }
         None => {
-            let store = open_store(config)?;
-            audit::verify(records(&store))
+            store = open_store(config)?;
+            Box::new(records(&store).map(|r| r.map(audit::Entry::Full)))
         }
     };
-    match result {
-        Ok(v) => {
-            outln!("ok: {} records, head {}", v.count, v.head);
-            Ok(())
+    let broken = |b: Broken| Error::AuditBroken {
+        seq: b.seq,
+        reason: b.reason,
+    };
+    let verified = if checkpoint_files.is_empty() {
+        audit::verify_entries(entries).map_err(broken)?
+    } else {
+        let trusted: PublicKey = match key {
+            Some(k) => k.parse().map_err(|e| Error::Usage(format!("--key: {e}")))?,
+            None => {
+                let config = Config::load(config)?;
+                AuditKey::load(&config.state_dir)?.public()
+            }
+        };
+        let mut checkpoints = Vec::new();
+        for f in checkpoint_files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::io(format!("cannot read {}", f.display()), e))?;
+            let mut cps = parse_checkpoints(&text)
+                .map_err(|e| Error::Checkpoint(format!("{}: {e}", f.display())))?;
+            checkpoints.append(&mut cps);
         }
-        Err(b) => Err(Error::AuditBroken {
-            seq: b.seq,
-            reason: b.reason,
-        }),
+        verify_anchored(entries, &checkpoints, &trusted).map_err(|e| match e {
+            AnchorError::BadCheckpoint(m) => Error::Checkpoint(m),
+            AnchorError::Broken(b) => broken(b),
+        })?
+    };
+    let redacted = if verified.redacted > 0 {
+        format!(" ({} redacted)", verified.redacted)
+    } else {
+        String::new()
+    };
+    outln!(
+        "ok: {} records{redacted}, head {}",
+        verified.count,
+        verified.head
+    );
+    if verified.checkpoints > 0 {
+        outln!(
+            "extends {} checkpoint(s) signed by {}",
+            verified.checkpoints,
+            key.unwrap_or("the key in state_dir")
+        );
     }
+    Ok(())
+}
+
+/// `audit key`: the public key that signs checkpoints, made on first use.
+pub fn audit_key(config: &Path, json: bool) -> Result<()> {
+    let config = Config::load(config)?;
+    let key = AuditKey::load_or_create(&config.state_dir)?;
+    if json {
+        outln!("{}", json!({"key": key.public().to_string()}));
+    } else {
+        outln!("{}", key.public());
+    }
+    Ok(())
+}
+
+/// `audit checkpoint`: signs one over the store's head now and prints it as one JSON line.
+pub fn audit_checkpoint(config: &Path) -> Result<()> {
+    let config = Config::load(config)?;
+    let store = Store::open(&config.state_dir)?;
+    let key = AuditKey::load_or_create(&config.state_dir)?;
+    let cp = crate::witness::sign_checkpoint(&store, &key, crate::witness::Trigger::Command)?;
+    outln!("{}", serde_json::to_string(&cp).unwrap_or_default());
+    Ok(())
 }
 
 pub fn audit_export(config: &Path) -> Result<()> {

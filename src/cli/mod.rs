@@ -230,13 +230,32 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify the hash chain of the store's log, or of an export.
+    /// Verify the hash chain of the store's log, or of an export, and that it extends every
+    /// checkpoint given.
     Verify {
         #[arg(long, value_name = "EXPORT")]
         file: Option<PathBuf>,
+        /// A checkpoint file: one checkpoint, or JSON lines of several (a file witness).
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// The public key that signed the checkpoints, `ed25519 BASE64` (default: the key
+        /// in state_dir).
+        #[arg(long, value_name = "KEY", requires = "checkpoints")]
+        key: Option<String>,
     },
-    /// Print the whole log as JSON lines.
-    Export,
+    /// Print the whole log as JSON lines: from the store, or your party's view over the API.
+    Export {
+        /// Fetch your party's view from this daemon instead of reading the store.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Your bearer token (with --server).
+        #[arg(long, env = "TANDEM_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Print the public key that signs checkpoints (`ed25519 BASE64`), making the key if needed.
+    Key,
+    /// Sign a checkpoint over the store's current head now and print it.
+    Checkpoint,
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,11 +319,29 @@ async fn dispatch(cli: Cli) -> Result<()> {
         } => local::plan(&cli.config, &runbook, &params, as_user.as_deref(), json),
         Command::Serve { listen } => serve::serve(&cli.config, listen).await,
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => local::audit_verify(&cli.config, file.as_deref()),
+            command:
+                AuditCommand::Verify {
+                    file,
+                    checkpoints,
+                    key,
+                },
+        } => local::audit_verify(&cli.config, file.as_deref(), &checkpoints, key.as_deref()),
         Command::Audit {
-            command: AuditCommand::Export,
+            command: AuditCommand::Export { server: None, .. },
         } => local::audit_export(&cli.config),
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    server: Some(server),
+                    token,
+                },
+        } => client::audit_export(&ServerArgs { server, token }).await,
+        Command::Audit {
+            command: AuditCommand::Key,
+        } => local::audit_key(&cli.config, json),
+        Command::Audit {
+            command: AuditCommand::Checkpoint,
+        } => local::audit_checkpoint(&cli.config),
         Command::Token {
             command: TokenCommand::New { user },
         } => local::token_new(&user, json),

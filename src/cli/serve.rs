@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::audit::anchor::AuditKey;
 use crate::audit::Actor;
 use crate::error::{Error, Result};
 use crate::run::App;
 use crate::store::Store;
+use crate::witness::Anchor;
+
+/// How long a stopping daemon waits for witnesses to take its shutdown checkpoint.
+const SHUTDOWN_CHECKPOINT_WAIT: Duration = Duration::from_secs(15);
 
 pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
     let (config, catalog) = super::local::load(config_path, &[])?;
@@ -28,6 +33,11 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("listening socket", e))?;
+    // The key that signs audit checkpoints, made on the first start (SPEC §8).
+    let state_dir = config.state_dir.clone();
+    let key = tokio::task::spawn_blocking(move || AuditKey::load_or_create(&state_dir))
+        .await
+        .map_err(|e| Error::Usage(format!("startup task failed: {e}")))??;
     let app = App::new(config, catalog, store, &format!("http://{addr}"))?;
 
     // Rule 8: before accepting anything, settle what a crash left behind.
@@ -53,6 +63,8 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
         );
     }
 
+    let anchor = Anchor::new(app.clone(), key).await?;
+    tokio::spawn(anchor.clone().run());
     tokio::spawn(expiry_loop(app.clone()));
     tokio::spawn(app.clone().scheduler_loop());
     tokio::spawn(reload_loop(app.clone(), config_path.to_path_buf()));
@@ -69,6 +81,8 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
     shutdown_signal().await;
     tracing::warn!("stopping: no new runs; waiting for active runs to finish");
     app.drain().await;
+    // The last word of this daemon's log goes to the witnesses before it stops.
+    anchor.shutdown(SHUTDOWN_CHECKPOINT_WAIT).await;
     let _ = stop_tx.send(());
     // Open connections (a follower of a run still awaiting approval) get a moment to end.
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
