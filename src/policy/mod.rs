@@ -1,6 +1,7 @@
 //! Pure decisions: who may start a runbook (rule 1), who must approve a run (rule 3), who may
 //! approve, and what is in scope (rule 2, in [`scope`]). No I/O; the callers audit.
 
+pub mod command;
 pub mod scope;
 
 use std::collections::BTreeSet;
