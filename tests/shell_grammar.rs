@@ -20,7 +20,7 @@ use std::sync::Mutex;
 // every test module and break their `String + &String`.
 #[path = "../src/policy/command.rs"]
 #[allow(dead_code)]
-mod command;
+pub mod command;
 
 use command::{parse, quote_word, requote, Pattern};
 
