@@ -163,12 +163,16 @@ fn scope_denial_that_cannot_be_audited_still_denies_and_fails_the_run() {
 
 #[test]
 fn kill_during_an_action_leaves_the_run_interrupted_and_nothing_rerun() {
-    // Each start of the command appends its pid to STARTS, then becomes a long sleep.
+    // Each start of the command appends its pid to STARTS, then becomes a long sleep. The
+    // shell script is one quoted word: tandem admits one simple command, here `exec sh -c`.
     let env = env_with_host();
     let starts = env.path().join("STARTS");
     write_act(
         &env,
-        &format!("echo $$ >> {} && exec sleep 30", starts.display()),
+        &format!(
+            "exec sh -c 'echo $$ >> {} && exec sleep 30'",
+            starts.display()
+        ),
     );
     let mut daemon = Daemon::start(&env);
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::harness::{unindent, Daemon, Env, HostSpec, HttpStub, StandardConfig};
+use crate::harness::{unindent, Daemon, Env, HostSpec, HttpStub, Sshd, StandardConfig};
 use crate::run_flow::{audit_events, id_of, log_lines, run_to_end};
 
 /// The config of these tests: local host `web1` (internal) and secrets `api_token` and
@@ -332,4 +332,132 @@ fn out_of_scope_secret_is_refused() {
     );
     assert!(!lines.contains(other), "{lines}");
     assert!(!run.to_string().contains(other), "{run}");
+}
+
+/// Runbook `name` on `target` with scope `echo *` whose script runs `echo` + the param
+/// `msg`, after the param `pre`; with `quoted`, the script quotes `msg` with `quote()` and
+/// fails unless the host echoed exactly its bytes.
+fn write_echo_runbook(env: &Env, name: &str, target: &str, quoted: bool) {
+    let script = if quoted {
+        "let r = sh(params.pre + \"echo \" + quote(params.msg));\n  \
+         if r.stdout != params.msg + \"\\n\" { fail(`echoed ${r.stdout}`); }\n  \
+         log(\"echoed exactly\");"
+    } else {
+        "sh(params.pre + \"echo \" + params.msg);"
+    };
+    env.write_runbook(
+        &format!("{name}.yaml"),
+        &format!(
+            "name: {name}\nowner: internal\ntargets: [{target}]\n\
+             params:\n  msg: {{ type: string }}\n  pre: {{ type: string, default: \"\" }}\n\
+             scope:\n  commands: [\"echo *\"]\ntimeout: 30s\nscript: |\n  {script}\n"
+        ),
+    );
+}
+
+/// The comment escape and its relatives, given as a param to `sh("echo " + params.msg)` on
+/// an ssh host and on a local one: each is refused with its reason before anything runs.
+/// (A character scanner once read the quote after `#` as opening a string; the shell reads
+/// a comment, then a second command on the next line.)
+#[test]
+fn commands_are_judged_as_the_shell_parses_them_on_ssh_and_local_hosts() {
+    let sshd = Sshd::start();
+    let env = Env::new();
+    env.write_config(
+        &StandardConfig::new()
+            .host(HostSpec::local("web1", "internal"))
+            .host(HostSpec::ssh("ssh1", "internal", &sshd))
+            .to_yaml(),
+    );
+    for (host, transport) in [("web1", "local"), ("ssh1", "ssh")] {
+        write_echo_runbook(&env, &format!("raw-{transport}"), host, false);
+        write_echo_runbook(&env, &format!("quoted-{transport}"), host, true);
+    }
+    let daemon = Daemon::start(&env);
+    let m = marker(&env, "PWNED");
+
+    // (pre, msg, the reason the refusal names)
+    let attacks: Vec<(String, String, &str)> = vec![
+        (
+            String::new(),
+            format!("x #'\ntouch {m} #'"),
+            "a comment (`#`) is not allowed",
+        ),
+        (String::new(), format!("x\ntouch {m}"), "a line break"),
+        (
+            String::new(),
+            format!("x; touch {m}"),
+            "a command separator (`;`)",
+        ),
+        (String::new(), format!("$(touch {m})"), "an expansion (`$`"),
+        (
+            String::new(),
+            format!("`touch {m}`"),
+            "a command substitution (backquote)",
+        ),
+        (String::new(), format!("x & touch {m}"), "`&`"),
+        (String::new(), format!("x && touch {m}"), "`&`"),
+        (String::new(), format!("x > {m}"), "a redirection"),
+        (String::new(), format!("{m}*"), "a glob (`*`)"),
+        (
+            String::new(),
+            format!("x\u{a0}&&\u{a0}touch\u{a0}{m}"),
+            "U+00A0",
+        ),
+        (String::new(), format!("x\u{3000}touch {m}"), "U+3000"),
+        (
+            String::new(),
+            format!("\"$(touch {m})\""),
+            "`$` inside double quotes",
+        ),
+        (
+            "BASH_ENV=/dev/null ".into(),
+            "x".into(),
+            "a variable assignment",
+        ),
+    ];
+    for transport in ["local", "ssh"] {
+        for (pre, msg, reason) in &attacks {
+            let run = run_to_end(
+                &daemon,
+                "alice",
+                &format!("raw-{transport}"),
+                json!({"pre": pre, "msg": msg}),
+            );
+            assert_scope_violation(&daemon, &run, "command");
+            let error = run["error"].as_str().unwrap_or_default();
+            assert!(error.contains(reason), "{transport} {msg:?}: {error}");
+            let denied = audit_events(&daemon, Some(&id_of(&run)), "scope_denied");
+            let said = denied[0]["detail"]["reason"].as_str().unwrap_or_default();
+            assert!(said.contains(reason), "{transport} {msg:?}: {denied:?}");
+            assert_no_intent(&daemon, &run, "sh");
+            assert!(!exists(&m), "{transport} {msg:?}: the attack ran");
+        }
+    }
+
+    // The same hostile bytes, quoted with quote(), are one word: echoed exactly, and the
+    // audit records the line that was sent.
+    let hostile =
+        format!("x #'\ntouch {m} #' ; $(id) `id` & > * ~ {{a,b}} A=1 \u{a0}\u{3000}! ^ \"q\"");
+    for transport in ["local", "ssh"] {
+        let run = run_to_end(
+            &daemon,
+            "alice",
+            &format!("quoted-{transport}"),
+            json!({"msg": hostile}),
+        );
+        assert_eq!(run["status"], "succeeded", "{transport}: {run}");
+        let lines = serde_json::to_string(&log_lines(&daemon, &id_of(&run))).unwrap();
+        assert!(lines.contains("echoed exactly"), "{transport}: {lines}");
+        let intents = audit_events(&daemon, Some(&id_of(&run)), "action_intent");
+        let sent = format!(
+            "echo {}",
+            crate::shell_grammar::command::quote_word(&hostile).unwrap()
+        );
+        assert_eq!(intents[0]["detail"]["command"], sent, "{transport}");
+        assert!(
+            !exists(&m),
+            "{transport}: the quoted param ran as a command"
+        );
+    }
 }

@@ -81,7 +81,7 @@ fn sigterm_refuses_new_runs_lets_the_active_run_finish_and_exits_zero() {
 fn cancel_stops_a_running_command_promptly() {
     let env = env_running(|env| {
         format!(
-            "echo $$ > {} && exec sleep 30",
+            "exec sh -c 'echo $$ > {} && exec sleep 30'",
             env.path().join("PID").display()
         )
     });

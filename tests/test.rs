@@ -17,6 +17,7 @@ mod run_flow;
 mod schedules;
 mod scope_rule;
 mod secret_redaction;
+mod shell_grammar;
 mod ssh_runs;
 mod start_rule;
 mod stopping_runs;

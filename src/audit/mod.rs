@@ -262,7 +262,7 @@ impl Redactor {
     /// Adds a value to hide, and its shell-quoted form (`quote()` may rewrite it). Very
     /// short values are hidden too: a leak is worse than noise.
     pub fn add(&mut self, value: &str) {
-        let quoted = shlex::try_quote(value).map(|q| q.into_owned()).ok();
+        let quoted = crate::policy::command::quote_word(value).ok();
         for v in std::iter::once(value.to_string()).chain(quoted) {
             if !v.is_empty() && !self.values.contains(&v) {
                 self.values.push(v);

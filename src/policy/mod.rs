@@ -2,6 +2,7 @@
 //! approve, and what is in scope (rule 2, in [`scope`]). No I/O; the callers audit.
 
 pub mod audit_read;
+pub mod command;
 pub mod scope;
 
 use std::collections::BTreeSet;

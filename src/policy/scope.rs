@@ -1,32 +1,29 @@
-//! Scope checks (rule 2): commands against glob patterns, HTTP requests against
+//! Scope checks (rule 2): commands against word patterns, HTTP requests against
 //! `METHOD URL-prefix` rules, secrets against names.
 //!
-//! Command patterns are matched by hand rather than with globset because the wildcard must
-//! not be able to smuggle shell syntax: in `echo *`, the `*` may cover `hello 'a;b'` but not
-//! `hi; rm -rf /`. The command is first lexed the way a POSIX shell would read it, marking
-//! every character that the shell would act on (unquoted `; & | < > ( ) $` and backquote,
-//! newlines, and `$`/backquote/backslash inside double quotes). A `*` may only cover inert
-//! characters; active ones must appear literally in the pattern.
+//! A command is never matched by its characters: [`check_command`] reads it with the
+//! narrow shell grammar of [`super::command`] (one simple command of literal words, or a
+//! refusal with its reason), matches the words against the patterns, and returns the
+//! words re-quoted: the line to send, which reads back as exactly the words judged.
 
 use url::Url;
 
-/// One entry of `scope.commands`.
+use super::command::{self, Pattern, Refused};
+
+/// One entry of `scope.commands`, read into words by the same grammar as commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandPattern {
     text: String,
+    pattern: Pattern,
 }
 
 impl CommandPattern {
-    /// Checks a pattern: non-empty, one line.
+    /// Parses a pattern; an error names what the grammar refuses (a load error).
     pub fn new(text: &str) -> Result<CommandPattern, String> {
-        if text.trim().is_empty() {
-            return Err("empty command pattern".into());
-        }
-        if text.contains('\n') {
-            return Err("a command pattern is one line".into());
-        }
+        let pattern = Pattern::parse(text).map_err(|e| e.to_string())?;
         Ok(CommandPattern {
             text: text.to_string(),
+            pattern,
         })
     }
 
@@ -35,85 +32,59 @@ impl CommandPattern {
         &self.text
     }
 
-    /// Whether the whole `command` matches, with `*` covering only inert characters.
-    pub fn matches(&self, command: &str) -> bool {
-        let Some(active) = shell_active_chars(command) else {
-            return false;
-        };
-        let cmd: Vec<char> = command.chars().collect();
-        let pat: Vec<char> = self.text.chars().collect();
-        // reach[j]: pattern prefix of length i matches command prefix of length j.
-        let mut reach = vec![false; cmd.len() + 1];
-        reach[0] = true;
-        for &p in &pat {
-            let mut next = vec![false; cmd.len() + 1];
-            if p == '*' {
-                for j in 0..=cmd.len() {
-                    next[j] = reach[j] || (j > 0 && next[j - 1] && !active[j - 1]);
-                }
-            } else {
-                for j in 1..=cmd.len() {
-                    next[j] = reach[j - 1] && cmd[j - 1] == p;
-                }
-            }
-            reach = next;
-        }
-        reach[cmd.len()]
+    /// Whether the command's words match.
+    pub fn matches(&self, words: &[String]) -> bool {
+        self.pattern.matches(words)
     }
 }
 
-/// Marks the characters of `command` a POSIX shell would act on. `None` when quotes are
-/// unbalanced or the command ends in a lone backslash: such a command is never in scope.
-fn shell_active_chars(command: &str) -> Option<Vec<bool>> {
-    #[derive(PartialEq)]
-    enum State {
-        Plain,
-        Single,
-        Double,
-    }
-    let chars: Vec<char> = command.chars().collect();
-    let mut active = vec![false; chars.len()];
-    let mut state = State::Plain;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match state {
-            State::Plain => match c {
-                '\\' => {
-                    // The escaped character is literal; the backslash itself is inert.
-                    if i + 1 >= chars.len() || chars[i + 1] == '\n' {
-                        return None;
-                    }
-                    i += 1;
-                }
-                '\'' => state = State::Single,
-                '"' => state = State::Double,
-                ';' | '&' | '|' | '<' | '>' | '(' | ')' | '$' | '`' | '\n' | '\r' => {
-                    active[i] = true
-                }
-                _ => {}
-            },
-            State::Single => {
-                if c == '\'' {
-                    state = State::Plain;
-                }
+/// A command that is in scope: its words, and the line that is sent for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedCommand {
+    pub words: Vec<String>,
+    /// The words re-quoted; what the host's shell runs.
+    pub line: String,
+}
+
+/// Why a command is out of scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandDenied {
+    /// Not one simple command of literal words.
+    Grammar(Refused),
+    /// Words that no pattern matches.
+    NoPattern,
+    /// The re-quoted line would not read back as the words judged; never expected, and
+    /// refused rather than sent.
+    Requote,
+}
+
+impl std::fmt::Display for CommandDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandDenied::Grammar(r) => write!(f, "{r}"),
+            CommandDenied::NoPattern => f.write_str("no pattern of scope.commands matches it"),
+            CommandDenied::Requote => {
+                f.write_str("its re-quoted form does not read back as the same words")
             }
-            State::Double => match c {
-                '"' => state = State::Plain,
-                '$' | '`' => active[i] = true,
-                '\\' => {
-                    active[i] = true;
-                    if i + 1 < chars.len() {
-                        active[i + 1] = true;
-                        i += 1;
-                    }
-                }
-                _ => {}
-            },
         }
-        i += 1;
     }
-    (state == State::Plain).then_some(active)
+}
+
+/// Rule 2 for one command: parsed, matched, re-quoted. The re-quoted line is read back and
+/// must give the same words, or the command is refused (fail closed).
+pub fn check_command(
+    patterns: &[CommandPattern],
+    command: &str,
+) -> Result<CheckedCommand, CommandDenied> {
+    let words = command::parse(command).map_err(CommandDenied::Grammar)?;
+    if !patterns.iter().any(|p| p.matches(&words)) {
+        return Err(CommandDenied::NoPattern);
+    }
+    let line = command::requote(&words);
+    match command::parse(&line) {
+        Ok(back) if back == words => Ok(CheckedCommand { words, line }),
+        _ => Err(CommandDenied::Requote),
+    }
 }
 
 /// One entry of `scope.http`: `METHOD URL-prefix`.
@@ -255,37 +226,91 @@ mod tests {
 
     #[test]
     fn command_patterns() {
-        let table: &[(&str, &str, bool)] = &[
-            ("df -P /", "df -P /", true),
-            ("df -P /", "df -P / ", false),
-            ("df -P /", "df -P /; id", false),
-            ("echo *", "echo hello world", true),
-            ("echo *", "echo 'a;b|c'", true),
-            ("echo *", "echo hi; rm -rf /", false),
-            ("echo *", "echo hi && id", false),
-            ("echo *", "echo $(id)", false),
-            ("echo *", "echo `id`", false),
-            ("echo *", "echo \"$(id)\"", false),
-            ("echo *", "echo '$(id)'", true),
-            ("echo *", "echo hi\nid", false),
-            ("echo *", "echo hi > /etc/passwd", false),
-            ("echo *", "echo 'unbalanced", false),
-            ("echo *", "echo a\\;b", true),
-            ("systemctl is-active *", "systemctl is-active nginx", true),
-            ("systemctl is-active *", "systemctl restart nginx", false),
-            ("df -P / | tail -1", "df -P / | tail -1", true),
-            ("df -P / | tail -*", "df -P / | tail -1 | sh", false),
-            ("*", "anything at all", true),
-            ("*", "anything; at all", false),
-            ("apt-get install -y *", "apt-get install -y pkg=1.0", true),
+        // (patterns, command, Ok(line sent) or Err(reason))
+        let table: &[(&[&str], &str, Result<&str, &str>)] = &[
+            (&["df -P /"], "df -P /", Ok("df -P /")),
+            (&["df -P /"], "df -P / ", Ok("df -P /")),
+            (
+                &["df -P /"],
+                "df -P /; id",
+                Err("a command separator (`;`)"),
+            ),
+            (&["echo *"], "echo hello world", Ok("echo hello world")),
+            (&["echo *"], "echo 'a;b|c'", Ok("echo 'a;b|c'")),
+            (&["echo *"], "echo hi; rm -rf /", Err("`;`")),
+            (&["echo *"], "echo hi && id", Err("`&`")),
+            (&["echo *"], "echo $(id)", Err("`$`")),
+            (&["echo *"], "echo `id`", Err("backquote")),
+            (
+                &["echo *"],
+                "echo \"$(id)\"",
+                Err("`$` inside double quotes"),
+            ),
+            (&["echo *"], "echo '$(id)'", Ok("echo '$(id)'")),
+            (&["echo *"], "echo hi\nid", Err("line break")),
+            (&["echo *"], "echo hi > /etc/passwd", Err("redirection")),
+            (&["echo *"], "echo 'unbalanced", Err("not closed")),
+            (&["echo *"], "echo a\\;b", Ok("echo 'a;b'")),
+            (
+                &["echo *"],
+                "echo x #'\ntouch /tmp/PWNED #'",
+                Err("a comment (`#`) is not allowed"),
+            ),
+            (&["echo *"], "echo x\u{a0}touch", Err("U+00A0")),
+            (&["echo *"], "echo *", Err("glob")),
+            (&["echo *"], "A=1 echo x", Err("variable assignment")),
+            (&["echo *"], "echo", Err("no pattern")),
+            (
+                &["systemctl is-active *"],
+                "systemctl is-active nginx",
+                Ok("systemctl is-active nginx"),
+            ),
+            (
+                &["systemctl is-active *"],
+                "systemctl restart nginx",
+                Err("no pattern"),
+            ),
+            (&["*"], "anything at all", Ok("anything at all")),
+            (&["*"], "anything; at all", Err("`;`")),
+            (&["*"], "'time' x", Ok("'time' x")),
+            (
+                &["apt-get install -y *"],
+                "apt-get install -y pkg=1.0",
+                Ok("apt-get install -y 'pkg=1.0'"),
+            ),
+            (
+                &["sh -c *"],
+                "sh -c 'echo hi; id'",
+                Ok("sh -c 'echo hi; id'"),
+            ),
+            (&["touch /d/*"], "touch /d/a /etc/passwd", Err("no pattern")),
         ];
-        for (pattern, command, want) in table {
-            let p = CommandPattern::new(pattern).unwrap();
-            assert_eq!(
-                p.matches(command),
-                *want,
-                "pattern {pattern:?} command {command:?}"
-            );
+        for (patterns, command, want) in table {
+            let patterns: Vec<CommandPattern> = patterns
+                .iter()
+                .map(|p| CommandPattern::new(p).unwrap())
+                .collect();
+            let got = check_command(&patterns, command);
+            match (want, &got) {
+                (Ok(line), Ok(c)) => assert_eq!(&c.line, line, "{command:?}"),
+                (Err(reason), Err(e)) => {
+                    assert!(e.to_string().contains(reason), "{command:?}: {e}")
+                }
+                _ => panic!("{command:?}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn command_pattern_errors() {
+        for (bad, reason) in [
+            ("", "empty"),
+            ("df -P / | tail -1", "pipe"),
+            ("DEBIAN_FRONTEND=noninteractive apt-get *", "env NAME=VALUE"),
+            ("echo ~", "tilde"),
+        ] {
+            let e = CommandPattern::new(bad).unwrap_err();
+            assert!(e.contains(reason), "{bad:?}: {e}");
         }
     }
 

@@ -14,6 +14,8 @@ use crate::audit::{Actor, Redactor};
 use crate::config::{Identity, Transport};
 use crate::exec::ssh::{Credential, SshSession, Target};
 use crate::exec::{ExecError, Stop};
+use crate::policy::command::requote;
+use crate::policy::scope::check_command;
 use crate::runbook::plan::PlannedHost;
 use crate::runbook::Runbook;
 use crate::script::{self, ActionError, HostApi, HttpOutput, ScriptInput, ShOutput};
@@ -189,10 +191,20 @@ impl HostContext {
     /// Rule 2: the action does not happen, the run fails, the refusal is audited. A refusal
     /// that cannot be recorded still refuses, and the run's error says the record is missing.
     fn violation(&self, kind: &str, what: &str) -> ActionError {
+        self.violation_because(kind, what, None)
+    }
+
+    /// [`Self::violation`] with the reason the check gave (a command's grammar refusal).
+    fn violation_because(&self, kind: &str, what: &str, reason: Option<&str>) -> ActionError {
         let what = self.redact(what);
+        let reason = reason.map(|r| self.redact(r));
         let mut message = format!(
-            "{kind} `{what}` is not in the scope of runbook `{}`",
-            self.shared.runbook.name
+            "{kind} `{what}` is not in the scope of runbook `{}`{}",
+            self.shared.runbook.name,
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         );
         // Set before the audit write, so the run's other hosts stop as soon as possible.
         if let Ok(mut v) = self.shared.violation.lock() {
@@ -202,7 +214,7 @@ impl HostContext {
             &self.shared.actor,
             Some(&self.shared.run_id),
             "scope_denied",
-            json!({"host": self.host_name(), "kind": kind, "target": what}),
+            json!({"host": self.host_name(), "kind": kind, "target": what, "reason": reason}),
         ) {
             tracing::error!(run = %self.shared.run_id, error = %e, "audit log unavailable; scope_denied not recorded");
             let first = message.clone();
@@ -383,17 +395,24 @@ impl HostApi for HostContext {
                 "sh() needs a target host; this runbook has no targets".into(),
             ));
         };
-        if !self
-            .shared
-            .runbook
-            .scope
-            .commands
-            .iter()
-            .any(|p| p.matches(command))
-        {
-            return Err(self.violation("command", command));
-        }
-        let action = self.intent("sh", command, json!({"command": command}))?;
+        // Rule 2: judged as the shell parses it; what is sent is the words judged, re-quoted.
+        let checked = match check_command(&self.shared.runbook.scope.commands, command) {
+            Ok(c) => c,
+            Err(denied) => {
+                return Err(self.violation_because("command", command, Some(&denied.to_string())))
+            }
+        };
+        let command = checked.line.as_str();
+        // The audit shows the line as sent, with secrets hidden inside each word (where a
+        // secret stands verbatim) before the words are quoted, then in the line as a whole.
+        let shown = self.redact(&requote(
+            &checked
+                .words
+                .iter()
+                .map(|w| self.redact(w))
+                .collect::<Vec<_>>(),
+        ));
+        let action = self.intent("sh", &shown, json!({"command": shown}))?;
         let started = Instant::now();
         let result = match target.transport {
             Transport::Ssh => self.ssh_exec(&target, command),
@@ -421,7 +440,7 @@ impl HostApi for HostContext {
                 self.result(
                     action,
                     "sh",
-                    json!({"command": command, "code": out.code, "duration_ms": ms, "stdout_bytes": out.stdout.len(), "stderr_bytes": out.stderr.len()}),
+                    json!({"command": shown, "code": out.code, "duration_ms": ms, "stdout_bytes": out.stdout.len(), "stderr_bytes": out.stderr.len()}),
                     &[("stdout", &out.stdout), ("stderr", &out.stderr)],
                 )?;
                 Ok(out)
@@ -448,7 +467,7 @@ impl HostApi for HostContext {
                 self.result(
                     action,
                     "sh",
-                    json!({"command": command, "error": e.to_string(), "duration_ms": ms}),
+                    json!({"command": shown, "error": e.to_string(), "duration_ms": ms}),
                     &[("stderr", &e.to_string())],
                 )?;
                 Err(exec_to_action(e))

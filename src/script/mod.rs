@@ -252,7 +252,7 @@ fn register_host_functions(engine: &mut Engine, api: Arc<dyn HostApi>) {
         }
     });
     engine.register_fn("quote", |s: &str| -> Rr<String> {
-        shlex::try_quote(s).map(|q| q.into_owned()).map_err(|_| {
+        crate::policy::command::quote_word(s).map_err(|_| {
             to_rhai(ActionError::Failed(
                 "quote(): the string contains a NUL byte".into(),
             ))
