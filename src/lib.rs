@@ -13,16 +13,18 @@
 //! | [`config`]   | typed `tandem.yaml` + inventory + secret sources; the only env reader     |
 //! | [`yaml`]     | YAML → typed value with file, line, column and field path in every error  |
 //! | [`runbook`]  | runbook YAML → validated model; params, targets, plan and plan digest    |
-//! | [`policy`]   | pure decisions: who may start, who must approve, what is in scope         |
+//! | [`policy`]   | pure decisions: who may start, see, cancel, freeze; who must approve;     |
+//! |              | what is in scope (commands judged by a shell grammar narrower than sh)    |
 //! | [`approval`] | the gate state machine: quorum, separation of duties, digest binding      |
 //! | [`notify`]   | prompts to webhook, Slack and Teams targets, with retries; never blocking |
 //! | [`script`]   | the one hardened rhai engine; host functions call a [`script::HostApi`]   |
 //! | [`exec`]     | run one action with a deadline: `ssh` (ssh2), `local`, `http` (reqwest)  |
-//! | [`audit`]    | hash-chained records: canonical form, verify, export; never edits        |
+//! | [`audit`]    | hash-chained records: canonical form, verify, export, signed checkpoints |
 //! | [`witness`]  | the daemon's signed checkpoints of the audit log, delivered to witnesses  |
 //! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit |
 //! | [`scheduler`]| pure slot arithmetic: cron in a zone, DST gaps and folds, jitter, windows  |
-//! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all  |
+//! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all;  |
+//! |              | the one place reads are scoped to a party (`reads`) and freezes kept      |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!

@@ -40,25 +40,35 @@ pub fn id_of(run: &Value) -> String {
 
 /// `GET /api/v1/runs/{id}` as alice; asserts 200.
 pub fn get_run(daemon: &Daemon, id: &str) -> Value {
-    let (status, run) = daemon.get(&format!("/api/v1/runs/{id}"), &token("alice"));
-    assert_eq!(status, 200, "GET run {id}: {run}");
+    get_run_as(daemon, "alice", id)
+}
+
+/// `GET /api/v1/runs/{id}` as `user`, who must be able to see the run (rule 10); asserts 200.
+pub fn get_run_as(daemon: &Daemon, user: &str, id: &str) -> Value {
+    let (status, run) = daemon.get(&format!("/api/v1/runs/{id}"), &token(user));
+    assert_eq!(status, 200, "GET run {id} as {user}: {run}");
     run
 }
 
-/// Waits until the run is in a final status and returns it.
+/// Waits until the run is in a final status and returns it (read as alice).
 pub fn wait_final(daemon: &Daemon, id: &str, timeout: Duration) -> Value {
+    wait_final_as(daemon, "alice", id, timeout)
+}
+
+/// Waits until the run, read as `user`, is in a final status and returns it.
+pub fn wait_final_as(daemon: &Daemon, user: &str, id: &str, timeout: Duration) -> Value {
     wait_for(timeout, &format!("run {id} to end"), || {
-        let run = get_run(daemon, id);
+        let run = get_run_as(daemon, user, id);
         FINAL
             .contains(&run["status"].as_str().unwrap_or_default())
             .then_some(run)
     })
 }
 
-/// Starts a run and waits for its end.
+/// Starts a run and waits for its end, reading it as the user who started it.
 pub fn run_to_end(daemon: &Daemon, user: &str, runbook: &str, params: Value) -> Value {
     let run = start_run(daemon, user, runbook, params);
-    wait_final(daemon, &id_of(&run), RUN_TIMEOUT)
+    wait_final_as(daemon, user, &id_of(&run), RUN_TIMEOUT)
 }
 
 /// The whole audit log as the auditor reads it over the API.

@@ -113,11 +113,12 @@ impl App {
         for t in targets {
             for h in resolve(&config, user, t)? {
                 if let Err(denied) = policy::may_freeze(user, h) {
+                    // `party` names the host's owner: the attempt concerns it (rule 10).
                     self.store.audit(
                         &Actor::user(&user.name, &user.party),
                         None,
                         event::FREEZE_DENIED,
-                        json!({"action": verb, "host": h.name, "reason": denied.0}),
+                        json!({"action": verb, "host": h.name, "party": h.owner, "reason": denied.0}),
                     )?;
                     return Err(RunError::Forbidden(denied.0));
                 }
