@@ -283,6 +283,24 @@ impl Redactor {
         out
     }
 
+    /// `bytes` with every known secret value replaced; bytes need not be UTF-8.
+    pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for v in &self.values {
+            out = replace_bytes(&out, v.as_bytes(), REDACTED.as_bytes());
+        }
+        out
+    }
+
+    /// A redactor for one stream of output, fed in pieces as they arrive.
+    pub fn stream(&self) -> StreamRedactor {
+        StreamRedactor {
+            redactor: self.clone(),
+            longest: self.values.iter().map(String::len).max().unwrap_or(0),
+            held: Vec::new(),
+        }
+    }
+
     /// A JSON value with every string redacted.
     pub fn redact_json(&self, v: &Value) -> Value {
         if self.values.is_empty() {
@@ -298,6 +316,64 @@ impl Redactor {
             ),
             other => other.clone(),
         }
+    }
+}
+
+/// What a secret is replaced with.
+const REDACTED: &str = "[redacted]";
+
+fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return hay.to_vec();
+    }
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Redacts one stream of bytes fed in pieces: a value split across two pieces is still
+/// caught, because the last `longest - 1` bytes are held back until more arrive or the
+/// stream ends.
+///
+/// A stand-in with the interface of the multi-pattern stream redactor; simple and slow.
+#[derive(Debug)]
+pub struct StreamRedactor {
+    redactor: Redactor,
+    longest: usize,
+    held: Vec<u8>,
+}
+
+impl StreamRedactor {
+    /// Feeds `bytes`; returns the redacted bytes that are safe to store or send now.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        if self.longest == 0 {
+            return bytes.to_vec();
+        }
+        self.held.extend_from_slice(bytes);
+        self.held = self.redactor.redact_bytes(&self.held);
+        let keep = self.longest.saturating_sub(1).min(self.held.len());
+        let tail = self.held.split_off(self.held.len() - keep);
+        std::mem::replace(&mut self.held, tail)
+    }
+
+    /// Ends the stream: the redacted bytes still held back.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let held = std::mem::take(&mut self.held);
+        self.redactor.redact_bytes(&held)
+    }
+
+    /// How many bytes are held back, waiting for more.
+    pub fn pending(&self) -> usize {
+        self.held.len()
     }
 }
 

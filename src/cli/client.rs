@@ -507,17 +507,69 @@ pub async fn logs(server: &ServerArgs, id: &str, follow: bool, json: bool) -> Re
         }
         return Ok(());
     }
-    let lines = client.get(&format!("/api/v1/runs/{id}/log")).await?;
+    // Page by line number, so a log of millions of lines is never held whole.
+    let mut after = 0;
+    let mut first = true;
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&lines).unwrap_or_default()
-        );
-        return Ok(());
+        outln!("[");
     }
-    for l in lines.as_array().into_iter().flatten() {
-        print_line(l, false);
+    loop {
+        let page = client
+            .get(&format!(
+                "/api/v1/runs/{id}/log?after={after}&limit={LOG_PAGE}"
+            ))
+            .await?;
+        let lines = page.as_array().cloned().unwrap_or_default();
+        for l in &lines {
+            if json {
+                let sep = if first { "" } else { "," };
+                outln!("{sep}{}", serde_json::to_string(l).unwrap_or_default());
+            } else {
+                print_line(l, false);
+            }
+            first = false;
+            after = l["id"].as_i64().unwrap_or(after);
+        }
+        if lines.len() < LOG_PAGE {
+            break;
+        }
     }
+    if json {
+        outln!("]");
+    }
+    Ok(())
+}
+
+/// Lines asked for per request by `logs`.
+const LOG_PAGE: usize = 10_000;
+
+/// `logs --raw`: the stored bytes, written to stdout as they arrive.
+pub async fn raw_logs(
+    server: &ServerArgs,
+    id: &str,
+    host: Option<&str>,
+    stream: Option<&str>,
+) -> Result<()> {
+    let client = Client::new(server)?;
+    let mut query = vec![("raw", "1")];
+    query.extend(host.map(|h| ("host", h)));
+    query.extend(stream.map(|s| ("stream", s)));
+    let mut resp = client
+        .send(
+            client
+                .http
+                .get(format!("{}/api/v1/runs/{id}/log", client.base))
+                .query(&query),
+        )
+        .await?;
+    let mut stdout = std::io::stdout().lock();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| client.fail(e))? {
+        if stdout.write_all(&chunk).is_err() {
+            // stdout closed (`| head`): stop quietly, like the other commands.
+            return Ok(());
+        }
+    }
+    let _ = stdout.flush();
     Ok(())
 }
 

@@ -162,8 +162,18 @@ pub enum Command {
     Logs {
         run: String,
         /// Keep printing until the run ends.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "raw")]
         follow: bool,
+        /// Write the exact bytes of the output as stored (secrets redacted), control
+        /// characters and invalid UTF-8 included, instead of lines.
+        #[arg(long)]
+        raw: bool,
+        /// With --raw: only this host's output.
+        #[arg(long, requires = "raw")]
+        host: Option<String>,
+        /// With --raw: only this stream (stdout, stderr, log, event).
+        #[arg(long, requires = "raw")]
+        stream: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -400,7 +410,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Logs {
             run,
             follow,
+            raw: true,
+            host,
+            stream,
             server,
+        } if !follow => client::raw_logs(&server, &run, host.as_deref(), stream.as_deref()).await,
+        Command::Logs {
+            run,
+            follow,
+            server,
+            ..
         } => client::logs(&server, &run, follow, json).await,
         Command::Freeze {
             targets,

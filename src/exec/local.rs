@@ -1,26 +1,30 @@
 //! Local execution: `sh -c COMMAND` on the daemon's own machine, for `transport: local`
-//! hosts. Blocking: call from a blocking thread; the child is waited on through tokio so
-//! the deadline and cancellation can kill it.
+//! hosts. Blocking: call from a blocking thread; the child is driven through tokio so the
+//! deadline and cancellation can kill it.
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use super::{into_text, ExecError, ShOutput, Stop, MAX_OUTPUT};
+use tokio::io::AsyncReadExt;
 
-/// Runs `command` with `sh -c`, killing it at the deadline or on cancellation. The
-/// variables in `hidden` (the daemon's secret sources) are removed from the child's
-/// environment: a secret is only reachable through `secret()`, which checks the scope.
+use super::{ExecError, OutputSink, Stop, Stream, IDLE_TICK};
+
+/// Runs `command` with `sh -c`, handing its output to `sink` as it arrives, killing it at
+/// the deadline or on cancellation; returns its exit code. The variables in `hidden` (the
+/// daemon's secret sources) are removed from the child's environment: a secret is only
+/// reachable through `secret()`, which checks the scope.
 pub fn run(
     rt: &tokio::runtime::Handle,
     command: &str,
     hidden: &[String],
     stop: &Stop<'_>,
-) -> Result<ShOutput, ExecError> {
+    sink: &mut dyn OutputSink,
+) -> Result<i64, ExecError> {
     rt.block_on(async {
         let mut cmd = tokio::process::Command::new("sh");
         for var in hidden {
             cmd.env_remove(var);
         }
+        // Dropping `child` on any return kills it (kill_on_drop).
         let mut child = cmd
             .arg("-c")
             .arg(command)
@@ -30,44 +34,50 @@ pub fn run(
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ExecError::Io(format!("cannot start sh: {e}")))?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let read = |pipe: Option<tokio::process::ChildStdout>| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = Vec::new();
-            if let Some(p) = pipe {
-                let _ = p.take(MAX_OUTPUT as u64 + 1).read_to_end(&mut buf).await;
-            }
-            buf
-        };
-        let read_err = |pipe: Option<tokio::process::ChildStderr>| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = Vec::new();
-            if let Some(p) = pipe {
-                let _ = p.take(MAX_OUTPUT as u64 + 1).read_to_end(&mut buf).await;
-            }
-            buf
-        };
-        let work = async {
-            let (out, err, status) = tokio::join!(read(stdout), read_err(stderr), child.wait());
-            (out, err, status)
-        };
-        tokio::pin!(work);
-        loop {
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let (mut out_buf, mut err_buf) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+        let mut status = None;
+        let mut tick = tokio::time::interval(IDLE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Both pipes are read until they close, and the child is waited on: output written
+        // by a background process after the child exits still arrives.
+        while stdout.is_some() || stderr.is_some() || status.is_none() {
             tokio::select! {
-                (out, err, status) = &mut work => {
-                    let status = status.map_err(|e| ExecError::Io(e.to_string()))?;
-                    let code = status.code().unwrap_or(-1) as i64;
-                    let cut = |mut b: Vec<u8>| { let t = b.len() > MAX_OUTPUT; b.truncate(MAX_OUTPUT); into_text(b, t) };
-                    return Ok(ShOutput { code, stdout: cut(out), stderr: cut(err) });
+                n = read_some(&mut stdout, &mut out_buf) => match n {
+                    Some(n) => sink.data(Stream::Stdout, &out_buf[..n]),
+                    None => stdout = None,
+                },
+                n = read_some(&mut stderr, &mut err_buf) => match n {
+                    Some(n) => sink.data(Stream::Stderr, &err_buf[..n]),
+                    None => stderr = None,
+                },
+                s = child.wait(), if status.is_none() => {
+                    status = Some(s.map_err(|e| ExecError::Io(e.to_string()))?);
                 }
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                _ = tick.tick() => {
                     if let Some(e) = stop.check(command) {
-                        // Dropping `work` drops the child, which kills it (kill_on_drop).
                         return Err(e);
                     }
+                    sink.idle();
                 }
             }
         }
+        Ok(status.and_then(|s| s.code()).unwrap_or(-1) as i64)
     })
+}
+
+/// Reads what is there from `pipe`: `Some(n)` bytes, `None` at its end (or when there is
+/// no pipe, in which case it never resolves).
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    match pipe {
+        Some(p) => match p.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
 }

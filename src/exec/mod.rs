@@ -52,22 +52,36 @@ impl Stop<'_> {
     }
 }
 
-/// Bytes kept of one stream of one command; the rest is dropped with a marker, so a command
-/// that prints gigabytes cannot exhaust the daemon's memory.
+/// Which of a command's output streams bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    /// The stream's name in the run log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Where an executor hands a command's output as it arrives, instead of collecting it:
+/// the caller bounds, redacts and stores it, so no executor holds a whole output.
+pub trait OutputSink {
+    /// Bytes the command wrote to `stream`, in order.
+    fn data(&mut self, stream: Stream, bytes: &[u8]);
+    /// Called when no output arrived for a short while (at most every 50 ms while the
+    /// command runs), so buffered output can be flushed to followers.
+    fn idle(&mut self) {}
+}
+
+/// How often an executor with no output calls [`OutputSink::idle`].
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Bytes of an HTTP response body kept: a server that answers with gigabytes cannot
+/// exhaust the daemon's memory.
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
-
-fn push_capped(buf: &mut Vec<u8>, data: &[u8], truncated: &mut bool) {
-    let room = MAX_OUTPUT.saturating_sub(buf.len());
-    if data.len() > room {
-        *truncated = true;
-    }
-    buf.extend_from_slice(&data[..data.len().min(room)]);
-}
-
-fn into_text(buf: Vec<u8>, truncated: bool) -> String {
-    let mut s = String::from_utf8_lossy(&buf).into_owned();
-    if truncated {
-        s.push_str("\n[output truncated]");
-    }
-    s
-}

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use ssh2::{MethodType, Session};
 
-use super::{into_text, push_capped, ExecError, ShOutput, Stop};
+use super::{ExecError, OutputSink, Stop, Stream};
 use crate::config::HostKey;
 
 /// How to log in: a private key file or a key held in a secret.
@@ -130,9 +130,14 @@ impl SshSession {
         Ok(SshSession { session, socket })
     }
 
-    /// Runs one command and collects its output and exit code. Gives up at the deadline or
-    /// on cancellation, closing the channel.
-    pub fn exec(&mut self, command: &str, stop: &Stop<'_>) -> Result<ShOutput, ExecError> {
+    /// Runs one command, handing its output to `sink` as it arrives; returns its exit
+    /// code. Gives up at the deadline or on cancellation, closing the channel.
+    pub fn exec(
+        &mut self,
+        command: &str,
+        stop: &Stop<'_>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<i64, ExecError> {
         let io = |e: ssh2::Error| ExecError::Io(format!("ssh: {}", e.message()));
         self.session.set_blocking(true);
         self.session
@@ -143,16 +148,14 @@ impl SshSession {
         // Read stdout and stderr without blocking, so that neither fills up while we wait on
         // the other; when libssh2 has nothing, wait on the socket itself.
         self.session.set_blocking(false);
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let (mut out_cut, mut err_cut) = (false, false);
-        // Small: one of these is alive per running host, and output is usually short.
-        let mut buf = vec![0u8; 8 * 1024];
+        // One SSH packet's worth: one of these is alive per running host.
+        let mut buf = vec![0u8; 32 * 1024];
         let result = loop {
             let mut progressed = false;
             match channel.read(&mut buf) {
                 Ok(0) => {}
                 Ok(n) => {
-                    push_capped(&mut out, &buf[..n], &mut out_cut);
+                    sink.data(Stream::Stdout, &buf[..n]);
                     progressed = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -161,7 +164,7 @@ impl SshSession {
             match channel.stderr().read(&mut buf) {
                 Ok(0) => {}
                 Ok(n) => {
-                    push_capped(&mut err, &buf[..n], &mut err_cut);
+                    sink.data(Stream::Stderr, &buf[..n]);
                     progressed = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -174,6 +177,7 @@ impl SshSession {
                 break Err(e);
             }
             if !progressed {
+                sink.idle();
                 self.wait_readable(stop);
             }
         };
@@ -189,18 +193,14 @@ impl SshSession {
         ));
         let _ = channel.wait_close();
         let code = channel.exit_status().map_err(io)?;
-        Ok(ShOutput {
-            code: code as i64,
-            stdout: into_text(out, out_cut),
-            stderr: into_text(err, err_cut),
-        })
+        Ok(code as i64)
     }
 
-    /// Blocks until the socket has data, at most 50 ms or the deadline.
+    /// Blocks until the socket has data, at most [`super::IDLE_TICK`] or the deadline.
     fn wait_readable(&self, stop: &Stop<'_>) {
         let wait = stop
             .remaining()
-            .min(Duration::from_millis(50))
+            .min(super::IDLE_TICK)
             .max(Duration::from_millis(1));
         let _ = self.socket.set_read_timeout(Some(wait));
         let started = Instant::now();

@@ -102,7 +102,12 @@ fn end_unstarted(
 ) -> Result<(), crate::store::StoreError> {
     tx.set_run_status(id, final_status, Some(why))?;
     tx.close_hosts(id, "not_started")?;
-    tx.log(id, None, "event", &format!("run {final_status}: {why}"))?;
+    tx.log(
+        id,
+        None,
+        super::output::EVENT_STREAM,
+        &format!("run {final_status}: {why}"),
+    )?;
     tx.audit(
         actor,
         Some(id),
@@ -417,7 +422,7 @@ impl App {
             let g = tx.next_gate(id)?;
             tx.open_gate(id, g, reason, host, &json!(reqs), &expires_at)?;
             tx.audit(actor, Some(id), "approval_requested", json!({"gate": g, "reason": reason, "host": host, "from": reqs, "expires_at": expires_at}))?;
-            tx.log(id, host, "event", &format!("waiting for approval: {reason}"))?;
+            tx.log(id, host, super::output::EVENT_STREAM, &format!("waiting for approval: {reason}"))?;
             Ok((g, true))
         })?;
         if opened {

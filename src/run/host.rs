@@ -9,16 +9,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::output::{self, ActionOutput, RunBudget};
 use super::{status, App, RunControl};
-use crate::audit::{Actor, Redactor};
+use crate::audit::{Actor, Redactor, StreamRedactor};
 use crate::config::{Identity, Transport};
 use crate::exec::ssh::{Credential, SshSession, Target};
-use crate::exec::{ExecError, Stop};
+use crate::exec::{ExecError, OutputSink, Stop};
 use crate::policy::command::requote;
 use crate::policy::scope::check_command;
 use crate::runbook::plan::PlannedHost;
 use crate::runbook::Runbook;
 use crate::script::{self, ActionError, HostApi, HttpOutput, ScriptInput, ShOutput};
+use crate::store::StoreError;
 
 /// What all hosts of one run share.
 pub(super) struct RunShared {
@@ -43,6 +45,8 @@ pub(super) struct RunShared {
     /// Every configured secret value, hidden from all output whether or not the script
     /// reads it: a value can reach output by other paths (a file on the host, an echo).
     pub redactor: Redactor,
+    /// The output the run has stored, against `output.run_max`.
+    pub output: RunBudget,
     pub rt: tokio::runtime::Handle,
 }
 
@@ -134,7 +138,7 @@ pub(super) fn run_host(
             tx.log(
                 &shared.run_id,
                 Some(h),
-                "event",
+                output::EVENT_STREAM,
                 &format!(
                     "host {h} {st}{}",
                     err.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
@@ -161,8 +165,8 @@ const AUDIT_UNAVAILABLE_REFUSAL: &str =
     " (and the audit log was unavailable: the refusal is not on record; fail closed)";
 
 /// The capabilities a script has on one host.
-struct HostContext {
-    shared: Arc<RunShared>,
+pub(super) struct HostContext {
+    pub(super) shared: Arc<RunShared>,
     target: Option<PlannedHost>,
     ssh: Mutex<Option<SshSession>>,
     redactor: Mutex<Redactor>,
@@ -186,6 +190,56 @@ impl HostContext {
 
     fn host_name(&self) -> Option<&str> {
         self.target.as_ref().map(|t| t.name.as_str())
+    }
+
+    /// A redactor for one output stream, hiding every secret known now.
+    pub(super) fn stream_redactor(&self) -> StreamRedactor {
+        match self.redactor.lock() {
+            Ok(r) => r.stream(),
+            // Never without one: the run's own redactor has every configured secret.
+            Err(_) => self.shared.redactor.stream(),
+        }
+    }
+
+    /// Stores one chunk of redacted output and wakes followers.
+    pub(super) fn store_chunk(&self, stream: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let run_id = &self.shared.run_id;
+        self.shared
+            .app
+            .store
+            .tx(|tx| tx.log_chunk(run_id, self.host_name(), stream, bytes))?;
+        self.shared.app.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Records that output of an action (`shown`, redacted) was cut at `limit`: one marker
+    /// line in the log and one audit record, together.
+    pub(super) fn truncated(
+        &self,
+        kind: &str,
+        shown: &str,
+        limit: output::Limit,
+    ) -> Result<(), StoreError> {
+        let run_id = &self.shared.run_id;
+        let (marker, detail) = output::truncation(
+            self.host_name(),
+            kind,
+            shown,
+            limit,
+            &self.shared.runbook.output,
+        );
+        self.shared.app.store.tx(|tx| {
+            tx.log(run_id, self.host_name(), output::EVENT_STREAM, &marker)?;
+            tx.audit(
+                &self.shared.actor,
+                Some(run_id),
+                output::OUTPUT_TRUNCATED,
+                detail.clone(),
+            )?;
+            Ok(())
+        })?;
+        self.shared.app.changed.notify_waiters();
+        Ok(())
     }
 
     /// Rule 2: the action does not happen, the run fails, the refusal is audited. A refusal
@@ -288,13 +342,13 @@ impl HostContext {
             })
     }
 
-    /// Records the result of an action that ran; logs its output lines.
+    /// Records the result of an action that ran, with a line for the log (an error) if any.
     fn result(
         &self,
         action_id: i64,
         kind: &str,
         detail: Value,
-        output: &[(&str, &str)],
+        line: Option<(&str, &str)>,
     ) -> Result<(), ActionError> {
         let run_id = &self.shared.run_id;
         let mut d = self.redact_json(&detail);
@@ -305,10 +359,8 @@ impl HostContext {
         let r = self.shared.app.store.tx(|tx| {
             tx.action_done(action_id, "done")?;
             tx.audit(&self.shared.actor, Some(run_id), "action_result", d.clone())?;
-            for (stream, text) in output {
-                for line in text.lines().take(10_000) {
-                    tx.log(run_id, self.host_name(), stream, &self.redact(line))?;
-                }
+            if let Some((stream, text)) = line {
+                tx.log(run_id, self.host_name(), stream, &self.redact(text))?;
             }
             Ok(())
         });
@@ -320,7 +372,12 @@ impl HostContext {
         })
     }
 
-    fn ssh_exec(&self, target: &PlannedHost, command: &str) -> Result<ShOutput, ExecError> {
+    fn ssh_exec(
+        &self,
+        target: &PlannedHost,
+        command: &str,
+        sink: &mut dyn OutputSink,
+    ) -> Result<i64, ExecError> {
         let shared = &self.shared;
         let cancelled = || shared.cancelled();
         let stop = Stop {
@@ -365,7 +422,7 @@ impl HostContext {
             *guard = Some(SshSession::connect(&t, &stop)?);
         }
         let result = match guard.as_mut() {
-            Some(session) => session.exec(command, &stop),
+            Some(session) => session.exec(command, &stop, sink),
             None => Err(ExecError::Connect("no session".into())),
         };
         // A session that failed (the host rebooted, the network dropped) is not reused:
@@ -414,8 +471,9 @@ impl HostApi for HostContext {
         ));
         let action = self.intent("sh", &shown, json!({"command": shown}))?;
         let started = Instant::now();
+        let mut sink = ActionOutput::new(self, &shown);
         let result = match target.transport {
-            Transport::Ssh => self.ssh_exec(&target, command),
+            Transport::Ssh => self.ssh_exec(&target, command, &mut sink),
             Transport::Local => {
                 let shared = &self.shared;
                 let cancelled = || shared.cancelled();
@@ -428,22 +486,35 @@ impl HostApi for HostContext {
                     command,
                     &shared.config.secret_env_vars(),
                     &stop,
+                    &mut sink,
                 )
             }
         };
+        let out = sink.finish();
         let ms = started.elapsed().as_millis() as u64;
+        if let Some(e) = &out.failed {
+            tracing::error!(run = %self.shared.run_id, error = %e, "cannot store output; stopping");
+            return Err(ActionError::Fatal(
+                "run log unavailable: the action's output could not be stored (fail closed)".into(),
+            ));
+        }
         match result {
-            Ok(out) => {
+            Ok(code) => {
                 if let Ok(mut c) = self.last_code.lock() {
-                    *c = Some(out.code);
+                    *c = Some(code);
                 }
                 self.result(
                     action,
                     "sh",
-                    json!({"command": shown, "code": out.code, "duration_ms": ms, "stdout_bytes": out.stdout.len(), "stderr_bytes": out.stderr.len()}),
-                    &[("stdout", &out.stdout), ("stderr", &out.stderr)],
+                    json!({"command": shown, "code": code, "duration_ms": ms, "stdout_bytes": out.stdout_bytes, "stderr_bytes": out.stderr_bytes, "output_cut": out.cut.is_some()}),
+                    None,
                 )?;
-                Ok(out)
+                Ok(ShOutput {
+                    code,
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    truncated: out.script_truncated,
+                })
             }
             Err(e) => {
                 if let ExecError::HostKeyMismatch {
@@ -468,7 +539,7 @@ impl HostApi for HostContext {
                     action,
                     "sh",
                     json!({"command": shown, "error": e.to_string(), "duration_ms": ms}),
-                    &[("stderr", &e.to_string())],
+                    Some(("stderr", &e.to_string())),
                 )?;
                 Err(exec_to_action(e))
             }
@@ -526,11 +597,11 @@ impl HostApi for HostContext {
         let ms = started.elapsed().as_millis() as u64;
         match r {
             Ok(out) => {
-                self.result(action, "http", json!({"method": method.to_ascii_uppercase(), "url": url, "status": out.status, "duration_ms": ms}), &[])?;
+                self.result(action, "http", json!({"method": method.to_ascii_uppercase(), "url": url, "status": out.status, "duration_ms": ms}), None)?;
                 Ok(out)
             }
             Err(e) => {
-                self.result(action, "http", json!({"method": method.to_ascii_uppercase(), "url": url, "error": e.to_string(), "duration_ms": ms}), &[])?;
+                self.result(action, "http", json!({"method": method.to_ascii_uppercase(), "url": url, "error": e.to_string(), "duration_ms": ms}), None)?;
                 Err(exec_to_action(e))
             }
         }
@@ -550,25 +621,41 @@ impl HostApi for HostContext {
                     action,
                     "secret",
                     json!({"secret": name, "outcome": "read"}),
-                    &[],
+                    None,
                 )?;
                 Ok(v.expose().to_string())
             }
             Err(e) => {
-                self.result(action, "secret", json!({"secret": name, "error": e}), &[])?;
+                self.result(action, "secret", json!({"secret": name, "error": e}), None)?;
                 Err(ActionError::Failed(e))
             }
         }
     }
 
     fn log(&self, message: &str) -> Result<(), ActionError> {
-        let line = self.redact(message);
+        // Redacted whole, then cut: a cut cannot leave the start of a secret behind.
+        let redacted = match self.redactor.lock() {
+            Ok(r) => r.redact_bytes(message.as_bytes()),
+            Err(_) => self.shared.redactor.redact_bytes(message.as_bytes()),
+        };
+        let limits = &self.shared.runbook.output;
+        let (bytes, cut) = output::bound_message(redacted, limits, &self.shared.output);
+        let run_id = &self.shared.run_id;
+        let unavailable = |_| ActionError::Fatal("run log unavailable".into());
         self.shared
             .app
             .store
-            .tx(|tx| tx.log(&self.shared.run_id, self.host_name(), "log", &line))
-            .map_err(|_| ActionError::Fatal("run log unavailable".into()))?;
+            .tx(|tx| {
+                for chunk in output::chunks(&bytes) {
+                    tx.log_chunk(run_id, self.host_name(), output::LOG_STREAM, chunk)?;
+                }
+                Ok(())
+            })
+            .map_err(unavailable)?;
         self.shared.app.changed.notify_waiters();
+        if let Some(limit) = cut {
+            self.truncated("log", "log()", limit).map_err(unavailable)?;
+        }
         Ok(())
     }
 

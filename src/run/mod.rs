@@ -9,6 +9,7 @@
 mod approve;
 pub mod freeze;
 mod host;
+pub mod output;
 mod reads;
 pub mod schedule;
 
@@ -599,7 +600,7 @@ impl App {
                 tx.log(
                     id,
                     None,
-                    "event",
+                    output::EVENT_STREAM,
                     &format!("run started: {} ({} hosts)", rb.name, plan.targets.len()),
                 )
             })
@@ -643,6 +644,7 @@ impl App {
                 }
                 r
             },
+            output: output::RunBudget::default(),
             rt: tokio::runtime::Handle::current(),
         });
         let outcome = self.rollout(shared.clone(), ast, &plan).await;
@@ -778,7 +780,7 @@ impl App {
                 tx.log(
                     id,
                     None,
-                    "event",
+                    output::EVENT_STREAM,
                     &format!(
                         "run {final_status}{}",
                         run_error

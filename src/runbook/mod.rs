@@ -306,6 +306,22 @@ impl Runbook {
             None => None,
         };
 
+        let mut output = OutputLimits::default();
+        if let Some(o) = &raw.output {
+            for (key, value, slot) in [
+                ("action_max", &o.action_max, &mut output.action_max),
+                ("run_max", &o.run_max, &mut output.run_max),
+                ("script_max", &o.script_max, &mut output.script_max),
+            ] {
+                if let Some(v) = value {
+                    match parse_size(v) {
+                        Ok(n) => *slot = n,
+                        Err(m) => errors.push(err(format!("output.{key}"), key, m)),
+                    }
+                }
+            }
+        }
+
         if let Some(s) = &raw.schedule {
             if let Err(m) = s.check() {
                 errors.push(err(format!("schedule.{}", m.0), "schedule:", m.1));
@@ -393,6 +409,7 @@ impl Runbook {
             emergency: raw.emergency,
             timeout,
             action_timeout,
+            output,
             script,
             path: path.to_path_buf(),
             version,
@@ -402,6 +419,43 @@ impl Runbook {
 
 /// The default wall-clock limit of a whole run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The smallest output limit accepted: below it even a marker line would not fit.
+const MIN_OUTPUT_LIMIT: u64 = 1024;
+
+/// Parses an output size: a byte count, or a number with `KiB`, `MiB` or `GiB` (`KB`, `MB`,
+/// `GB`, `K`, `M`, `G` mean the same binary units), at least 1 KiB.
+pub fn parse_size(v: &serde_yaml::Value) -> Result<u64, String> {
+    let text = match v {
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::String(s) => s.trim().to_string(),
+        _ => return Err("a size is a byte count or a number with KiB, MiB or GiB".into()),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size like 1048576, 512KiB, 16MiB or 1GiB"
+            ))
+        }
+    };
+    let n = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_bytes))
+        .ok_or_else(|| format!("`{text}` is not a size like 1048576, 512KiB, 16MiB or 1GiB"))?;
+    if n < MIN_OUTPUT_LIMIT {
+        return Err(format!("`{text}` is below the smallest limit, 1KiB"));
+    }
+    Ok(n)
+}
 
 /// Parses `90s`, `10m`, `4h`, `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -30,6 +30,7 @@ pub(super) struct RawRunbook {
     pub emergency: bool,
     pub timeout: Option<String>,
     pub action_timeout: Option<String>,
+    pub output: Option<RawOutput>,
     pub script: Option<String>,
     pub script_file: Option<PathBuf>,
 }
@@ -43,6 +44,15 @@ pub(super) struct RawScope {
     pub http: Vec<String>,
     #[serde(default)]
     pub secrets: Vec<String>,
+}
+
+/// `output:` limits as written: a byte count (`1048576`) or a size (`16MiB`, `512KiB`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutput {
+    pub action_max: Option<serde_yaml::Value>,
+    pub run_max: Option<serde_yaml::Value>,
+    pub script_max: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +253,39 @@ impl Amount {
     }
 }
 
+/// How much output a run keeps (`output:`). Past a limit output is dropped, with one
+/// marker line in the log and an `output_truncated` audit record; the command and the run
+/// go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OutputLimits {
+    /// Bytes of one action's output (stdout and stderr together) stored in the log.
+    pub action_max: u64,
+    /// Bytes of output (commands and `log()`) stored for the whole run.
+    pub run_max: u64,
+    /// Bytes of each of stdout and stderr handed back to the script by `sh()`, and the
+    /// longest `log()` message.
+    pub script_max: u64,
+}
+
+impl OutputLimits {
+    const MIB: u64 = 1024 * 1024;
+}
+
+impl Default for OutputLimits {
+    /// 16 MiB an action holds the longest outputs operators read (a verbose package
+    /// upgrade is a few MiB) while a runaway loop stops at a size a browser still shows;
+    /// 256 MiB a run is 200 hosts of a 1 MiB listing with room to spare, and caps what one
+    /// run can add to the state store; 1 MiB to the script keeps 200 hosts' results in
+    /// memory at once well under the daemon's budget.
+    fn default() -> Self {
+        OutputLimits {
+            action_max: 16 * Self::MIB,
+            run_max: 256 * Self::MIB,
+            script_max: Self::MIB,
+        }
+    }
+}
+
 /// How a run fans out over its targets.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rollout {
@@ -350,6 +393,8 @@ pub struct Runbook {
     pub timeout: Duration,
     /// The limit of one action (`sh`, `http`), including the SSH connection it may open.
     pub action_timeout: Option<Duration>,
+    /// How much output is kept.
+    pub output: OutputLimits,
     pub script: String,
     /// The file it was loaded from.
     pub path: PathBuf,

@@ -42,6 +42,9 @@ pub struct ShOutput {
     pub code: i64,
     pub stdout: String,
     pub stderr: String,
+    /// Whether stdout or stderr was cut at the runbook's `output.script_max`; the log
+    /// still has the whole output, up to its own limits.
+    pub truncated: bool,
 }
 
 /// The result of `http(...)`.
@@ -231,6 +234,7 @@ fn register_host_functions(engine: &mut Engine, api: Arc<dyn HostApi>) {
         m.insert("code".into(), Dynamic::from(out.code));
         m.insert("stdout".into(), Dynamic::from(out.stdout));
         m.insert("stderr".into(), Dynamic::from(out.stderr));
+        m.insert("truncated".into(), Dynamic::from(out.truncated));
         Ok(m)
     });
     let a = api.clone();
@@ -418,6 +422,7 @@ mod tests {
                 code: 0,
                 stdout: format!("ran {command}"),
                 stderr: String::new(),
+                truncated: false,
             })
         }
         fn http(

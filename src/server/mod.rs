@@ -515,7 +515,27 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<R
 #[derive(Deserialize)]
 struct LogQuery {
     follow: Option<String>,
+    /// Lines after this line number (JSON and follow).
     after: Option<i64>,
+    /// Lines in one page (JSON).
+    limit: Option<usize>,
+    /// The exact stored bytes instead of rendered lines.
+    raw: Option<String>,
+    /// With `raw`: only this host's chunks.
+    host: Option<String>,
+    /// With `raw`: only this stream (`stdout`, `stderr`, `log`, `event`).
+    stream: Option<String>,
+}
+
+/// Lines in a page of `GET /runs/{id}/log` when the caller does not say.
+const LOG_PAGE: usize = 5000;
+/// The most lines in one page.
+const LOG_PAGE_MAX: usize = 10_000;
+/// Chunks read at once while sending raw bytes: at most a few MiB in memory.
+const RAW_CHUNKS_AT_ONCE: usize = 32;
+
+fn flag(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true"))
 }
 
 async fn run_log(
@@ -528,13 +548,72 @@ async fn run_log(
     let (a, rid) = (app.clone(), id.clone());
     blocking(move || Ok(a.visible_run(&user, &rid)?)).await?;
     let after = q.after.unwrap_or(0);
-    if !matches!(q.follow.as_deref(), Some("1" | "true")) {
-        let lines = blocking(move || Ok(app.store.logs(&id, after)?)).await?;
+    if flag(&q.raw) {
+        if flag(&q.follow) {
+            return Err(ApiError::BadRequest(
+                "`raw` and `follow` do not go together: follow renders lines".into(),
+            ));
+        }
+        return Ok(raw_log(app, id, q.host, q.stream));
+    }
+    if !flag(&q.follow) {
+        let limit = q.limit.unwrap_or(LOG_PAGE).clamp(1, LOG_PAGE_MAX);
+        let lines = blocking(move || Ok(app.store.log_lines(&id, after, limit)?)).await?;
         return Ok(Json(lines).into_response());
     }
     Ok(Sse::new(follow(app, id, after))
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// A run's log as the exact bytes stored (already redacted), chunk by chunk, so a large log
+/// is never held whole.
+fn raw_log(app: Arc<App>, id: String, host: Option<String>, stream: Option<String>) -> Response {
+    let state = (app, id, host, stream, 0i64, false);
+    let body =
+        futures_util::stream::unfold(state, |(app, id, host, stream, after, done)| async move {
+            if done {
+                return None;
+            }
+            let (a, i, h, s) = (app.clone(), id.clone(), host.clone(), stream.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                a.store
+                    .log_chunks(&i, after, h.as_deref(), s.as_deref(), RAW_CHUNKS_AT_ONCE)
+            })
+            .await;
+            match read {
+                Ok(Ok(chunks)) if chunks.is_empty() => None,
+                Ok(Ok(chunks)) => {
+                    let next = chunks.last().map_or(after, |c| c.id);
+                    let last = chunks.len() < RAW_CHUNKS_AT_ONCE;
+                    let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.bytes).collect();
+                    Some((
+                        Ok::<_, std::io::Error>(Bytes::from(bytes)),
+                        (app, id, host, stream, next, last),
+                    ))
+                }
+                // The status line is sent already: end the body short, and say why in the log.
+                Ok(Err(e)) => {
+                    tracing::error!(run = %id, error = %e, "raw log read failed");
+                    Some((
+                        Err(std::io::Error::other("state store unavailable")),
+                        (app, id, host, stream, after, true),
+                    ))
+                }
+                Err(e) => {
+                    tracing::error!(run = %id, error = %e, "raw log read failed");
+                    Some((
+                        Err(std::io::Error::other("internal error")),
+                        (app, id, host, stream, after, true),
+                    ))
+                }
+            }
+        });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -614,7 +693,7 @@ fn follow(
             let notified = app.changed.notified();
             let (a, id, after) = (st.app.clone(), st.id.clone(), st.after);
             let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-                let lines = a.store.logs(&id, after)?;
+                let lines = a.store.log_lines(&id, after, LOG_PAGE)?;
                 let run = a.store.run(&id)?;
                 Ok((lines, run))
             })

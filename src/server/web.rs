@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::config::{Config, User};
 use crate::run::{App, RunError};
-use crate::store::RunRow;
+use crate::store::{LogLine, RunRow};
 
 const COOKIE: &str = "tandem_session";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -378,11 +378,21 @@ fn json_cell(v: &Value) -> String {
     }
 }
 
+/// Lines of the log a run page shows: the last ones, or a page from `log_after`.
+const PAGE_LOG_LINES: i64 = 200;
+
+#[derive(Deserialize)]
+struct RunPageQuery {
+    /// Show the log's lines after this line number instead of its last lines.
+    log_after: Option<i64>,
+}
+
 async fn run_page(
     State(app): State<Arc<App>>,
     Extension(sessions): Extension<Arc<Sessions>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<RunPageQuery>,
 ) -> Response {
     let (user, csrf) = match signed_in(
         &app,
@@ -395,7 +405,19 @@ async fn run_page(
     };
     let (a, u) = (app.clone(), user.clone());
     let rid = id.clone();
-    let run = match blocking(move || a.visible_run(&u, &rid)).await {
+    let (run, log, total) = match blocking(move || {
+        // Rule 10: the log is read only after the run is known to be visible.
+        let run = a.visible_run(&u, &rid)?;
+        let total = a.store.log_len(&rid)?;
+        let from = q
+            .log_after
+            .unwrap_or(total - PAGE_LOG_LINES)
+            .clamp(0, total);
+        let log = a.store.log_lines(&rid, from, PAGE_LOG_LINES as usize)?;
+        Ok((run, log, total))
+    })
+    .await
+    {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -407,8 +429,47 @@ async fn run_page(
     page(
         StatusCode::OK,
         &format!("Run {}", run.id),
-        &run_body(&run, &user, &csrf, script.as_deref()),
+        &format!(
+            "{}{}",
+            run_body(&run, &user, &csrf, script.as_deref()),
+            log_body(&run.id, &log, total)
+        ),
     )
+}
+
+/// A page of a run's log, rendered safe (control characters shown as escapes, then
+/// HTML-escaped), with links to the lines before and after it.
+fn log_body(id: &str, log: &[LogLine], total: i64) -> String {
+    let mut b = format!("<h2>Log</h2><p id=\"log-count\">{total} lines</p>");
+    let first = log.first().map_or(total + 1, |l| l.id);
+    let last = log.last().map_or(total, |l| l.id);
+    if first > 1 {
+        let _ = write!(
+            b,
+            "<p><a id=\"log-earlier\" href=\"/approvals/{}?log_after={}\">earlier lines</a></p>",
+            esc(id),
+            (first - 1 - PAGE_LOG_LINES).max(0)
+        );
+    }
+    b.push_str("<pre id=\"log\">");
+    for l in log {
+        let host = l
+            .host
+            .as_deref()
+            .map(|h| format!("[{h}] "))
+            .unwrap_or_default();
+        let mark = if l.stream == "stderr" { "! " } else { "" };
+        let _ = writeln!(b, "{}{}{}", esc(&host), mark, esc(&l.line));
+    }
+    b.push_str("</pre>");
+    if last < total {
+        let _ = write!(
+            b,
+            "<p><a id=\"log-later\" href=\"/approvals/{}?log_after={last}\">later lines</a></p>",
+            esc(id)
+        );
+    }
+    b
 }
 
 /// Everything an approver approves: runbook version, params, targets, scope, digest,

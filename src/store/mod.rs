@@ -27,6 +27,9 @@ use serde_json::Value;
 
 use crate::audit::{Actor, Record, GENESIS};
 
+mod log;
+pub use log::{render_line, LogLine, RawChunk};
+
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it
 /// into a plain "internal error" for clients.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +183,26 @@ const MIGRATIONS: &[&str] = &[
         frozen_at TEXT NOT NULL
     );
     "#,
+    // 5: run logs as chunks of bytes (see `log`); the line rows of older runs become
+    // one-line chunks, numbered in their order.
+    r#"
+    CREATE TABLE log_chunks (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        host TEXT,
+        stream TEXT NOT NULL,
+        first_line INTEGER NOT NULL,
+        last_line INTEGER NOT NULL,
+        ts TEXT NOT NULL,
+        bytes BLOB NOT NULL
+    );
+    CREATE INDEX log_chunks_run ON log_chunks(run_id, last_line);
+    INSERT INTO log_chunks (run_id, host, stream, first_line, last_line, ts, bytes)
+        SELECT run_id, host, stream, n, n, ts, CAST(line || char(10) AS BLOB) FROM (
+            SELECT *, ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY id) AS n FROM logs
+        ) ORDER BY id;
+    DROP TABLE logs;
+    "#,
 ];
 
 /// Now, as RFC 3339 UTC with milliseconds: the form of every timestamp in the store, so
@@ -315,16 +338,6 @@ pub struct HostResult {
     pub finished_at: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
-}
-
-/// One line of a run's log.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LogLine {
-    pub id: i64,
-    pub ts: String,
-    pub host: Option<String>,
-    pub stream: String,
-    pub line: String,
 }
 
 /// The fields of a new run.
@@ -516,26 +529,6 @@ impl Store {
             out.push(r);
         }
         Ok(out)
-    }
-
-    /// Log lines of a run after line id `after`.
-    pub fn logs(&self, run_id: &str, after: i64) -> Result<Vec<LogLine>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT id, ts, host, stream, line FROM logs WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT 5000",
-        )?;
-        let rows = stmt
-            .query_map(params![run_id, after], |r| {
-                Ok(LogLine {
-                    id: r.get(0)?,
-                    ts: r.get(1)?,
-                    host: r.get(2)?,
-                    stream: r.get(3)?,
-                    line: r.get(4)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
     }
 
     /// Audit records with seq greater than `after`, at most `limit`.
@@ -959,21 +952,6 @@ impl Tx<'_> {
         self.tx.execute(
             "UPDATE host_results SET status = ?2, finished_at = COALESCE(finished_at, ?3) WHERE run_id = ?1 AND status IN ('pending', 'running')",
             params![run_id, status, now()],
-        )?;
-        Ok(())
-    }
-
-    /// Appends a line to a run's log.
-    pub fn log(
-        &self,
-        run_id: &str,
-        host: Option<&str>,
-        stream: &str,
-        line: &str,
-    ) -> Result<(), StoreError> {
-        self.tx.execute(
-            "INSERT INTO logs (run_id, ts, host, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run_id, now(), host, stream, line],
         )?;
         Ok(())
     }
@@ -1491,7 +1469,7 @@ mod tests {
         w.conn
             .execute_batch(
                 "BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;
-                 INSERT INTO logs (run_id, ts, stream, line) VALUES ('no-such-run', 'x', 'log', 'x');",
+                 INSERT INTO log_chunks (run_id, stream, first_line, last_line, ts, bytes) VALUES ('no-such-run', 'log', 1, 1, 'x', x'78');",
             )
             .unwrap();
         w.numbered += 1;
