@@ -11,6 +11,7 @@ mod harness;
 mod hostile_scripts;
 mod mission;
 mod notify;
+mod output;
 mod party_reads;
 mod rollout;
 mod run_flow;

@@ -313,6 +313,9 @@ pub(super) fn bound_message(
     budget: &RunBudget,
 ) -> (Vec<u8>, Option<Limit>) {
     let mut bytes = redacted;
+    if !bytes.ends_with(b"\n") {
+        bytes.push(b'\n');
+    }
     let want = (bytes.len() as u64).min(limits.script_max);
     let granted = budget.take(want, limits.run_max);
     let cut = if granted < want {
@@ -322,9 +325,12 @@ pub(super) fn bound_message(
     } else {
         None
     };
-    bytes.truncate(granted as usize);
-    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-        bytes.push(b'\n');
+    if cut.is_some() {
+        bytes.truncate(granted as usize);
+        // The kept part still ends its line, within what was granted.
+        if let Some(last) = bytes.last_mut() {
+            *last = b'\n';
+        }
     }
     (bytes, cut)
 }
@@ -405,9 +411,10 @@ mod tests {
         };
         let b = RunBudget::default();
         let (m, cut) = bound_message(vec![b'a'; 2500], &limits, &b);
-        assert_eq!((m.len(), cut), (2001, Some(Limit::Message)));
+        assert_eq!((m.len(), cut), (2000, Some(Limit::Message)));
+        assert!(m.ends_with(b"a\n"));
         let (m, cut) = bound_message(vec![b'a'; 1500], &limits, &b);
-        assert_eq!((m.len(), cut), (1001, Some(Limit::Run)));
+        assert_eq!((m.len(), cut), (1000, Some(Limit::Run)));
         let (m, cut) = bound_message(b"ok".to_vec(), &limits, &b);
         assert_eq!((m.len(), cut), (0, Some(Limit::Run)));
     }
