@@ -12,6 +12,7 @@ mod hostile_scripts;
 mod mission;
 mod notify;
 mod output;
+mod output_secrets;
 mod party_reads;
 mod rollout;
 mod run_flow;
