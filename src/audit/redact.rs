@@ -6,8 +6,9 @@
 //! - the value itself and its shell-quoted form (what `quote()` puts in a command line);
 //!   these two however short the value is: a leak is worse than noise;
 //! - for a multi-line value (a key, a certificate): each line on its own (lines end at `\n`,
-//!   `\r\n` or `\r`), and the whole value with its line endings rewritten as `\n` and as
-//!   `\r\n`, so a PEM body printed with any line ending, or line by line, is caught;
+//!   `\r\n` or `\r`), and the whole value with its line endings rewritten as `\n`, `\r\n`
+//!   and `\r`, with and without its final line endings, so a PEM body printed with any line
+//!   ending, or line by line, is caught;
 //! - base64 (standard and URL-safe alphabets, with and without padding), and the part of the
 //!   base64 that is fixed whatever surrounds the value at each of the three byte alignments,
 //!   so `base64` of a file holding the secret anywhere is caught;
@@ -350,11 +351,19 @@ fn patterns_of(value: &str) -> Vec<Vec<u8>> {
     }
 
     let mut derived: Vec<Vec<u8>> = Vec::new();
-    let lines = split_lines(value);
+    let mut lines = split_lines(value);
     if lines.len() > 1 {
         derived.extend(lines.iter().map(|l| l.as_bytes().to_vec()));
-        derived.push(lines.join("\n").into_bytes());
-        derived.push(lines.join("\r\n").into_bytes());
+        // The whole value with other line endings, with and without its final ones.
+        loop {
+            derived.push(lines.join("\n").into_bytes());
+            derived.push(lines.join("\r\n").into_bytes());
+            derived.push(lines.join("\r").into_bytes());
+            match lines.last() {
+                Some(last) if last.is_empty() && lines.len() > 1 => lines.pop(),
+                _ => break,
+            };
+        }
     }
     for engine in [&STANDARD, &URL_SAFE] {
         derived.push(engine.encode(bytes).into_bytes());
@@ -440,4 +449,447 @@ fn percent_encode(bytes: &[u8], keep: fn(u8) -> bool, space_plus: bool, upper: b
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*: a fixed-seed generator, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    /// A PEM-shaped value (not a real key) whose last body line is shorter than
+    /// [`MIN_DERIVED_LEN`], as real keys' often are.
+    const PEM: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+        b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
+        QyNTUxOQAAACBc3R1ZmZlZC1mYWtlLWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDAwMAAAAJ\n\
+        hmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtl\n\
+        AAAE=\n\
+        -----END OPENSSH PRIVATE KEY-----\n";
+
+    fn body_lines() -> Vec<&'static str> {
+        PEM.lines().filter(|l| l.len() >= MIN_DERIVED_LEN).collect()
+    }
+
+    fn redactor(values: &[&str]) -> Redactor {
+        let mut r = Redactor::default();
+        for v in values {
+            r.add(v);
+        }
+        r
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// The stream cut at the given lengths (cycled), pushed and finished.
+    fn streamed(r: &Redactor, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut s = r.stream();
+        let longest = match &*s.matcher {
+            Matcher::Ready(p) => p.longest,
+            _ => 1,
+        };
+        let mut out = Vec::new();
+        let mut rest = input;
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at((*cut).min(rest.len()));
+            out.extend(s.push(now));
+            assert!(s.pending() < longest.max(1), "held {} bytes", s.pending());
+            rest = later;
+        }
+        out.extend(s.finish());
+        assert_eq!(s.pending(), 0);
+        out
+    }
+
+    /// Leftmost-longest replacement written the slow, obvious way.
+    fn naive(patterns: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut p = 0;
+        while p < input.len() {
+            let longest = patterns
+                .iter()
+                .filter(|pat| input[p..].starts_with(pat))
+                .map(Vec::len)
+                .max();
+            match longest {
+                Some(n) => {
+                    out.extend_from_slice(REDACTED.as_bytes());
+                    p += n;
+                }
+                None => {
+                    out.push(input[p]);
+                    p += 1;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_pem_key_never_survives_however_it_is_printed() {
+        let r = redactor(&[PEM]);
+        let crlf = PEM.replace('\n', "\r\n");
+        let cr = PEM.replace('\n', "\r");
+        let json_escaped = serde_json::to_string(PEM).unwrap();
+        let each_line_alone: String = PEM.lines().map(|l| format!("log: {l} !\n")).collect();
+        // (how it is printed, how it is cut, whether the short last body line may remain)
+        let cases: Vec<(&str, String, Vec<usize>, bool)> = vec![
+            (
+                "cat",
+                format!("$ cat key\n{PEM}$ "),
+                vec![usize::MAX],
+                false,
+            ),
+            (
+                "without the last newline",
+                PEM.trim_end().into(),
+                vec![usize::MAX],
+                false,
+            ),
+            (
+                "printf with CRLF",
+                format!("x{crlf}y"),
+                vec![usize::MAX],
+                false,
+            ),
+            ("CR line endings", cr, vec![usize::MAX], false),
+            ("CRLF in 1-byte reads", crlf.clone(), vec![1], false),
+            ("cut every 7 bytes", format!("a {PEM} b"), vec![7], false),
+            ("cut inside a line", PEM.into(), vec![50, 3, 90], false),
+            (
+                "line by line in separate pushes",
+                PEM.into(),
+                PEM.split_inclusive('\n').map(str::len).collect(),
+                false,
+            ),
+            ("JSON-escaped", json_escaped, vec![usize::MAX], true),
+            (
+                "each line alone among other text",
+                each_line_alone,
+                vec![5],
+                true,
+            ),
+        ];
+        for (what, printed, cuts, short_line_may_remain) in cases {
+            let out = streamed(&r, printed.as_bytes(), &cuts);
+            assert_eq!(out, r.redact_bytes(printed.as_bytes()), "{what}");
+            for line in body_lines() {
+                assert!(
+                    !contains(&out, line.as_bytes()),
+                    "{what}: {line} in {out:?}"
+                );
+            }
+            assert!(contains(&out, REDACTED.as_bytes()), "{what}");
+            let short_line = contains(&out, b"AAAE=");
+            assert!(short_line_may_remain || !short_line, "{what}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn encoded_forms_are_redacted() {
+        let secret = "s3cr3t tok/en+?=&42";
+        let bytes = secret.as_bytes();
+        let r = redactor(&[secret]);
+        let std_pad = STANDARD.encode(bytes);
+        let url_nopad = URL_SAFE_NO_PAD.encode(bytes);
+        let echo_base64 = STANDARD.encode(format!("{secret}\n"));
+        let cases: Vec<(&str, String)> = vec![
+            ("base64", std_pad.clone()),
+            (
+                "base64 without padding",
+                std_pad.trim_end_matches('=').into(),
+            ),
+            ("URL-safe base64", URL_SAFE.encode(bytes)),
+            ("URL-safe base64 without padding", url_nopad),
+            ("echo | base64 (a trailing newline)", echo_base64),
+            ("hex", hex::encode(bytes)),
+            ("HEX", hex::encode_upper(bytes)),
+            ("percent, %20", "s3cr3t%20tok%2Fen%2B%3F%3D%2642".into()),
+            ("percent, +", "s3cr3t+tok%2Fen%2B%3F%3D%2642".into()),
+            (
+                "percent, lowercase",
+                "s3cr3t%20tok%2fen%2b%3f%3d%2642".into(),
+            ),
+            (
+                "shell-quoted",
+                crate::policy::command::quote_word(secret).unwrap(),
+            ),
+        ];
+        for (what, form) in cases {
+            let printed = format!("value={form}&next=1");
+            let out = r.redact(&printed);
+            assert!(
+                out.starts_with("value=[redacted]"),
+                "{what}: {printed} -> {out}"
+            );
+            assert_eq!(
+                streamed(&r, printed.as_bytes(), &[3]),
+                out.as_bytes(),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_of_a_file_holding_the_secret_anywhere_is_redacted() {
+        let secret = b"correct horse battery staple";
+        let r = redactor(&[std::str::from_utf8(secret).unwrap()]);
+        for before in 0..6 {
+            for after in 0..4 {
+                let mut file = vec![b'#'; before];
+                file.extend_from_slice(secret);
+                file.extend(std::iter::repeat_n(b'!', after));
+                for engine in [&STANDARD, &URL_SAFE_NO_PAD] {
+                    let encoded = engine.encode(&file);
+                    let out = r.redact(&encoded);
+                    assert!(out.contains(REDACTED), "{before}+{after}: {encoded}");
+                    // What remains is only the few characters mixing the secret's bits with
+                    // its neighbours' (at most two on each side).
+                    let left = out.len() - REDACTED.len();
+                    assert!(
+                        left <= (before + after) * 4 / 3 + 6,
+                        "{before}+{after}: {out}"
+                    );
+                    let core = base64_core(engine, secret, before % 3);
+                    assert!(!out.contains(std::str::from_utf8(&core).unwrap()), "{out}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_literal_bytes_not_patterns() {
+        let special = r"a.*b[c](d)$^\|?+{1}";
+        let r = redactor(&[special]);
+        assert_eq!(r.redact("axxb and a.*b"), "axxb and a.*b");
+        assert_eq!(r.redact(&format!("<{special}>")), "<[redacted]>");
+    }
+
+    #[test]
+    fn a_value_inside_another_is_hidden_whole_and_alone() {
+        let r = redactor(&["abc", "abcdef", "zzabcdefzz", "cdefgh"]);
+        let cases = [
+            ("x abcdef y abc", "x [redacted] y [redacted]"),
+            ("zzabcdefzz", "[redacted]"),
+            ("zzabcdefz", "zz[redacted]z"),
+            ("abcdefgh", "[redacted]gh"),
+            ("ab cdefgh", "ab [redacted]"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(r.redact(input), want, "{input}");
+            assert_eq!(streamed(&r, input.as_bytes(), &[1]), want.as_bytes());
+        }
+    }
+
+    #[test]
+    fn empty_and_one_byte_values() {
+        let mut r = redactor(&[""]);
+        assert_eq!(r.redact("anything"), "anything");
+        assert_eq!(streamed(&r, b"anything", &[2]), b"anything");
+        // A 1-byte secret is hidden wherever it occurs (a leak is worse than noise); its
+        // encodings are too short to be patterns.
+        r.add("x");
+        assert_eq!(r.redact("a x b eA== 78"), "a [redacted] b eA== 78");
+        assert_eq!(streamed(&r, b"xx", &[1]), b"[redacted][redacted]");
+    }
+
+    #[test]
+    fn utf8_split_across_pushes_is_not_corrupted() {
+        let secret = "pässwörd-€-𝄞-ü";
+        let r = redactor(&[secret]);
+        let text = format!("€ before {secret} ü after 𝄞 {secret}€");
+        let want = "€ before [redacted] ü after 𝄞 [redacted]€";
+        for cut in 1..text.len() {
+            let out = streamed(&r, text.as_bytes(), &[cut]);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "cut {cut}");
+        }
+        for first in 0..text.len() {
+            let out = streamed(&r, text.as_bytes(), &[first, usize::MAX]);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "first {first}");
+        }
+        // The same with the secret's percent-encoded form, cut inside its escapes.
+        let encoded = String::from_utf8(percent_encode(
+            secret.as_bytes(),
+            is_unreserved,
+            false,
+            true,
+        ))
+        .unwrap();
+        for cut in 1..20 {
+            assert_eq!(
+                streamed(&r, encoded.as_bytes(), &[cut]),
+                REDACTED.as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn only_what_could_start_a_secret_is_held_back() {
+        let r = redactor(&["hunter2-hunter2", PEM]);
+        let mut s = r.stream();
+        // Output ending in text that begins no pattern goes out whole.
+        assert_eq!(s.push(b"build ok\n"), b"build ok\n");
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.push(b"progress 42% "), b"progress 42% ");
+        // A tail that could be the start of a secret waits.
+        assert_eq!(s.push(b"user hunt"), b"user ");
+        assert_eq!(s.pending(), 4);
+        assert_eq!(s.push(b"er2-hunter2 done"), b"[redacted] done");
+        assert_eq!(s.push(b" -----BEGIN"), b" ");
+        assert_eq!(s.pending(), 10);
+        assert_eq!(s.finish(), b"-----BEGIN");
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn values_added_later_rebuild_the_matcher_but_not_open_streams() {
+        let mut r = Redactor::default();
+        assert_eq!(r.redact("token abcdefgh"), "token abcdefgh");
+        let mut before = r.stream();
+        r.add("abcdefgh");
+        assert_eq!(r.redact("token abcdefgh"), "token [redacted]");
+        assert_eq!(before.push(b"abcdefgh"), b"abcdefgh");
+        let copy = r.clone();
+        r.add("token");
+        assert_eq!(r.redact("token abcdefgh"), "[redacted] [redacted]");
+        assert_eq!(copy.redact("token abcdefgh"), "token [redacted]");
+        assert!(!format!("{r:?}").contains("token"), "{r:?}");
+    }
+
+    #[test]
+    fn redact_json_reaches_keys_and_nested_strings() {
+        let r = redactor(&["sekrit-value"]);
+        let v =
+            serde_json::json!({"sekrit-value": ["x sekrit-value", {"k": "sekrit-value"}], "n": 1});
+        let want = serde_json::json!({"[redacted]": ["x [redacted]", {"k": "[redacted]"}], "n": 1});
+        assert_eq!(r.redact_json(&v), want);
+    }
+
+    /// The stream equals the whole, and the whole equals the obvious algorithm, for random
+    /// secrets (overlapping, nested, multi-line) at random places and random cuts.
+    #[test]
+    fn any_split_of_the_stream_redacts_as_the_whole() {
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        let fixed = [
+            "abcdef",
+            "cdefgh",
+            "abc",
+            "defabc",
+            "aaaaaaab",
+            PEM,
+            "line one\r\nline two",
+        ];
+        let alphabet = b"abcdefgh\r\n-=+/ AQ\xc3\xa9\xe2\x82\xac";
+        for round in 0..300 {
+            let mut values: Vec<String> = (0..rng.below(4))
+                .map(|_| {
+                    let len = 1 + rng.below(14);
+                    (0..len)
+                        .map(|_| *rng.pick(&['a', 'b', 'c', 'd', '\n', 'é', '€', 'x', '=']))
+                        .collect()
+                })
+                .collect();
+            values.extend((0..1 + rng.below(3)).map(|_| rng.pick(&fixed).to_string()));
+            let r = redactor(&values.iter().map(String::as_str).collect::<Vec<_>>());
+            let patterns: Vec<Vec<u8>> = values.iter().flat_map(|v| patterns_of(v)).collect();
+
+            let mut input = Vec::new();
+            for _ in 0..rng.below(40) {
+                match rng.below(3) {
+                    0 => input.extend_from_slice(rng.pick::<Vec<u8>>(&patterns)),
+                    1 => {
+                        // A part of a pattern: a near miss.
+                        let p = rng.pick(&patterns);
+                        let a = rng.below(p.len());
+                        input.extend_from_slice(&p[a..a + rng.below(p.len() - a)]);
+                    }
+                    _ => input.extend((0..rng.below(12)).map(|_| *rng.pick(alphabet))),
+                }
+            }
+            let whole = r.redact_bytes(&input);
+            assert_eq!(whole, naive(&patterns, &input), "round {round}");
+            // No value is left whole between the replacements.
+            let text = String::from_utf8_lossy(&whole).into_owned();
+            for value in &values {
+                for kept in text.split(REDACTED) {
+                    assert!(!kept.contains(value.as_str()), "round {round}: {value:?}");
+                }
+            }
+            for _ in 0..20 {
+                let cuts: Vec<usize> = (0..1 + rng.below(6)).map(|_| rng.below(40)).collect();
+                let cuts = if cuts.iter().all(|c| *c == 0) {
+                    vec![1]
+                } else {
+                    cuts
+                };
+                assert_eq!(
+                    streamed(&r, &input, &cuts),
+                    whole,
+                    "round {round} cuts {cuts:?}"
+                );
+            }
+        }
+    }
+
+    /// No timing assertion: prints the throughput of 50 token secrets and a key over random
+    /// base64 output in 32 KiB reads.
+    #[test]
+    fn throughput_with_fifty_secrets() {
+        let mut rng = Rng(42);
+        let b64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let token =
+            |rng: &mut Rng| -> String { (0..40).map(|_| char::from(*rng.pick(b64))).collect() };
+        let mut values: Vec<String> = (0..50).map(|_| token(&mut rng)).collect();
+        values.push(PEM.to_string());
+        let r = redactor(&values.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut input = Vec::with_capacity(9 << 20);
+        while input.len() < 8 << 20 {
+            for _ in 0..76 {
+                input.push(*rng.pick(b64));
+            }
+            input.push(b'\n');
+            if rng.below(1000) == 0 {
+                input.extend_from_slice(rng.pick(&values).as_bytes());
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut s = r.stream();
+        let mut out = Vec::new();
+        for chunk in input.chunks(32 << 10) {
+            out.extend(s.push(chunk));
+        }
+        out.extend(s.finish());
+        let secs = started.elapsed().as_secs_f64();
+        let mib = input.len() as f64 / f64::from(1 << 20);
+        println!(
+            "redaction: {:.0} MiB/s, {:.2} ms per MiB ({} patterns)",
+            mib / secs,
+            secs * 1000.0 / mib,
+            values.iter().map(|v| patterns_of(v).len()).sum::<usize>()
+        );
+        for v in &values {
+            assert!(!contains(&out, v.as_bytes()));
+        }
+        assert_eq!(out, r.redact_bytes(&input));
+    }
 }
