@@ -6,6 +6,9 @@
 pub mod anchor;
 #[cfg(test)]
 mod campaign;
+mod redact;
+
+pub use redact::{Redactor, StreamRedactor, MIN_DERIVED_LEN, REDACTED};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -250,131 +253,6 @@ pub fn parse_export(text: &str) -> impl Iterator<Item = Result<Entry, Broken>> +
                 reason: format!("line {} is not an audit record: {e}", i + 1),
             })
         })
-}
-
-/// Replaces every occurrence of the given secret values with `[redacted]`.
-#[derive(Debug, Default, Clone)]
-pub struct Redactor {
-    values: Vec<String>,
-}
-
-impl Redactor {
-    /// Adds a value to hide, and its shell-quoted form (`quote()` may rewrite it). Very
-    /// short values are hidden too: a leak is worse than noise.
-    pub fn add(&mut self, value: &str) {
-        let quoted = crate::policy::command::quote_word(value).ok();
-        for v in std::iter::once(value.to_string()).chain(quoted) {
-            if !v.is_empty() && !self.values.contains(&v) {
-                self.values.push(v);
-            }
-        }
-        // Longest first, so a secret containing another is hidden whole.
-        self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    }
-
-    /// `text` with every known secret value replaced.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for v in &self.values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), "[redacted]");
-            }
-        }
-        out
-    }
-
-    /// `bytes` with every known secret value replaced; bytes need not be UTF-8.
-    pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = bytes.to_vec();
-        for v in &self.values {
-            out = replace_bytes(&out, v.as_bytes(), REDACTED.as_bytes());
-        }
-        out
-    }
-
-    /// A redactor for one stream of output, fed in pieces as they arrive.
-    pub fn stream(&self) -> StreamRedactor {
-        StreamRedactor {
-            redactor: self.clone(),
-            longest: self.values.iter().map(String::len).max().unwrap_or(0),
-            held: Vec::new(),
-        }
-    }
-
-    /// A JSON value with every string redacted.
-    pub fn redact_json(&self, v: &Value) -> Value {
-        if self.values.is_empty() {
-            return v.clone();
-        }
-        match v {
-            Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_json(x)).collect()),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, x)| (self.redact(k), self.redact_json(x)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
-}
-
-/// What a secret is replaced with.
-const REDACTED: &str = "[redacted]";
-
-fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return hay.to_vec();
-    }
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Redacts one stream of bytes fed in pieces: a value split across two pieces is still
-/// caught, because the last `longest - 1` bytes are held back until more arrive or the
-/// stream ends.
-///
-/// A stand-in with the interface of the multi-pattern stream redactor; simple and slow.
-#[derive(Debug)]
-pub struct StreamRedactor {
-    redactor: Redactor,
-    longest: usize,
-    held: Vec<u8>,
-}
-
-impl StreamRedactor {
-    /// Feeds `bytes`; returns the redacted bytes that are safe to store or send now.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        if self.longest == 0 {
-            return bytes.to_vec();
-        }
-        self.held.extend_from_slice(bytes);
-        self.held = self.redactor.redact_bytes(&self.held);
-        let keep = self.longest.saturating_sub(1).min(self.held.len());
-        let tail = self.held.split_off(self.held.len() - keep);
-        std::mem::replace(&mut self.held, tail)
-    }
-
-    /// Ends the stream: the redacted bytes still held back.
-    pub fn finish(&mut self) -> Vec<u8> {
-        let held = std::mem::take(&mut self.held);
-        self.redactor.redact_bytes(&held)
-    }
-
-    /// How many bytes are held back, waiting for more.
-    pub fn pending(&self) -> usize {
-        self.held.len()
-    }
 }
 
 #[cfg(test)]

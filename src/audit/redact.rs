@@ -1,0 +1,895 @@
+//! Redaction of secret values (rule 9), over whole texts and over byte streams.
+//!
+//! # What is redacted
+//! For each secret value, every occurrence of any of these byte strings is replaced by
+//! `[redacted]` (leftmost-longest, so a value containing another is hidden whole):
+//! - the value itself and its shell-quoted form (what `quote()` puts in a command line);
+//!   these two however short the value is: a leak is worse than noise;
+//! - for a multi-line value (a key, a certificate): each line on its own (lines end at `\n`,
+//!   `\r\n` or `\r`), and the whole value with its line endings rewritten as `\n`, `\r\n`
+//!   and `\r`, with and without its final line endings, so a PEM body printed with any line
+//!   ending, or line by line, is caught;
+//! - base64 (standard and URL-safe alphabets, with and without padding), and the part of the
+//!   base64 that is fixed whatever surrounds the value at each of the three byte alignments,
+//!   so `base64` of a file holding the secret anywhere is caught;
+//! - hex (lowercase and uppercase);
+//! - URL-encoded: every byte but `A-Za-z0-9-._~` as `%XX` (uppercase and lowercase hex), with
+//!   a space as `%20` or as `+`, and the form encoding (`*` kept too, space as `+`).
+//!
+//! Derived forms (lines and encodings) shorter than [`MIN_DERIVED_LEN`] bytes are not
+//! patterns: short lines such as `-----END` fragments, `==` or an empty line occur in any
+//! output and would redact everything, and the hex of a 2-byte value would redact half of
+//! every hex dump. The value itself and its quoted form are always patterns.
+//!
+//! # What is out of reach
+//! A script that transforms a secret on purpose defeats any matcher: reversed, split into
+//! parts printed apart, encrypted, hashed, compressed (`gzip | base64`), or in an encoding
+//! not listed above (base32, octal, JSON `\u` escapes of every character, UTF-16, ...).
+//! Also not caught: hex with separators (`xxd`, `od`, `hexdump -C`), hex or base64 with a
+//! line break inside the secret's span (`base64` wraps at 76 columns: a secret longer than
+//! about 50 bytes in a longer base64 stream spans a break), unless each wrapped line is
+//! itself one of the patterns; URL encoders that keep other reserved characters
+//! unescaped (`encodeURIComponent` keeps `!'()*`); lines of a multi-line secret shorter than
+//! [`MIN_DERIVED_LEN`] printed apart from the rest of the value; and the forms of a secret
+//! in text that was itself re-encoded later (the base64 of the hex of a value).
+//!
+//! # Streams
+//! [`StreamRedactor`] redacts output as it arrives and gives exactly the bytes
+//! [`Redactor::redact_bytes`] gives for the whole output, however the output is cut. It holds
+//! back only a tail that could still be the start of a pattern (at most the longest pattern
+//! less one byte): those bytes wait for more input or for [`StreamRedactor::finish`].
+
+use std::sync::{Arc, OnceLock};
+
+use aho_corasick::automaton::Automaton;
+use aho_corasick::nfa::contiguous::NFA;
+use aho_corasick::{Anchored, Input, MatchKind};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::Value;
+
+/// What replaces each occurrence of a secret.
+pub const REDACTED: &str = "[redacted]";
+
+/// The shortest derived form (a line of a multi-line value, an encoding) that is redacted.
+pub const MIN_DERIVED_LEN: usize = 8;
+
+/// Replaces every occurrence of the given secret values, and of the forms listed in the
+/// module documentation, with `[redacted]`. The matcher is built on first use after a value
+/// is added; its cost per byte does not grow with the number of secrets.
+#[derive(Default, Clone)]
+pub struct Redactor {
+    values: Vec<String>,
+    matcher: OnceLock<Arc<Matcher>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} values [redacted])", self.values.len())
+    }
+}
+
+impl Redactor {
+    /// Adds a value to hide, with its derived forms. Very short values are hidden too: a
+    /// leak is worse than noise.
+    pub fn add(&mut self, value: &str) {
+        if value.is_empty() || self.values.iter().any(|v| v == value) {
+            return;
+        }
+        self.values.push(value.to_string());
+        self.matcher = OnceLock::new();
+    }
+
+    /// `text` with every known secret value replaced.
+    pub fn redact(&self, text: &str) -> String {
+        if self.values.is_empty() {
+            return text.to_string();
+        }
+        let out = self.redact_bytes(text.as_bytes());
+        // Every pattern is valid UTF-8 (values are `str`, derived forms are ASCII or whole
+        // lines), and a match of a valid UTF-8 pattern in valid UTF-8 text starts and ends on
+        // character boundaries, so the output is valid UTF-8.
+        match String::from_utf8(out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    /// `data` with every known secret value replaced.
+    pub fn redact_bytes(&self, data: &[u8]) -> Vec<u8> {
+        self.stream().process(data, true)
+    }
+
+    /// A JSON value with every string (and object key) redacted.
+    pub fn redact_json(&self, v: &Value) -> Value {
+        if self.values.is_empty() {
+            return v.clone();
+        }
+        match v {
+            Value::String(s) => Value::String(self.redact(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_json(x)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (self.redact(k), self.redact_json(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// A stream redactor over the values known now (values added later do not reach it).
+    pub fn stream(&self) -> StreamRedactor {
+        StreamRedactor {
+            matcher: self.matcher(),
+            held: Vec::new(),
+            failed_emitted: false,
+        }
+    }
+
+    fn matcher(&self) -> Arc<Matcher> {
+        self.matcher
+            .get_or_init(|| Arc::new(Matcher::build(&self.values)))
+            .clone()
+    }
+}
+
+/// Redacts one byte stream cut into pieces of any size: the concatenation of what
+/// [`push`](Self::push) and [`finish`](Self::finish) return equals
+/// [`Redactor::redact_bytes`] of the whole stream.
+///
+/// Latency: bytes that could still be the start of a secret (at most the longest pattern
+/// less one, usually none or a few) are held back until more input decides them or
+/// `finish` is called; [`pending`](Self::pending) says how many. A caller flushing on a
+/// timer sends what `push` returned; the held-back bytes wait.
+pub struct StreamRedactor {
+    matcher: Arc<Matcher>,
+    held: Vec<u8>,
+    /// Fail-closed mode: `[redacted]` has been emitted once for the whole stream.
+    failed_emitted: bool,
+}
+
+impl std::fmt::Debug for StreamRedactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamRedactor({} bytes pending)", self.held.len())
+    }
+}
+
+impl StreamRedactor {
+    /// Takes the next piece of the stream; returns the redacted bytes safe to emit now.
+    pub fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        self.process(data, false)
+    }
+
+    /// Ends the stream: returns the held-back bytes, redacted.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.process(&[], true)
+    }
+
+    /// How many input bytes are held back, waiting for more input or `finish`.
+    pub fn pending(&self) -> usize {
+        self.held.len()
+    }
+
+    fn process(&mut self, data: &[u8], at_end: bool) -> Vec<u8> {
+        let automaton = match &*self.matcher {
+            Matcher::Empty => return data.to_vec(),
+            Matcher::Failed => return self.fail_closed(data),
+            Matcher::Ready(a) => a,
+        };
+        let mut out = Vec::with_capacity(self.held.len() + data.len());
+        let result = if self.held.is_empty() {
+            automaton
+                .redact(data, at_end, &mut out)
+                .map(|keep| data[keep..].to_vec())
+        } else {
+            let mut buf = std::mem::take(&mut self.held);
+            buf.extend_from_slice(data);
+            automaton
+                .redact(&buf, at_end, &mut out)
+                .map(|keep| buf.split_off(keep))
+        };
+        match result {
+            Ok(held) => {
+                self.held = held;
+                out
+            }
+            Err(_) => {
+                self.matcher = Arc::new(Matcher::Failed);
+                self.held.clear();
+                self.fail_closed(b"-")
+            }
+        }
+    }
+
+    /// When no matcher could be built or run, the whole stream is one `[redacted]`.
+    fn fail_closed(&mut self, data: &[u8]) -> Vec<u8> {
+        if data.is_empty() || self.failed_emitted {
+            return Vec::new();
+        }
+        self.failed_emitted = true;
+        REDACTED.as_bytes().to_vec()
+    }
+}
+
+enum Matcher {
+    /// No values: nothing to redact.
+    Empty,
+    Ready(Box<Patterns>),
+    /// The automaton could not be built (beyond its size limits): everything is redacted.
+    Failed,
+}
+
+impl Matcher {
+    fn build(values: &[String]) -> Matcher {
+        let mut patterns: Vec<Vec<u8>> = values.iter().flat_map(|v| patterns_of(v)).collect();
+        patterns.sort();
+        patterns.dedup();
+        if patterns.is_empty() {
+            return Matcher::Empty;
+        }
+        let longest = patterns.iter().map(Vec::len).max().unwrap_or(0);
+        let mut in_pattern = [false; 256];
+        for b in patterns.iter().flatten() {
+            in_pattern[usize::from(*b)] = true;
+        }
+        match NFA::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+        {
+            Ok(nfa) => Matcher::Ready(Box::new(Patterns {
+                nfa,
+                longest,
+                in_pattern,
+            })),
+            Err(_) => Matcher::Failed,
+        }
+    }
+}
+
+/// The compiled patterns of all values.
+struct Patterns {
+    /// Leftmost-longest over bytes; an NFA answers both the unanchored search and the
+    /// anchored "could a pattern start here" walk.
+    nfa: NFA,
+    longest: usize,
+    /// Bytes that occur in some pattern: a position before a byte outside this set cannot
+    /// start a pattern that runs past it.
+    in_pattern: [bool; 256],
+}
+
+impl Patterns {
+    /// Writes `buf` redacted to `out` up to the first position whose matches depend on bytes
+    /// not yet seen, and returns that position (`buf.len()` at the end of the stream).
+    ///
+    /// Why this equals redacting the whole stream: a position `s` is *decided* when every
+    /// pattern either occurs at `s` within `buf` or differs from `buf` within it. At decided
+    /// positions the matches in `buf` and in the whole stream are the same, so the
+    /// leftmost-longest match found from `p` is the whole stream's as long as it starts
+    /// before the first undecided position `q`; and if it starts at or after `q`, no match
+    /// starts in `p..q` in the whole stream either, so those bytes are emitted as they are.
+    fn redact(
+        &self,
+        buf: &[u8],
+        at_end: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, aho_corasick::MatchError> {
+        let undecided = |from: usize| {
+            if at_end {
+                buf.len()
+            } else {
+                self.first_undecided(buf, from)
+            }
+        };
+        let mut q = undecided(0);
+        let mut p = 0;
+        for m in self.nfa.try_find_iter(Input::new(buf))? {
+            if m.start() >= q {
+                break;
+            }
+            out.extend_from_slice(&buf[p..m.start()]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            p = m.end();
+            if p > q {
+                q = undecided(p);
+            }
+        }
+        out.extend_from_slice(&buf[p..q]);
+        Ok(q)
+    }
+
+    /// The first position at or after `from` that is not decided (see [`Self::redact`]), or
+    /// `buf.len()`. Never later than the true one: holding back more is always correct.
+    fn first_undecided(&self, buf: &[u8], from: usize) -> usize {
+        let len = buf.len();
+        // Every pattern fits before the end from a position `longest` bytes before it.
+        let mut lo = from.max((len + 1).saturating_sub(self.longest));
+        if lo >= len {
+            return len;
+        }
+        if let Some(i) = buf[lo..]
+            .iter()
+            .rposition(|b| !self.in_pattern[usize::from(*b)])
+        {
+            lo += i + 1;
+        }
+        // A bound on the walk, so repetitive output that resembles a pattern everywhere
+        // costs no more than a few passes over the tail; past it, hold back from here.
+        let mut budget = 4 * self.longest + 64;
+        for s in lo..len {
+            match self.could_start(&buf[s..], &mut budget) {
+                Some(false) => continue,
+                Some(true) | None => return s,
+            }
+        }
+        len
+    }
+
+    /// Whether `tail` (running to the end of what is known) could be the start of a pattern
+    /// longer than it, or a pattern that a longer one extends; `None` when out of budget.
+    fn could_start(&self, tail: &[u8], budget: &mut usize) -> Option<bool> {
+        let mut sid = self.nfa.start_state(Anchored::Yes).ok()?;
+        for &b in tail {
+            if *budget == 0 {
+                return None;
+            }
+            *budget -= 1;
+            sid = self.nfa.next_state(Anchored::Yes, sid, b);
+            if self.nfa.is_dead(sid) {
+                return Some(false);
+            }
+        }
+        Some(true)
+    }
+}
+
+/// Every byte string redacted for one value (unsorted, may repeat).
+fn patterns_of(value: &str) -> Vec<Vec<u8>> {
+    let bytes = value.as_bytes();
+    let mut always = vec![bytes.to_vec()];
+    if let Ok(q) = crate::policy::command::quote_word(value) {
+        always.push(q.into_bytes());
+    }
+
+    let mut derived: Vec<Vec<u8>> = Vec::new();
+    let mut lines = split_lines(value);
+    if lines.len() > 1 {
+        derived.extend(lines.iter().map(|l| l.as_bytes().to_vec()));
+        // The whole value with other line endings, with and without its final ones.
+        loop {
+            derived.push(lines.join("\n").into_bytes());
+            derived.push(lines.join("\r\n").into_bytes());
+            derived.push(lines.join("\r").into_bytes());
+            match lines.last() {
+                Some(last) if last.is_empty() && lines.len() > 1 => lines.pop(),
+                _ => break,
+            };
+        }
+    }
+    for engine in [&STANDARD, &URL_SAFE] {
+        derived.push(engine.encode(bytes).into_bytes());
+    }
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        derived.push(engine.encode(bytes).into_bytes());
+        for align in 0..3 {
+            derived.push(base64_core(engine, bytes, align));
+        }
+    }
+    derived.push(hex::encode(bytes).into_bytes());
+    derived.push(hex::encode_upper(bytes).into_bytes());
+    for upper in [true, false] {
+        for space_plus in [false, true] {
+            derived.push(percent_encode(bytes, is_unreserved, space_plus, upper));
+        }
+        derived.push(percent_encode(bytes, is_form_kept, true, upper));
+    }
+
+    derived.retain(|d| d.len() >= MIN_DERIVED_LEN);
+    always.retain(|a| !a.is_empty());
+    always.extend(derived);
+    always
+}
+
+/// The lines of `value`, each line ending (`\n`, `\r\n`, `\r`) removed.
+fn split_lines(value: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut rest = value;
+    while let Some(i) = rest.find(['\r', '\n']) {
+        lines.push(&rest[..i]);
+        let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[i + skip..];
+    }
+    lines.push(rest);
+    lines
+}
+
+/// The base64 characters of `bytes` that do not depend on what surrounds it when it starts
+/// `align` bytes after a 3-byte boundary of a longer encoded stream: the characters made
+/// only of the value's bits.
+fn base64_core(engine: &impl Engine, bytes: &[u8], align: usize) -> Vec<u8> {
+    let mut prefixed = vec![0u8; align];
+    prefixed.extend_from_slice(bytes);
+    let encoded = engine.encode(&prefixed);
+    let first = (8 * align).div_ceil(6);
+    let end = (8 * prefixed.len()) / 6;
+    encoded
+        .as_bytes()
+        .get(first..end)
+        .unwrap_or_default()
+        .to_vec()
+}
+
+/// RFC 3986 unreserved characters, which every URL encoder leaves as they are.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// What `application/x-www-form-urlencoded` leaves as it is.
+fn is_form_kept(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_')
+}
+
+fn percent_encode(bytes: &[u8], keep: fn(u8) -> bool, space_plus: bool, upper: bool) -> Vec<u8> {
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut out = Vec::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if keep(b) {
+            out.push(b);
+        } else if b == b' ' && space_plus {
+            out.push(b'+');
+        } else {
+            out.extend_from_slice(&[
+                b'%',
+                digits[usize::from(b >> 4)],
+                digits[usize::from(b & 0xf)],
+            ]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*: a fixed-seed generator, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    /// A PEM-shaped value (not a real key) whose last body line is shorter than
+    /// [`MIN_DERIVED_LEN`], as real keys' often are.
+    const PEM: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+        b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
+        QyNTUxOQAAACBc3R1ZmZlZC1mYWtlLWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDAwMAAAAJ\n\
+        hmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtl\n\
+        AAAE=\n\
+        -----END OPENSSH PRIVATE KEY-----\n";
+
+    fn body_lines() -> Vec<&'static str> {
+        PEM.lines().filter(|l| l.len() >= MIN_DERIVED_LEN).collect()
+    }
+
+    fn redactor(values: &[&str]) -> Redactor {
+        let mut r = Redactor::default();
+        for v in values {
+            r.add(v);
+        }
+        r
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// The stream cut at the given lengths (cycled), pushed and finished.
+    fn streamed(r: &Redactor, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut s = r.stream();
+        let longest = match &*s.matcher {
+            Matcher::Ready(p) => p.longest,
+            _ => 1,
+        };
+        let mut out = Vec::new();
+        let mut rest = input;
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at((*cut).min(rest.len()));
+            out.extend(s.push(now));
+            assert!(s.pending() < longest.max(1), "held {} bytes", s.pending());
+            rest = later;
+        }
+        out.extend(s.finish());
+        assert_eq!(s.pending(), 0);
+        out
+    }
+
+    /// Leftmost-longest replacement written the slow, obvious way.
+    fn naive(patterns: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut p = 0;
+        while p < input.len() {
+            let longest = patterns
+                .iter()
+                .filter(|pat| input[p..].starts_with(pat))
+                .map(Vec::len)
+                .max();
+            match longest {
+                Some(n) => {
+                    out.extend_from_slice(REDACTED.as_bytes());
+                    p += n;
+                }
+                None => {
+                    out.push(input[p]);
+                    p += 1;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_pem_key_never_survives_however_it_is_printed() {
+        let r = redactor(&[PEM]);
+        let crlf = PEM.replace('\n', "\r\n");
+        let cr = PEM.replace('\n', "\r");
+        let json_escaped = serde_json::to_string(PEM).unwrap();
+        let each_line_alone: String = PEM.lines().map(|l| format!("log: {l} !\n")).collect();
+        // (how it is printed, how it is cut, whether the short last body line may remain)
+        let cases: Vec<(&str, String, Vec<usize>, bool)> = vec![
+            (
+                "cat",
+                format!("$ cat key\n{PEM}$ "),
+                vec![usize::MAX],
+                false,
+            ),
+            (
+                "without the last newline",
+                PEM.trim_end().into(),
+                vec![usize::MAX],
+                false,
+            ),
+            (
+                "printf with CRLF",
+                format!("x{crlf}y"),
+                vec![usize::MAX],
+                false,
+            ),
+            ("CR line endings", cr, vec![usize::MAX], false),
+            ("CRLF in 1-byte reads", crlf.clone(), vec![1], false),
+            ("cut every 7 bytes", format!("a {PEM} b"), vec![7], false),
+            ("cut inside a line", PEM.into(), vec![50, 3, 90], false),
+            (
+                "line by line in separate pushes",
+                PEM.into(),
+                PEM.split_inclusive('\n').map(str::len).collect(),
+                false,
+            ),
+            ("JSON-escaped", json_escaped, vec![usize::MAX], true),
+            (
+                "each line alone among other text",
+                each_line_alone,
+                vec![5],
+                true,
+            ),
+        ];
+        for (what, printed, cuts, short_line_may_remain) in cases {
+            let out = streamed(&r, printed.as_bytes(), &cuts);
+            assert_eq!(out, r.redact_bytes(printed.as_bytes()), "{what}");
+            for line in body_lines() {
+                assert!(
+                    !contains(&out, line.as_bytes()),
+                    "{what}: {line} in {out:?}"
+                );
+            }
+            assert!(contains(&out, REDACTED.as_bytes()), "{what}");
+            let short_line = contains(&out, b"AAAE=");
+            assert!(short_line_may_remain || !short_line, "{what}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn encoded_forms_are_redacted() {
+        let secret = "s3cr3t tok/en+?=&42";
+        let bytes = secret.as_bytes();
+        let r = redactor(&[secret]);
+        let std_pad = STANDARD.encode(bytes);
+        let url_nopad = URL_SAFE_NO_PAD.encode(bytes);
+        let echo_base64 = STANDARD.encode(format!("{secret}\n"));
+        let cases: Vec<(&str, String)> = vec![
+            ("base64", std_pad.clone()),
+            (
+                "base64 without padding",
+                std_pad.trim_end_matches('=').into(),
+            ),
+            ("URL-safe base64", URL_SAFE.encode(bytes)),
+            ("URL-safe base64 without padding", url_nopad),
+            ("echo | base64 (a trailing newline)", echo_base64),
+            ("hex", hex::encode(bytes)),
+            ("HEX", hex::encode_upper(bytes)),
+            ("percent, %20", "s3cr3t%20tok%2Fen%2B%3F%3D%2642".into()),
+            ("percent, +", "s3cr3t+tok%2Fen%2B%3F%3D%2642".into()),
+            (
+                "percent, lowercase",
+                "s3cr3t%20tok%2fen%2b%3f%3d%2642".into(),
+            ),
+            (
+                "shell-quoted",
+                crate::policy::command::quote_word(secret).unwrap(),
+            ),
+        ];
+        for (what, form) in cases {
+            let printed = format!("value={form}&next=1");
+            let out = r.redact(&printed);
+            assert!(
+                out.starts_with("value=[redacted]"),
+                "{what}: {printed} -> {out}"
+            );
+            assert_eq!(
+                streamed(&r, printed.as_bytes(), &[3]),
+                out.as_bytes(),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_of_a_file_holding_the_secret_anywhere_is_redacted() {
+        let secret = b"correct horse battery staple";
+        let r = redactor(&[std::str::from_utf8(secret).unwrap()]);
+        for before in 0..6 {
+            for after in 0..4 {
+                let mut file = vec![b'#'; before];
+                file.extend_from_slice(secret);
+                file.extend(std::iter::repeat_n(b'!', after));
+                for engine in [&STANDARD, &URL_SAFE_NO_PAD] {
+                    let encoded = engine.encode(&file);
+                    let out = r.redact(&encoded);
+                    assert!(out.contains(REDACTED), "{before}+{after}: {encoded}");
+                    // What remains is only the few characters mixing the secret's bits with
+                    // its neighbours' (at most two on each side).
+                    let left = out.len() - REDACTED.len();
+                    assert!(
+                        left <= (before + after) * 4 / 3 + 6,
+                        "{before}+{after}: {out}"
+                    );
+                    let core = base64_core(engine, secret, before % 3);
+                    assert!(!out.contains(std::str::from_utf8(&core).unwrap()), "{out}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_literal_bytes_not_patterns() {
+        let special = r"a.*b[c](d)$^\|?+{1}";
+        let r = redactor(&[special]);
+        assert_eq!(r.redact("axxb and a.*b"), "axxb and a.*b");
+        assert_eq!(r.redact(&format!("<{special}>")), "<[redacted]>");
+    }
+
+    #[test]
+    fn a_value_inside_another_is_hidden_whole_and_alone() {
+        let r = redactor(&["abc", "abcdef", "zzabcdefzz", "cdefgh"]);
+        let cases = [
+            ("x abcdef y abc", "x [redacted] y [redacted]"),
+            ("zzabcdefzz", "[redacted]"),
+            ("zzabcdefz", "zz[redacted]z"),
+            ("abcdefgh", "[redacted]gh"),
+            ("ab cdefgh", "ab [redacted]"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(r.redact(input), want, "{input}");
+            assert_eq!(streamed(&r, input.as_bytes(), &[1]), want.as_bytes());
+        }
+    }
+
+    #[test]
+    fn empty_and_one_byte_values() {
+        let mut r = redactor(&[""]);
+        assert_eq!(r.redact("anything"), "anything");
+        assert_eq!(streamed(&r, b"anything", &[2]), b"anything");
+        // A 1-byte secret is hidden wherever it occurs (a leak is worse than noise); its
+        // encodings are too short to be patterns.
+        r.add("x");
+        assert_eq!(r.redact("a x b eA== 78"), "a [redacted] b eA== 78");
+        assert_eq!(streamed(&r, b"xx", &[1]), b"[redacted][redacted]");
+    }
+
+    #[test]
+    fn utf8_split_across_pushes_is_not_corrupted() {
+        let secret = "pässwörd-€-𝄞-ü";
+        let r = redactor(&[secret]);
+        let text = format!("€ before {secret} ü after 𝄞 {secret}€");
+        let want = "€ before [redacted] ü after 𝄞 [redacted]€";
+        for cut in 1..text.len() {
+            let out = streamed(&r, text.as_bytes(), &[cut]);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "cut {cut}");
+        }
+        for first in 0..text.len() {
+            let out = streamed(&r, text.as_bytes(), &[first, usize::MAX]);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "first {first}");
+        }
+        // The same with the secret's percent-encoded form, cut inside its escapes.
+        let encoded = String::from_utf8(percent_encode(
+            secret.as_bytes(),
+            is_unreserved,
+            false,
+            true,
+        ))
+        .unwrap();
+        for cut in 1..20 {
+            assert_eq!(
+                streamed(&r, encoded.as_bytes(), &[cut]),
+                REDACTED.as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn only_what_could_start_a_secret_is_held_back() {
+        let r = redactor(&["hunter2-hunter2", PEM]);
+        let mut s = r.stream();
+        // Output ending in text that begins no pattern goes out whole.
+        assert_eq!(s.push(b"build ok\n"), b"build ok\n");
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.push(b"progress 42% "), b"progress 42% ");
+        // A tail that could be the start of a secret waits.
+        assert_eq!(s.push(b"user hunt"), b"user ");
+        assert_eq!(s.pending(), 4);
+        assert_eq!(s.push(b"er2-hunter2 done"), b"[redacted] done");
+        assert_eq!(s.push(b" -----BEGIN"), b" ");
+        assert_eq!(s.pending(), 10);
+        assert_eq!(s.finish(), b"-----BEGIN");
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn values_added_later_rebuild_the_matcher_but_not_open_streams() {
+        let mut r = Redactor::default();
+        assert_eq!(r.redact("token abcdefgh"), "token abcdefgh");
+        let mut before = r.stream();
+        r.add("abcdefgh");
+        assert_eq!(r.redact("token abcdefgh"), "token [redacted]");
+        assert_eq!(before.push(b"abcdefgh"), b"abcdefgh");
+        let copy = r.clone();
+        r.add("token");
+        assert_eq!(r.redact("token abcdefgh"), "[redacted] [redacted]");
+        assert_eq!(copy.redact("token abcdefgh"), "token [redacted]");
+        assert!(!format!("{r:?}").contains("token"), "{r:?}");
+    }
+
+    #[test]
+    fn redact_json_reaches_keys_and_nested_strings() {
+        let r = redactor(&["sekrit-value"]);
+        let v =
+            serde_json::json!({"sekrit-value": ["x sekrit-value", {"k": "sekrit-value"}], "n": 1});
+        let want = serde_json::json!({"[redacted]": ["x [redacted]", {"k": "[redacted]"}], "n": 1});
+        assert_eq!(r.redact_json(&v), want);
+    }
+
+    /// The stream equals the whole, and the whole equals the obvious algorithm, for random
+    /// secrets (overlapping, nested, multi-line) at random places and random cuts.
+    #[test]
+    fn any_split_of_the_stream_redacts_as_the_whole() {
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        let fixed = [
+            "abcdef",
+            "cdefgh",
+            "abc",
+            "defabc",
+            "aaaaaaab",
+            PEM,
+            "line one\r\nline two",
+        ];
+        let alphabet = b"abcdefgh\r\n-=+/ AQ\xc3\xa9\xe2\x82\xac";
+        for round in 0..300 {
+            let mut values: Vec<String> = (0..rng.below(4))
+                .map(|_| {
+                    let len = 1 + rng.below(14);
+                    (0..len)
+                        .map(|_| *rng.pick(&['a', 'b', 'c', 'd', '\n', 'é', '€', 'x', '=']))
+                        .collect()
+                })
+                .collect();
+            values.extend((0..1 + rng.below(3)).map(|_| rng.pick(&fixed).to_string()));
+            let r = redactor(&values.iter().map(String::as_str).collect::<Vec<_>>());
+            let patterns: Vec<Vec<u8>> = values.iter().flat_map(|v| patterns_of(v)).collect();
+
+            let mut input = Vec::new();
+            for _ in 0..rng.below(40) {
+                match rng.below(3) {
+                    0 => input.extend_from_slice(rng.pick::<Vec<u8>>(&patterns)),
+                    1 => {
+                        // A part of a pattern: a near miss.
+                        let p = rng.pick(&patterns);
+                        let a = rng.below(p.len());
+                        input.extend_from_slice(&p[a..a + rng.below(p.len() - a)]);
+                    }
+                    _ => input.extend((0..rng.below(12)).map(|_| *rng.pick(alphabet))),
+                }
+            }
+            let whole = r.redact_bytes(&input);
+            assert_eq!(whole, naive(&patterns, &input), "round {round}");
+            // No value is left whole between the replacements.
+            let text = String::from_utf8_lossy(&whole).into_owned();
+            for value in &values {
+                for kept in text.split(REDACTED) {
+                    assert!(!kept.contains(value.as_str()), "round {round}: {value:?}");
+                }
+            }
+            for _ in 0..20 {
+                let cuts: Vec<usize> = (0..1 + rng.below(6)).map(|_| rng.below(40)).collect();
+                let cuts = if cuts.iter().all(|c| *c == 0) {
+                    vec![1]
+                } else {
+                    cuts
+                };
+                assert_eq!(
+                    streamed(&r, &input, &cuts),
+                    whole,
+                    "round {round} cuts {cuts:?}"
+                );
+            }
+        }
+    }
+
+    /// No timing assertion: prints the throughput of 50 token secrets and a key over random
+    /// base64 output in 32 KiB reads.
+    #[test]
+    fn throughput_with_fifty_secrets() {
+        let mut rng = Rng(42);
+        let b64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let token =
+            |rng: &mut Rng| -> String { (0..40).map(|_| char::from(*rng.pick(b64))).collect() };
+        let mut values: Vec<String> = (0..50).map(|_| token(&mut rng)).collect();
+        values.push(PEM.to_string());
+        let r = redactor(&values.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut input = Vec::with_capacity(9 << 20);
+        while input.len() < 8 << 20 {
+            for _ in 0..76 {
+                input.push(*rng.pick(b64));
+            }
+            input.push(b'\n');
+            if rng.below(1000) == 0 {
+                input.extend_from_slice(rng.pick(&values).as_bytes());
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut s = r.stream();
+        let mut out = Vec::new();
+        for chunk in input.chunks(32 << 10) {
+            out.extend(s.push(chunk));
+        }
+        out.extend(s.finish());
+        let secs = started.elapsed().as_secs_f64();
+        let mib = input.len() as f64 / f64::from(1 << 20);
+        println!(
+            "redaction: {:.0} MiB/s, {:.2} ms per MiB ({} patterns)",
+            mib / secs,
+            secs * 1000.0 / mib,
+            values.iter().map(|v| patterns_of(v).len()).sum::<usize>()
+        );
+        for v in &values {
+            assert!(!contains(&out, v.as_bytes()));
+        }
+        assert_eq!(out, r.redact_bytes(&input));
+    }
+}
