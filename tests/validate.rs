@@ -1010,3 +1010,46 @@ fn each_problem_is_one_line() {
         );
     }
 }
+
+malformed! {
+    runbook_output_limit_not_a_size: Runbook,
+    line: Some(5),
+    field: "output.action_max",
+    message: "is not a size like",
+    yaml: r#"
+        name: probe
+        owner: internal
+        output:
+          run_max: 64MiB
+          action_max: lots
+        script: log("hi")
+    "#,
+}
+
+malformed! {
+    runbook_output_limit_too_small: Runbook,
+    line: Some(4),
+    field: "output.script_max",
+    message: "below the smallest limit",
+    yaml: r#"
+        name: probe
+        owner: internal
+        output:
+          script_max: 10
+        script: log("hi")
+    "#,
+}
+
+malformed! {
+    runbook_output_unknown_key: Runbook,
+    line: Some(4),
+    field: "output.max",
+    message: "unknown field `max`",
+    yaml: r#"
+        name: probe
+        owner: internal
+        output:
+          max: 1MiB
+        script: log("hi")
+    "#,
+}
