@@ -135,11 +135,11 @@ fn a_runaway_command_is_cut_at_the_action_limit_with_one_marker_and_the_run_goes
     assert_eq!(records[0]["detail"]["limit"], "action_max");
     assert_eq!(records[0]["detail"]["limit_bytes"], 1 << 20);
     assert_eq!(records[0]["detail"]["host"], "web1");
-    // The script got its own bounded share (1 MiB by default), and the command's code.
+    // The script got its own bounded share (64 KiB by default), and the command's code.
     let logged = texts(&daemon, &id, "log");
     assert_eq!(
         logged,
-        vec![format!("code 0 truncated true script {}", 1 << 20)]
+        vec![format!("code 0 truncated true script {}", 64 << 10)]
     );
     // Every byte was read: the result says how many the command wrote.
     let results = audit_events(&daemon, Some(&id), "action_result");
@@ -236,7 +236,7 @@ fn a_2mb_log_message_is_cut_and_log_counts_toward_the_run_limit() {
         &runbook(
             "chatty",
             &["echo *"],
-            Some("{run_max: 3MiB}"),
+            Some("{run_max: 3MiB, script_max: 1MiB}"),
             "let s = \"x\";\nwhile s.len() < 2000000 { s += s; }\nfor i in 0..4 { log(s); }\nsh(\"echo done\");",
         ),
     );
