@@ -197,15 +197,27 @@ impl SshSession {
     }
 
     /// Blocks until the socket has data, at most [`super::IDLE_TICK`] or the deadline.
+    ///
+    /// libssh2 puts the socket in non-blocking mode at the handshake, and this handle shares
+    /// it: the wait makes it blocking for the peek and gives it back. Without that the peek
+    /// returns at once and the read loop spins, which cost a core while a host was slow to
+    /// send (and most of the daemon's CPU per byte of output).
     fn wait_readable(&self, stop: &Stop<'_>) {
         let wait = stop
             .remaining()
             .min(super::IDLE_TICK)
             .max(Duration::from_millis(1));
+        if self.socket.set_nonblocking(false).is_err() {
+            // Cannot wait on the socket: at least do not spin.
+            std::thread::sleep(Duration::from_millis(1));
+            return;
+        }
         let _ = self.socket.set_read_timeout(Some(wait));
         let started = Instant::now();
         let mut probe = [0u8; 1];
-        match self.socket.peek(&mut probe) {
+        let peeked = self.socket.peek(&mut probe);
+        let _ = self.socket.set_nonblocking(true);
+        match peeked {
             // The peer closed: let libssh2 notice on its next read. Avoid a busy loop.
             Ok(0) if started.elapsed() < Duration::from_millis(1) => {
                 std::thread::sleep(Duration::from_millis(1))

@@ -694,7 +694,14 @@ fn follow(
             let (a, id, after) = (st.app.clone(), st.id.clone(), st.after);
             let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
                 let lines = a.store.log_lines(&id, after, LOG_PAGE)?;
+                if !lines.is_empty() {
+                    // While output flows, a page costs one indexed read.
+                    return Ok((lines, None));
+                }
+                // Nothing new: has the run ended? Its last lines commit with or before its
+                // final status, so a read of the log after the run's sees all of them.
                 let run = a.store.run(&id)?;
+                let lines = a.store.log_lines(&id, after, LOG_PAGE)?;
                 Ok((lines, run))
             })
             .await;
@@ -712,8 +719,11 @@ fn follow(
                         .data(serde_json::to_string(l).unwrap_or_default()),
                 );
             }
+            if !lines.is_empty() {
+                continue;
+            }
             match run {
-                Some(r) if lines.is_empty() && status::is_final(&r.status) => {
+                Some(r) if status::is_final(&r.status) => {
                     st.done = true;
                     st.pending.push_back(
                         Event::default()
@@ -721,10 +731,9 @@ fn follow(
                             .data(serde_json::to_string(&r).unwrap_or_default()),
                     );
                 }
-                Some(_) if lines.is_empty() => {
+                Some(_) => {
                     let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
                 }
-                Some(_) => {}
                 None => st.done = true,
             }
         }
