@@ -4,7 +4,6 @@
 
 pub mod web;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,6 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -561,8 +559,13 @@ async fn run_log(
         let lines = blocking(move || Ok(app.store.log_lines(&id, after, limit)?)).await?;
         return Ok(Json(lines).into_response());
     }
-    Ok(Sse::new(follow(app, id, after))
-        .keep_alive(KeepAlive::default())
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(follow(app, id, after)),
+    )
         .into_response())
 }
 
@@ -662,29 +665,32 @@ struct Follow {
     app: Arc<App>,
     id: String,
     after: i64,
-    pending: VecDeque<Event>,
+    /// When something was last sent, for keep-alive comments.
+    sent: tokio::time::Instant,
     done: bool,
 }
 
-/// Server-sent events: one `line` event per log line, then one `end` event with the final
-/// run when the run is over.
+/// A comment line sent on a quiet stream, so proxies keep the connection open.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// Server-sent events: one `line` event per log line (data: the line's JSON), then one
+/// `end` event with the final run when the run is over. A page of lines is written as one
+/// piece of the body, straight from the stored chunks: following a run whose hosts print
+/// megabytes costs little more than reading them.
 fn follow(
     app: Arc<App>,
     id: String,
     after: i64,
-) -> impl futures_util::Stream<Item = Result<Event, Infallible>> {
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
     let state = Follow {
         app,
         id,
         after,
-        pending: VecDeque::new(),
+        sent: tokio::time::Instant::now(),
         done: false,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
-            if let Some(ev) = st.pending.pop_front() {
-                return Some((Ok(ev), st));
-            }
             if st.done {
                 return None;
             }
@@ -693,48 +699,56 @@ fn follow(
             let notified = app.changed.notified();
             let (a, id, after) = (st.app.clone(), st.id.clone(), st.after);
             let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-                let lines = a.store.log_lines(&id, after, LOG_PAGE)?;
-                if !lines.is_empty() {
+                let mut body = Vec::new();
+                let mut last = after;
+                let page = |body: &mut Vec<u8>, last: &mut i64| {
+                    a.store.visit_lines(&id, *last, LOG_PAGE, |l| {
+                        body.extend_from_slice(b"event: line\ndata: ");
+                        l.write_json(body);
+                        body.extend_from_slice(b"\n\n");
+                        *last = l.id;
+                    })
+                };
+                if page(&mut body, &mut last)? > 0 {
                     // While output flows, a page costs one indexed read.
-                    return Ok((lines, None));
+                    return Ok((body, last, None));
                 }
                 // Nothing new: has the run ended? Its last lines commit with or before its
                 // final status, so a read of the log after the run's sees all of them.
                 let run = a.store.run(&id)?;
-                let lines = a.store.log_lines(&id, after, LOG_PAGE)?;
-                Ok((lines, run))
+                page(&mut body, &mut last)?;
+                Ok((body, last, run))
             })
             .await;
-            let Ok(Ok((lines, run))) = read else {
+            let Ok(Ok((mut body, last, run))) = read else {
                 st.done = true;
-                st.pending
-                    .push_back(Event::default().event("error").data("internal error"));
-                continue;
+                return Some((
+                    Ok(Bytes::from_static(b"event: error\ndata: internal error\n\n")),
+                    st,
+                ));
             };
-            for l in &lines {
-                st.after = l.id;
-                st.pending.push_back(
-                    Event::default()
-                        .event("line")
-                        .data(serde_json::to_string(l).unwrap_or_default()),
-                );
-            }
-            if !lines.is_empty() {
-                continue;
-            }
+            st.after = last;
             match run {
-                Some(r) if status::is_final(&r.status) => {
+                Some(r) if body.is_empty() && status::is_final(&r.status) => {
                     st.done = true;
-                    st.pending.push_back(
-                        Event::default()
-                            .event("end")
-                            .data(serde_json::to_string(&r).unwrap_or_default()),
+                    body.extend_from_slice(b"event: end\ndata: ");
+                    body.extend_from_slice(
+                        serde_json::to_string(&r).unwrap_or_default().as_bytes(),
                     );
+                    body.extend_from_slice(b"\n\n");
                 }
-                Some(_) => {
+                Some(_) if body.is_empty() => {
                     let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+                    if st.sent.elapsed() >= KEEP_ALIVE_EVERY {
+                        body.extend_from_slice(b": keep-alive\n\n");
+                    }
                 }
-                None => st.done = true,
+                None if body.is_empty() => st.done = true,
+                _ => {}
+            }
+            if !body.is_empty() {
+                st.sent = tokio::time::Instant::now();
+                return Some((Ok(Bytes::from(body)), st));
             }
         }
     })

@@ -3,6 +3,8 @@
 //! log of millions of lines is thousands of records, pages by line through an index, and
 //! gives back its exact bytes. Lines are split and rendered only when read.
 
+use std::borrow::Cow;
+
 use rusqlite::params;
 use serde::Serialize;
 
@@ -47,10 +49,20 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// is dropped, and every other control character but tab is shown as an escape (`\x1b`,
 /// `\r`), so output cannot move a terminal's cursor, recolour it, or hide text.
 pub fn render_line(bytes: &[u8]) -> String {
+    render(bytes).into_owned()
+}
+
+/// [`render_line`] without a copy for the common line: printable ASCII and tabs.
+pub fn render(bytes: &[u8]) -> Cow<'_, str> {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t') {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return Cow::Borrowed(text);
+        }
+    }
     let text = String::from_utf8_lossy(bytes);
     if !text.chars().any(|c| c.is_control() && c != '\t') {
-        return text.into_owned();
+        return text;
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
@@ -64,7 +76,35 @@ pub fn render_line(bytes: &[u8]) -> String {
             c => out.push(c),
         }
     }
-    out
+    Cow::Owned(out)
+}
+
+/// One line as read, borrowed from its chunk: see [`Store::visit_lines`].
+pub struct LineRef<'a> {
+    pub id: i64,
+    pub ts: &'a str,
+    pub host: Option<&'a str>,
+    pub stream: &'a str,
+    /// The line's bytes, without its newline.
+    pub bytes: &'a [u8],
+}
+
+impl LineRef<'_> {
+    /// Appends the line as the JSON object of a [`LogLine`], without building one.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Writing JSON into a Vec cannot fail.
+        out.extend_from_slice(b"{\"id\":");
+        out.extend_from_slice(self.id.to_string().as_bytes());
+        out.extend_from_slice(b",\"ts\":");
+        let _ = serde_json::to_writer(&mut *out, self.ts);
+        out.extend_from_slice(b",\"host\":");
+        let _ = serde_json::to_writer(&mut *out, &self.host);
+        out.extend_from_slice(b",\"stream\":");
+        let _ = serde_json::to_writer(&mut *out, self.stream);
+        out.extend_from_slice(b",\"line\":");
+        let _ = serde_json::to_writer(&mut *out, render(self.bytes).as_ref());
+        out.push(b'}');
+    }
 }
 
 /// Chunks read per query while paging lines: enough for a page of short lines, and at
@@ -79,45 +119,68 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<LogLine>, StoreError> {
+        let mut out = Vec::new();
+        self.visit_lines(run_id, after, limit, |l| {
+            out.push(LogLine {
+                id: l.id,
+                ts: l.ts.to_string(),
+                host: l.host.map(str::to_string),
+                stream: l.stream.to_string(),
+                line: render_line(l.bytes),
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Hands up to `limit` lines after line number `after` to `visit`, in order, borrowed
+    /// from their chunks; returns how many.
+    pub fn visit_lines(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: usize,
+        mut visit: impl FnMut(LineRef<'_>),
+    ) -> Result<usize, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT first_line, ts, host, stream, bytes, last_line FROM log_chunks
              WHERE run_id = ?1 AND last_line > ?2 ORDER BY last_line LIMIT ?3",
         )?;
-        let mut out = Vec::new();
+        let mut count = 0;
         let mut cursor = after;
-        while out.len() < limit {
+        while count < limit {
             let mut rows = stmt.query(params![run_id, cursor, CHUNKS_PER_QUERY])?;
             let mut read = 0;
             while let Some(r) = rows.next()? {
                 read += 1;
                 let first: i64 = r.get(0)?;
-                let ts: String = r.get(1)?;
-                let host: Option<String> = r.get(2)?;
-                let stream: String = r.get(3)?;
+                let ts = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                let host = r.get_ref(2)?.as_str_or_null().map_err(rusqlite::Error::from)?;
+                let stream = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
                 let bytes = r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?;
                 cursor = r.get(5)?;
-                for (n, line) in (first..).zip(lines(bytes)) {
-                    if n <= after {
+                for (id, line) in (first..).zip(lines(bytes)) {
+                    if id <= after {
                         continue;
                     }
-                    if out.len() >= limit {
-                        return Ok(out);
+                    if count >= limit {
+                        return Ok(count);
                     }
-                    out.push(LogLine {
-                        id: n,
-                        ts: ts.clone(),
-                        host: host.clone(),
-                        stream: stream.clone(),
-                        line: render_line(line),
+                    visit(LineRef {
+                        id,
+                        ts,
+                        host,
+                        stream,
+                        bytes: line,
                     });
+                    count += 1;
                 }
             }
             if read < CHUNKS_PER_QUERY {
                 break;
             }
         }
-        Ok(out)
+        Ok(count)
     }
 
     /// The number of lines in a run's log.
@@ -241,5 +304,25 @@ mod tests {
         assert_eq!(render_line(b"a\rb"), "a\\rb");
         assert_eq!(render_line(b"\xff\xfe"), "\u{fffd}\u{fffd}");
         assert_eq!(render_line("\u{85}x".as_bytes()), "\\u{85}x");
+        assert_eq!(render_line("héllo".as_bytes()), "héllo");
+    }
+
+    #[test]
+    fn a_line_written_as_json_is_a_log_line() {
+        let l = LineRef {
+            id: 7,
+            ts: "2026-01-01T00:00:00.000Z",
+            host: Some("web1"),
+            stream: "stdout",
+            bytes: b"say \"hi\"\x1b\xff",
+        };
+        let mut out = Vec::new();
+        l.write_json(&mut out);
+        let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"id": 7, "ts": "2026-01-01T00:00:00.000Z", "host": "web1",
+                "stream": "stdout", "line": "say \"hi\"\\x1b\u{fffd}"})
+        );
     }
 }

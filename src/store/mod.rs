@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::audit::{Actor, Record, GENESIS};
 
 mod log;
-pub use log::{render_line, LogLine, RawChunk};
+pub use log::{render_line, LineRef, LogLine, RawChunk};
 
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it
 /// into a plain "internal error" for clients.
