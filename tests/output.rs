@@ -135,11 +135,11 @@ fn a_runaway_command_is_cut_at_the_action_limit_with_one_marker_and_the_run_goes
     assert_eq!(records[0]["detail"]["limit"], "action_max");
     assert_eq!(records[0]["detail"]["limit_bytes"], 1 << 20);
     assert_eq!(records[0]["detail"]["host"], "web1");
-    // The script got its own bounded share (64 KiB by default), and the command's code.
+    // The script got its own bounded share (16 KiB by default), and the command's code.
     let logged = texts(&daemon, &id, "log");
     assert_eq!(
         logged,
-        vec![format!("code 0 truncated true script {}", 64 << 10)]
+        vec![format!("code 0 truncated true script {}", 16 << 10)]
     );
     // Every byte was read: the result says how many the command wrote.
     let results = audit_events(&daemon, Some(&id), "action_result");

@@ -48,10 +48,10 @@ pub fn fingerprint(blob: &[u8]) -> String {
 }
 
 /// How much output a host may send before we take it: libssh2 queues everything up to the
-/// channel's window in memory, and its default (2 MiB) times 200 hosts is most of the
-/// daemon's memory budget. 128 KiB keeps a LAN host at full speed (a window per round trip)
-/// and 200 hosts' queues under 26 MB.
-const CHANNEL_WINDOW: u32 = 128 * 1024;
+/// channel's window in memory, and its default (2 MiB) times 200 hosts is more than the
+/// daemon's whole memory budget. 64 KiB still keeps a LAN host at full speed (a window per
+/// round trip) and 200 hosts' queues at 13 MB at most.
+const CHANNEL_WINDOW: u32 = 64 * 1024;
 /// The largest data packet the host may send: one read of our buffer.
 const CHANNEL_PACKET: u32 = 32 * 1024;
 
@@ -159,8 +159,8 @@ impl SshSession {
         // Read stdout and stderr without blocking, so that neither fills up while we wait on
         // the other; when libssh2 has nothing, wait on the socket itself.
         self.session.set_blocking(false);
-        // One SSH packet's worth: one of these is alive per running host.
-        let mut buf = vec![0u8; 32 * 1024];
+        // Half an SSH packet: one of these is alive per running host.
+        let mut buf = vec![0u8; 16 * 1024];
         let result = loop {
             let mut progressed = false;
             match channel.read(&mut buf) {

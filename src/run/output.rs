@@ -186,9 +186,7 @@ impl<'a> ActionOutput<'a> {
             .shared
             .output
             .take(want.min(action_room), self.limits.run_max);
-        let s = &mut self.streams[i];
-        s.buf.extend_from_slice(&redacted[..granted as usize]);
-        s.since.get_or_insert_with(Instant::now);
+        self.buffer(i, &redacted[..granted as usize]);
         self.kept += granted;
         if granted < want {
             let limit = if granted == action_room {
@@ -205,6 +203,25 @@ impl<'a> ActionOutput<'a> {
             self.flush_all();
             let marked = self.ctx.truncated("sh", self.shown, limit);
             self.fail(marked);
+        }
+    }
+
+    /// Appends to stream `i`'s buffer, storing each chunk as it fills, so a buffer never
+    /// grows past one chunk.
+    fn buffer(&mut self, i: usize, mut data: &[u8]) {
+        while !data.is_empty() {
+            let s = &mut self.streams[i];
+            if s.buf.capacity() == 0 {
+                s.buf.reserve_exact(CHUNK_BYTES);
+            }
+            let take = data.len().min(CHUNK_BYTES - s.buf.len());
+            s.buf.extend_from_slice(&data[..take]);
+            s.since.get_or_insert_with(Instant::now);
+            data = &data[take..];
+            if s.buf.len() >= CHUNK_BYTES {
+                let end = cut_at_line(&s.buf);
+                self.store(i, end);
+            }
         }
     }
 

@@ -275,15 +275,15 @@ impl Default for OutputLimits {
     /// 16 MiB an action holds the longest outputs operators read (a verbose package
     /// upgrade is a few MiB) while a runaway loop stops at a size a browser still shows;
     /// 256 MiB a run is 200 hosts of a 1 MiB listing with room to spare, and caps what one
-    /// run can add to the state store. 64 KiB to the script covers what scripts parse (`df`,
+    /// run can add to the state store. 16 KiB to the script covers what scripts parse (`df`,
     /// `systemctl`, `dpkg --audit`, an `apt-get -s` of a few packages) and is held for every
-    /// host at once while commands run: 200 hosts × 64 KiB stays well inside the daemon's
-    /// 64 MB budget, where 1 MiB would not.
+    /// host at once while commands run: 200 hosts × 16 KiB is 3 MB of the daemon's 64 MB
+    /// budget, where 1 MiB would be 200 MB.
     fn default() -> Self {
         OutputLimits {
             action_max: 16 * Self::MIB,
             run_max: 256 * Self::MIB,
-            script_max: 64 * 1024,
+            script_max: 16 * 1024,
         }
     }
 }

@@ -527,6 +527,8 @@ struct LogQuery {
 
 /// Lines in a page of `GET /runs/{id}/log` when the caller does not say.
 const LOG_PAGE: usize = 5000;
+/// Lines sent to a follower in one piece: about 100 KiB of events.
+const FOLLOW_PAGE: usize = 1000;
 /// The most lines in one page.
 const LOG_PAGE_MAX: usize = 10_000;
 /// Chunks read at once while sending raw bytes: at most a few MiB in memory.
@@ -702,7 +704,7 @@ fn follow(
                 let mut body = Vec::new();
                 let mut last = after;
                 let page = |body: &mut Vec<u8>, last: &mut i64| {
-                    a.store.visit_lines(&id, *last, LOG_PAGE, |l| {
+                    a.store.visit_lines(&id, *last, FOLLOW_PAGE, |l| {
                         body.extend_from_slice(b"event: line\ndata: ");
                         l.write_json(body);
                         body.extend_from_slice(b"\n\n");
@@ -723,7 +725,9 @@ fn follow(
             let Ok(Ok((mut body, last, run))) = read else {
                 st.done = true;
                 return Some((
-                    Ok(Bytes::from_static(b"event: error\ndata: internal error\n\n")),
+                    Ok(Bytes::from_static(
+                        b"event: error\ndata: internal error\n\n",
+                    )),
                     st,
                 ));
             };

@@ -55,7 +55,10 @@ pub fn render_line(bytes: &[u8]) -> String {
 /// [`render_line`] without a copy for the common line: printable ASCII and tabs.
 pub fn render(bytes: &[u8]) -> Cow<'_, str> {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t') {
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
+    {
         if let Ok(text) = std::str::from_utf8(bytes) {
             return Cow::Borrowed(text);
         }
@@ -155,7 +158,10 @@ impl Store {
                 read += 1;
                 let first: i64 = r.get(0)?;
                 let ts = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-                let host = r.get_ref(2)?.as_str_or_null().map_err(rusqlite::Error::from)?;
+                let host = r
+                    .get_ref(2)?
+                    .as_str_or_null()
+                    .map_err(rusqlite::Error::from)?;
                 let stream = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
                 let bytes = r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?;
                 cursor = r.get(5)?;
