@@ -425,3 +425,49 @@ fn write_random_base64(env: &Env, name: &str, len: usize) -> std::path::PathBuf 
     }
     env.write(name, &text)
 }
+
+/// The run's web page shows the log's last lines rendered safe (an escape sequence as text,
+/// markup escaped), with a link to earlier lines that leads to them.
+#[test]
+fn the_run_page_shows_the_last_lines_rendered_safe_with_a_link_to_more() {
+    let sshd = Sshd::start();
+    let env = ssh_env(&sshd);
+    env.write_runbook(
+        "page.yaml",
+        &runbook(
+            "page",
+            &["seq *", "printf *"],
+            None,
+            "sh(\"seq 1 500\");\nsh(\"printf '\\\\033[31mred<b>\\\\n'\");",
+        ),
+    );
+    let daemon = Daemon::start(&env);
+    let run = run_to_end(&daemon, "alice", "page", json!({}));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let id = id_of(&run);
+
+    let client = crate::web::page_client();
+    let (_, cookie) = crate::web::sign_in(&client, &daemon, "alice", "/approvals");
+    let get = |path: &str| -> String {
+        let response = client
+            .get(format!("{}{path}", daemon.url()))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.text().unwrap()
+    };
+    let page = get(&format!("/approvals/{id}"));
+    assert!(page.contains("[web1] \\x1b[31mred&lt;b&gt;"), "{page}");
+    assert!(!page.contains('\u{1b}'), "a raw escape reached the page");
+    assert!(page.contains("[web1] 500\n"), "the last lines are shown");
+    assert!(
+        !page.contains("[web1] 5\n"),
+        "only the last lines are shown"
+    );
+    let earlier = format!("/approvals/{id}?log_after=");
+    assert!(page.contains(&earlier), "no link to earlier lines");
+    let first = get(&format!("/approvals/{id}?log_after=0"));
+    assert!(first.contains("[web1] 1\n[web1] 2\n"), "{first}");
+    assert!(first.contains("later lines"), "{first}");
+}
