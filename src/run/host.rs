@@ -350,6 +350,19 @@ impl HostContext {
         detail: Value,
         line: Option<(&str, &str)>,
     ) -> Result<(), ActionError> {
+        self.result_with_output(action_id, kind, detail, line, &[])
+    }
+
+    /// [`Self::result`] that also stores the action's last chunks of output, in the same
+    /// transaction: a command with short output costs no durable write of its own.
+    fn result_with_output(
+        &self,
+        action_id: i64,
+        kind: &str,
+        detail: Value,
+        line: Option<(&str, &str)>,
+        tail: &[(&'static str, Vec<u8>)],
+    ) -> Result<(), ActionError> {
         let run_id = &self.shared.run_id;
         let mut d = self.redact_json(&detail);
         if let Value::Object(m) = &mut d {
@@ -357,6 +370,9 @@ impl HostContext {
             m.insert("kind".into(), json!(kind));
         }
         let r = self.shared.app.store.tx(|tx| {
+            for (stream, bytes) in tail {
+                tx.log_chunk(run_id, self.host_name(), stream, bytes)?;
+            }
             tx.action_done(action_id, "done")?;
             tx.audit(&self.shared.actor, Some(run_id), "action_result", d.clone())?;
             if let Some((stream, text)) = line {
@@ -503,11 +519,12 @@ impl HostApi for HostContext {
                 if let Ok(mut c) = self.last_code.lock() {
                     *c = Some(code);
                 }
-                self.result(
+                self.result_with_output(
                     action,
                     "sh",
                     json!({"command": shown, "code": code, "duration_ms": ms, "stdout_bytes": out.stdout_bytes, "stderr_bytes": out.stderr_bytes, "output_cut": out.cut.is_some()}),
                     None,
+                    &out.tail,
                 )?;
                 Ok(ShOutput {
                     code,
@@ -535,11 +552,12 @@ impl HostApi for HostContext {
                         )));
                     }
                 }
-                self.result(
+                self.result_with_output(
                     action,
                     "sh",
                     json!({"command": shown, "error": e.to_string(), "duration_ms": ms}),
                     Some(("stderr", &e.to_string())),
+                    &out.tail,
                 )?;
                 Err(exec_to_action(e))
             }

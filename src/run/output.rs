@@ -142,6 +142,9 @@ pub(super) struct OutputSummary {
     pub script_truncated: bool,
     pub cut: Option<Limit>,
     pub failed: Option<StoreError>,
+    /// What is still buffered, at most one chunk per stream: the caller stores it with the
+    /// action's result.
+    pub tail: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl<'a> ActionOutput<'a> {
@@ -274,7 +277,8 @@ impl<'a> ActionOutput<'a> {
         }
     }
 
-    /// Ends the action's output: the redactors' held-back tails are stored, then all.
+    /// Ends the action's output: the redactors' held-back tails go through the limits;
+    /// what is left buffered is handed back in [`OutputSummary::tail`].
     pub fn finish(mut self) -> OutputSummary {
         for i in 0..2 {
             if let Some(mut r) = self.streams[i].redactor.take() {
@@ -282,7 +286,12 @@ impl<'a> ActionOutput<'a> {
                 self.admit(i, &tail);
             }
         }
-        self.flush_all();
+        let tail = self
+            .streams
+            .iter_mut()
+            .filter(|s| !s.buf.is_empty())
+            .map(|s| (s.stream.name(), std::mem::take(&mut s.buf)))
+            .collect();
         let [out, err] = self.streams;
         OutputSummary {
             stdout_bytes: out.seen,
@@ -292,6 +301,7 @@ impl<'a> ActionOutput<'a> {
             script_truncated: self.script_cut,
             cut: self.cut,
             failed: self.failed,
+            tail,
         }
     }
 }
