@@ -78,11 +78,10 @@ def main():
             break
         now = time.time()
         buf = (buf + block).replace(b"\r\n", b"\n")
-        while final is None:
-            end = buf.find(b"\n\n")
-            if end < 0:
+        *complete, buf = buf.split(b"\n\n")
+        for event in complete:
+            if final is not None:
                 break
-            event, buf = buf[:end], buf[end + 2 :]
             kind, payload = b"", []
             for line in event.split(b"\n"):
                 if line.startswith(b"event:"):
