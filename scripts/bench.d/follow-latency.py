@@ -17,6 +17,7 @@ prints one line. Standard library only.
 import http.client
 import json
 import re
+import resource
 import sys
 import time
 import urllib.parse
@@ -122,6 +123,8 @@ def main():
         "p99_ms": pct(ms, 99),
         "max_ms": max(ms) if ms else None,
         "min_ms": min(ms) if ms else None,
+        # This client's own CPU: it parses every event, so a busy client would add latency.
+        "client_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 3),
     }
     with open(out, "w") as f:
         json.dump(summary, f)
