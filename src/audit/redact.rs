@@ -61,7 +61,9 @@ pub const MIN_DERIVED_LEN: usize = 8;
 #[derive(Default, Clone)]
 pub struct Redactor {
     values: Vec<String>,
-    matcher: OnceLock<Arc<Matcher>>,
+    /// Built on first use and shared by clones made before it (each host of a run holds a
+    /// clone: one matcher for all, not one each); `add` starts a new one.
+    matcher: Arc<OnceLock<Arc<Matcher>>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -78,7 +80,7 @@ impl Redactor {
             return;
         }
         self.values.push(value.to_string());
-        self.matcher = OnceLock::new();
+        self.matcher = Arc::default();
     }
 
     /// `text` with every known secret value replaced.
@@ -812,6 +814,23 @@ mod tests {
         assert_eq!(r.redact("token abcdefgh"), "[redacted] [redacted]");
         assert_eq!(copy.redact("token abcdefgh"), "token [redacted]");
         assert!(!format!("{r:?}").contains("token"), "{r:?}");
+    }
+
+    #[test]
+    fn clones_share_one_matcher_until_a_value_is_added() {
+        let shared = redactor(&["first-secret"]);
+        let (a, mut b) = (shared.clone(), shared.clone());
+        assert!(Arc::ptr_eq(&a.matcher(), &shared.matcher()));
+        assert!(Arc::ptr_eq(&b.matcher(), &shared.matcher()));
+        b.add("first-secret");
+        assert!(
+            Arc::ptr_eq(&b.matcher(), &shared.matcher()),
+            "a known value changes nothing"
+        );
+        b.add("second-secret");
+        assert!(!Arc::ptr_eq(&b.matcher(), &shared.matcher()));
+        assert_eq!(b.redact("second-secret"), REDACTED);
+        assert_eq!(a.redact("second-secret"), "second-secret");
     }
 
     #[test]
