@@ -20,7 +20,8 @@
 //! Derived forms (lines and encodings) shorter than [`MIN_DERIVED_LEN`] bytes are not
 //! patterns: short lines such as `-----END` fragments, `==` or an empty line occur in any
 //! output and would redact everything, and the hex of a 2-byte value would redact half of
-//! every hex dump. The value itself and its quoted form are always patterns.
+//! every hex dump. The value itself and its quoted and JSON-escaped forms are always
+//! patterns.
 //!
 //! # What is out of reach
 //! A script that transforms a secret on purpose defeats any matcher: reversed, split into
@@ -146,6 +147,10 @@ impl Redactor {
 /// less one, usually none or a few) are held back until more input decides them or
 /// `finish` is called; [`pending`](Self::pending) says how many. A caller flushing on a
 /// timer sends what `push` returned; the held-back bytes wait.
+///
+/// A stream redacts the values its [`Redactor`] knew when the stream was made; a value added
+/// later (a script's `secret()` while the stream is open) reaches it through
+/// [`update`](Self::update).
 pub struct StreamRedactor {
     matcher: Arc<Matcher>,
     held: Vec<u8>,
@@ -173,6 +178,12 @@ impl StreamRedactor {
     /// How many input bytes are held back, waiting for more input or `finish`.
     pub fn pending(&self) -> usize {
         self.held.len()
+    }
+
+    /// Redacts what comes next (and what is held back) with `redactor`'s current values.
+    /// Bytes already returned stay as they were: add values before output can show them.
+    pub fn update(&mut self, redactor: &Redactor) {
+        self.matcher = redactor.matcher();
     }
 
     fn process(&mut self, data: &[u8], at_end: bool) -> Vec<u8> {
@@ -816,6 +827,15 @@ mod tests {
         r.add("abcdefgh");
         assert_eq!(r.redact("token abcdefgh"), "token [redacted]");
         assert_eq!(before.push(b"abcdefgh"), b"abcdefgh");
+        // An update brings the values added since, also to the bytes held back.
+        let (mut stale, mut updated) = (r.stream(), r.stream());
+        assert_eq!(stale.push(b"x abcdef"), b"x ");
+        assert_eq!(updated.push(b"x abcdef"), b"x ");
+        r.add("abcdefXY");
+        updated.update(&r);
+        assert_eq!(stale.push(b"XY abc"), b"abcdefXY ");
+        assert_eq!(updated.push(b"XY abc"), b"[redacted] ");
+        assert_eq!(updated.finish(), b"abc");
         let copy = r.clone();
         r.add("token");
         assert_eq!(r.redact("token abcdefgh"), "[redacted] [redacted]");
