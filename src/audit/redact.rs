@@ -17,6 +17,8 @@
 //! - URL-encoded: every byte but `A-Za-z0-9-._~` as `%XX` (uppercase and lowercase hex), with
 //!   a space as `%20` or as `+`, and the form encoding (`*` kept too, space as `+`).
 //!
+//! Values longer than [`MAX_ENCODED_LEN`] have only their lines as derived forms.
+//!
 //! Derived forms (lines and encodings) shorter than [`MIN_DERIVED_LEN`] bytes are not
 //! patterns: short lines such as `-----END` fragments, `==` or an empty line occur in any
 //! output and would redact everything, and the hex of a 2-byte value would redact half of
@@ -57,6 +59,12 @@ pub const REDACTED: &str = "[redacted]";
 
 /// The shortest derived form (a line of a multi-line value, an encoding) that is redacted.
 pub const MIN_DERIVED_LEN: usize = 8;
+
+/// The longest value whose encodings and other line endings are redacted too. Every form
+/// adds about the value's length to the automaton (a 4 KiB value, 20 forms: about 1 MiB);
+/// a 256 KiB certificate bundle with them all would take 50 MiB. An RSA-4096 private key
+/// (3.2 KiB) fits; a longer value is redacted as itself, quoted, JSON-escaped and by its lines.
+pub const MAX_ENCODED_LEN: usize = 4096;
 
 /// Replaces every occurrence of the given secret values, and of the forms listed in the
 /// module documentation, with `[redacted]`. The matcher is built on first use after a value
@@ -402,42 +410,58 @@ fn patterns_of(value: &str) -> Vec<Vec<u8>> {
     }
 
     let mut derived: Vec<Vec<u8>> = Vec::new();
-    let mut lines = split_lines(value);
+    let lines = split_lines(value);
     if lines.len() > 1 {
         derived.extend(lines.iter().map(|l| l.as_bytes().to_vec()));
-        // The whole value with other line endings, with and without its final ones.
-        loop {
-            derived.push(lines.join("\n").into_bytes());
-            derived.push(lines.join("\r\n").into_bytes());
-            derived.push(lines.join("\r").into_bytes());
-            match lines.last() {
-                Some(last) if last.is_empty() && lines.len() > 1 => lines.pop(),
-                _ => break,
-            };
-        }
     }
-    for engine in [&STANDARD, &URL_SAFE] {
-        derived.push(engine.encode(bytes).into_bytes());
+    if bytes.len() <= MAX_ENCODED_LEN {
+        derived.extend(other_line_endings(lines));
+        derived.extend(encodings(bytes));
     }
-    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-        derived.push(engine.encode(bytes).into_bytes());
-        for align in 0..3 {
-            derived.push(base64_core(engine, bytes, align));
-        }
-    }
-    derived.push(hex::encode(bytes).into_bytes());
-    derived.push(hex::encode_upper(bytes).into_bytes());
-    for upper in [true, false] {
-        for space_plus in [false, true] {
-            derived.push(percent_encode(bytes, is_unreserved, space_plus, upper));
-        }
-        derived.push(percent_encode(bytes, is_form_kept, true, upper));
-    }
-
     derived.retain(|d| d.len() >= MIN_DERIVED_LEN);
     always.retain(|a| !a.is_empty());
     always.extend(derived);
     always
+}
+
+/// A multi-line value with its line endings rewritten as `\n`, `\r\n` and `\r`, with and
+/// without its final ones.
+fn other_line_endings(mut lines: Vec<&str>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while lines.len() > 1 {
+        for ending in ["\n", "\r\n", "\r"] {
+            out.push(lines.join(ending).into_bytes());
+        }
+        match lines.last() {
+            Some(last) if last.is_empty() => lines.pop(),
+            _ => break,
+        };
+    }
+    out
+}
+
+/// base64 (both alphabets, padded or not, and the cores at each alignment), hex, and
+/// URL-encoded forms of `bytes`.
+fn encodings(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for engine in [&STANDARD, &URL_SAFE] {
+        out.push(engine.encode(bytes).into_bytes());
+    }
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        out.push(engine.encode(bytes).into_bytes());
+        for align in 0..3 {
+            out.push(base64_core(engine, bytes, align));
+        }
+    }
+    out.push(hex::encode(bytes).into_bytes());
+    out.push(hex::encode_upper(bytes).into_bytes());
+    for upper in [true, false] {
+        for space_plus in [false, true] {
+            out.push(percent_encode(bytes, is_unreserved, space_plus, upper));
+        }
+        out.push(percent_encode(bytes, is_form_kept, true, upper));
+    }
+    out
 }
 
 /// The lines of `value`, each line ending (`\n`, `\r\n`, `\r`) removed.
@@ -731,6 +755,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_long_value_is_redacted_by_its_lines_not_its_encodings() {
+        let line = "MIIFazCCA1OgAwIBAgIRAIIQz7DSQONZRGPgu2OCiwAwDQYJKoZIhvcNAQELBQAw";
+        let bundle: String = (0..80).map(|i| format!("{line}{i:02}\n")).collect();
+        assert!(bundle.len() > MAX_ENCODED_LEN);
+        let r = redactor(&[&bundle]);
+        assert!(
+            patterns_of(&bundle).len() < 90,
+            "{}",
+            patterns_of(&bundle).len()
+        );
+        assert_eq!(
+            r.redact(&bundle.replace('\n', "\r\n")),
+            "[redacted]\r\n".repeat(80)
+        );
+        let hex = hex::encode(&bundle);
+        assert_eq!(r.redact(&hex), hex, "no longer a pattern");
     }
 
     #[test]
