@@ -432,10 +432,10 @@ fn other_line_endings(mut lines: Vec<&str>) -> Vec<Vec<u8>> {
         for ending in ["\n", "\r\n", "\r"] {
             out.push(lines.join(ending).into_bytes());
         }
-        match lines.last() {
-            Some(last) if last.is_empty() => lines.pop(),
-            _ => break,
-        };
+        if lines.last() != Some(&"") {
+            break;
+        }
+        lines.pop();
     }
     out
 }
