@@ -624,7 +624,14 @@ mod tests {
 
     #[test]
     fn a_pem_key_never_survives_however_it_is_printed() {
-        let r = redactor(&[PEM]);
+        // As configured with its final newline, and as a secret file is read (trimmed).
+        for secret in [PEM, PEM.trim_end()] {
+            pem_cases(secret);
+        }
+    }
+
+    fn pem_cases(secret: &str) {
+        let r = redactor(&[secret]);
         let crlf = PEM.replace('\n', "\r\n");
         let cr = PEM.replace('\n', "\r");
         let json_escaped = serde_json::to_string(PEM).unwrap();
@@ -679,6 +686,12 @@ mod tests {
             assert!(contains(&out, REDACTED.as_bytes()), "{what}");
             let short_line = contains(&out, b"AAAE=");
             assert!(short_line_may_remain || !short_line, "{what}: {out:?}");
+        }
+        // Two `log()` calls, each redacted on its own: every line but the short one goes.
+        let (first, second) = PEM.split_at(PEM.find("QyNTUx").unwrap());
+        let out = format!("{}{}", r.redact(first), r.redact(second));
+        for line in body_lines() {
+            assert!(!out.contains(line), "{line} in {out}");
         }
     }
 
