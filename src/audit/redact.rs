@@ -17,6 +17,11 @@
 //! - URL-encoded: every byte but `A-Za-z0-9-._~` as `%XX` (uppercase and lowercase hex), with
 //!   a space as `%20` or as `+`, and the form encoding (`*` kept too, space as `+`).
 //!
+//! Then a second pass catches the base64 and hex forms wrapped over lines, as `base64` (76
+//! columns), `openssl base64` (64) and `xxd -p` (60) print them: it matches them in the text
+//! with the line ending of every line made only of base64 or hex characters left out, and
+//! replaces each line piece of a match with `[redacted]`, keeping the line endings.
+//!
 //! Values longer than [`MAX_ENCODED_LEN`] have only their lines as derived forms.
 //!
 //! Derived forms (lines and encodings) shorter than [`MIN_DERIVED_LEN`] bytes are not
@@ -29,23 +34,21 @@
 //! A script that transforms a secret on purpose defeats any matcher: reversed, split into
 //! parts printed apart, encrypted, hashed, compressed (`gzip | base64`), or in an encoding
 //! not listed above (base32, octal, JSON `\u` escapes of every character, UTF-16, ...).
-//! Also not caught: hex with separators (`xxd`, `od`, `hexdump -C`), hex or base64 with a
-//! line break inside the secret's span, unless each wrapped line is itself one of the
-//! patterns. `base64` wraps at 76 columns, so the 53 characters of a 40-byte token straddle
-//! a break about 2 times in 3, and any secret over 57 bytes always does (`base64 -w0` does
-//! not wrap). A pattern for every break position was tried: it made matching 15 times
-//! slower. Not caught either: URL encoders that keep other reserved characters
-//! unescaped (`encodeURIComponent` keeps `!'()*`); lines of a multi-line secret shorter than
-//! [`MIN_DERIVED_LEN`] printed apart from the rest of the value; and the forms of a secret
-//! in text that was itself re-encoded later (the base64 of the hex of a value). In a longer
-//! base64 stream, the one character on each side of the secret's span that mixes its bits
-//! with its neighbours' stays: at most 4 bits of the secret each.
+//! Also not caught: hex with separators or offsets (`xxd`, `od`, `hexdump -C`); wrapped
+//! base64 or hex whose lines carry anything else (a prefix, an indent, a `[redacted]` of
+//! another secret on the same line) or are separated by an empty line; URL encoders that
+//! keep other reserved characters unescaped (`encodeURIComponent` keeps `!'()*`); lines of a
+//! multi-line secret shorter than [`MIN_DERIVED_LEN`] printed apart from the rest of the
+//! value; and the forms of a secret in text that was itself re-encoded later (the base64 of
+//! the hex of a value). In a longer base64 stream, the one character on each side of the
+//! secret's span that mixes its bits with its neighbours' stays: at most 4 bits of the
+//! secret each.
 //!
 //! # Streams
 //! [`StreamRedactor`] redacts output as it arrives and gives exactly the bytes
 //! [`Redactor::redact_bytes`] gives for the whole output, however the output is cut. It holds
-//! back only a tail that could still be the start of a pattern (at most the longest pattern
-//! less one byte): those bytes wait for more input or for [`StreamRedactor::finish`].
+//! back only a tail that could still be the start of a pattern: those bytes wait for more
+//! input or for [`StreamRedactor::finish`].
 
 use std::sync::{Arc, OnceLock};
 
@@ -138,6 +141,8 @@ impl Redactor {
         StreamRedactor {
             matcher: self.matcher(),
             held: Vec::new(),
+            held_wrapped: Vec::new(),
+            wrap_state: Break::LineStart,
             failed_emitted: false,
         }
     }
@@ -153,9 +158,10 @@ impl Redactor {
 /// [`push`](Self::push) and [`finish`](Self::finish) return equals
 /// [`Redactor::redact_bytes`] of the whole stream.
 ///
-/// Latency: bytes that could still be the start of a secret (at most the longest pattern
-/// less one, usually none or a few) are held back until more input decides them or
-/// `finish` is called; [`pending`](Self::pending) says how many. A caller flushing on a
+/// Latency: bytes that could still be the start of a secret are held back until more input
+/// decides them or `finish` is called; [`pending`](Self::pending) says how many. Usually
+/// none or a few; at most the longest pattern less one, plus for the wrapped forms three
+/// times the longest of those (a `\r\n` may follow each character). A caller flushing on a
 /// timer sends what `push` returned; the held-back bytes wait.
 ///
 /// A stream redacts the values its [`Redactor`] knew when the stream was made; a value added
@@ -163,14 +169,19 @@ impl Redactor {
 /// [`update`](Self::update).
 pub struct StreamRedactor {
     matcher: Arc<Matcher>,
+    /// Input not yet decided by the first stage (every form, as it is).
     held: Vec<u8>,
+    /// First-stage output not yet decided by the second (encodings across line breaks).
+    held_wrapped: Vec<u8>,
+    /// Where `held_wrapped` starts in the line-break state machine of [`unwrap_view`].
+    wrap_state: Break,
     /// Fail-closed mode: `[redacted]` has been emitted once for the whole stream.
     failed_emitted: bool,
 }
 
 impl std::fmt::Debug for StreamRedactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StreamRedactor({} bytes pending)", self.held.len())
+        write!(f, "StreamRedactor({} bytes pending)", self.pending())
     }
 }
 
@@ -187,44 +198,65 @@ impl StreamRedactor {
 
     /// How many input bytes are held back, waiting for more input or `finish`.
     pub fn pending(&self) -> usize {
-        self.held.len()
+        self.held.len() + self.held_wrapped.len()
     }
 
-    /// Redacts what comes next (and what is held back) with `redactor`'s current values.
-    /// Bytes already returned stay as they were: add values before output can show them.
+    /// Redacts what comes next with `redactor`'s current values, and what is held back as
+    /// far as the first pass goes. Bytes already returned stay as they were: add values
+    /// before output can show them.
     pub fn update(&mut self, redactor: &Redactor) {
         self.matcher = redactor.matcher();
     }
 
     fn process(&mut self, data: &[u8], at_end: bool) -> Vec<u8> {
-        let automaton = match &*self.matcher {
+        let matcher = Arc::clone(&self.matcher);
+        let stages = match &*matcher {
             Matcher::Empty => return data.to_vec(),
             Matcher::Failed => return self.fail_closed(data),
-            Matcher::Ready(a) => a,
+            Matcher::Ready(stages) => stages,
         };
-        let mut out = Vec::with_capacity(self.held.len() + data.len());
-        let result = if self.held.is_empty() {
-            automaton
-                .redact(data, at_end, &mut out)
-                .map(|keep| data[keep..].to_vec())
-        } else {
-            let mut buf = std::mem::take(&mut self.held);
-            buf.extend_from_slice(data);
-            automaton
-                .redact(&buf, at_end, &mut out)
-                .map(|keep| buf.split_off(keep))
-        };
-        match result {
-            Ok(held) => {
-                self.held = held;
-                out
-            }
+        match self.run(stages, data, at_end) {
+            Ok(out) => out,
             Err(_) => {
                 self.matcher = Arc::new(Matcher::Failed);
                 self.held.clear();
+                self.held_wrapped.clear();
                 self.fail_closed(b"-")
             }
         }
+    }
+
+    fn run(
+        &mut self,
+        stages: &Stages,
+        data: &[u8],
+        at_end: bool,
+    ) -> Result<Vec<u8>, aho_corasick::MatchError> {
+        let mut direct = Vec::with_capacity(self.held.len() + data.len());
+        if self.held.is_empty() {
+            let keep = stages.direct.redact(data, at_end, &mut direct)?;
+            self.held = data[keep..].to_vec();
+        } else {
+            let mut buf = std::mem::take(&mut self.held);
+            buf.extend_from_slice(data);
+            let keep = stages.direct.redact(&buf, at_end, &mut direct)?;
+            self.held = buf.split_off(keep);
+        }
+        let Some(wrapped) = &stages.wrapped else {
+            return Ok(direct);
+        };
+        let buf = if self.held_wrapped.is_empty() {
+            direct
+        } else {
+            let mut buf = std::mem::take(&mut self.held_wrapped);
+            buf.extend_from_slice(&direct);
+            buf
+        };
+        let mut out = Vec::with_capacity(buf.len());
+        let (keep, state) = wrapped.redact_wrapped(&buf, self.wrap_state, at_end, &mut out)?;
+        self.held_wrapped = buf[keep..].to_vec();
+        self.wrap_state = state;
+        Ok(out)
     }
 
     /// When no matcher could be built or run, the whole stream is one `[redacted]`.
@@ -240,45 +272,27 @@ impl StreamRedactor {
 enum Matcher {
     /// No values: nothing to redact.
     Empty,
-    Ready(Box<Patterns>),
+    Ready(Box<Stages>),
     /// The automaton could not be built (beyond its size limits): everything is redacted.
     Failed,
 }
 
+/// Two passes over the stream, each redacting as a stream on its own (so their composition
+/// does too): every form as it is, then the encoded forms with line breaks inside.
+struct Stages {
+    direct: Patterns,
+    /// Base64 cores and hex, matched with one line break allowed between any two characters.
+    wrapped: Option<Patterns>,
+}
+
 impl Matcher {
     fn build(values: &[String]) -> Matcher {
-        let mut patterns: Vec<Vec<u8>> = values.iter().flat_map(|v| patterns_of(v)).collect();
-        patterns.sort();
-        patterns.dedup();
-        if patterns.is_empty() {
-            return Matcher::Empty;
-        }
-        let longest = patterns.iter().map(Vec::len).max().unwrap_or(0);
-        let mut in_pattern = [false; 256];
-        for b in patterns.iter().flatten() {
-            in_pattern[usize::from(*b)] = true;
-        }
-        let mut first = [false; 256];
-        let mut first_two = vec![0u64; 1 << 10].into_boxed_slice();
-        for p in &patterns {
-            first[usize::from(p[0])] = true;
-            if let Some(&second) = p.get(1) {
-                let pair = pair_index(p[0], second);
-                first_two[pair / 64] |= 1 << (pair % 64);
-            }
-        }
-        match NFA::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)
-        {
-            Ok(nfa) => Matcher::Ready(Box::new(Patterns {
-                nfa,
-                longest,
-                in_pattern,
-                first,
-                first_two,
-            })),
-            Err(_) => Matcher::Failed,
+        let direct = values.iter().flat_map(|v| patterns_of(v)).collect();
+        let wrapped = values.iter().flat_map(|v| wrappable_forms(v)).collect();
+        match (Patterns::build(direct), Patterns::build(wrapped)) {
+            (Ok(None), _) => Matcher::Empty,
+            (Ok(Some(direct)), Ok(wrapped)) => Matcher::Ready(Box::new(Stages { direct, wrapped })),
+            (Err(_), _) | (_, Err(_)) => Matcher::Failed,
         }
     }
 }
@@ -303,6 +317,38 @@ fn pair_index(a: u8, b: u8) -> usize {
 }
 
 impl Patterns {
+    /// `None` when there is nothing to match.
+    fn build(mut patterns: Vec<Vec<u8>>) -> Result<Option<Patterns>, aho_corasick::BuildError> {
+        patterns.sort();
+        patterns.dedup();
+        let Some(longest) = patterns.iter().map(Vec::len).max() else {
+            return Ok(None);
+        };
+        let mut in_pattern = [false; 256];
+        for b in patterns.iter().flatten() {
+            in_pattern[usize::from(*b)] = true;
+        }
+        let mut first = [false; 256];
+        let mut first_two = vec![0u64; 1 << 10].into_boxed_slice();
+        for p in &patterns {
+            first[usize::from(p[0])] = true;
+            if let Some(&second) = p.get(1) {
+                let pair = pair_index(p[0], second);
+                first_two[pair / 64] |= 1 << (pair % 64);
+            }
+        }
+        let nfa = NFA::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)?;
+        Ok(Some(Patterns {
+            nfa,
+            longest,
+            in_pattern,
+            first,
+            first_two,
+        }))
+    }
+
     /// Writes `buf` redacted to `out` up to the first position whose matches depend on bytes
     /// not yet seen, and returns that position (`buf.len()` at the end of the stream).
     ///
@@ -318,6 +364,24 @@ impl Patterns {
         at_end: bool,
         out: &mut Vec<u8>,
     ) -> Result<usize, aho_corasick::MatchError> {
+        let mut p = 0;
+        let q = self.scan(buf, at_end, |start, end| {
+            out.extend_from_slice(&buf[p..start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            p = end;
+        })?;
+        out.extend_from_slice(&buf[p..q]);
+        Ok(q)
+    }
+
+    /// Calls `found(start, end)` for each match of the whole stream in `buf` that is decided,
+    /// in order, and returns the first undecided position (`buf.len()` at the end).
+    fn scan(
+        &self,
+        buf: &[u8],
+        at_end: bool,
+        mut found: impl FnMut(usize, usize),
+    ) -> Result<usize, aho_corasick::MatchError> {
         let undecided = |from: usize| {
             if at_end {
                 buf.len()
@@ -326,20 +390,68 @@ impl Patterns {
             }
         };
         let mut q = undecided(0);
-        let mut p = 0;
         for m in self.nfa.try_find_iter(Input::new(buf))? {
             if m.start() >= q {
                 break;
             }
-            out.extend_from_slice(&buf[p..m.start()]);
-            out.extend_from_slice(REDACTED.as_bytes());
-            p = m.end();
-            if p > q {
-                q = undecided(p);
+            found(m.start(), m.end());
+            if m.end() > q {
+                q = undecided(m.end());
             }
         }
-        out.extend_from_slice(&buf[p..q]);
         Ok(q)
+    }
+
+    /// [`Self::redact`] for the second stage: matches `buf` with the first line ending after
+    /// each run of text left out (see [`unwrap_view`]), and writes each matched line piece as
+    /// `[redacted]`, keeping the line endings. Returns the first undecided position of `buf`
+    /// and the line-ending state there.
+    fn redact_wrapped(
+        &self,
+        buf: &[u8],
+        state: Break,
+        at_end: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Break), aho_corasick::MatchError> {
+        let view = unwrap_view(buf, state);
+        if view.left_out.is_empty() {
+            // Every form is also a first-stage pattern, and the first stage leaves none whole
+            // in its output: a match here must span a line ending left out. With none in
+            // `buf`, nothing is decided but what no pattern can start.
+            let cut = if at_end {
+                buf.len()
+            } else {
+                self.first_undecided(buf, 0)
+            };
+            out.extend_from_slice(&buf[..cut]);
+            return Ok((cut, break_state_at(buf, state, cut)));
+        }
+        // The position in `buf` of the view's byte `v`: `v` plus the line-ending bytes left
+        // out before it.
+        let origin = |v: usize| v + view.left_out.partition_point(|&g| g <= v);
+        let mut p = 0;
+        let q = self.scan(&view.bytes, at_end, |start, end| {
+            let (from, to) = (origin(start), origin(end - 1) + 1);
+            out.extend_from_slice(&buf[p..from]);
+            let mut in_text = false;
+            for &b in &buf[from..to] {
+                if is_line_break(b) {
+                    out.push(b);
+                    in_text = false;
+                } else if !in_text {
+                    out.extend_from_slice(REDACTED.as_bytes());
+                    in_text = true;
+                }
+            }
+            p = to;
+        })?;
+        let cut = if q < view.bytes.len() {
+            origin(q)
+        } else {
+            buf.len()
+        };
+        out.extend_from_slice(&buf[p..cut]);
+        Ok((cut, break_state_at(buf, state, cut)))
     }
 
     /// The first position at or after `from` that is not decided (see [`Self::redact`]), or
@@ -395,6 +507,141 @@ impl Patterns {
         }
         Some(true)
     }
+}
+
+/// Where a byte stands among lines, for [`unwrap_view`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Break {
+    /// At the start of a line.
+    LineStart,
+    /// In a line of only [`is_encoded`] characters so far, as `base64` and `xxd -p` print:
+    /// its line ending is left out of the view.
+    Encoded,
+    /// In a line with some other character: its line ending stays.
+    Other,
+    /// After a `\r` left out: a `\n` here completes that line ending and is left out too.
+    AfterCr,
+}
+
+fn is_line_break(b: u8) -> bool {
+    b == b'\n' || b == b'\r'
+}
+
+/// The characters of base64 (both alphabets, and padding) and hex.
+fn is_encoded(b: u8) -> bool {
+    // Without short-circuits, so that a loop over a line vectorizes.
+    let lower = b | 0x20;
+    (lower.wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'+')
+        | (b == b'/')
+        | (b == b'-')
+        | (b == b'_')
+        | (b == b'=')
+}
+
+/// The state after byte `b`, and whether `b` is left out of the view.
+fn next_break(state: Break, b: u8) -> (Break, bool) {
+    match (state, b) {
+        (Break::Encoded, b'\r') => (Break::AfterCr, true),
+        (Break::Encoded | Break::AfterCr, b'\n') => (Break::LineStart, true),
+        (_, b'\r' | b'\n') => (Break::LineStart, false),
+        (Break::Other, _) => (Break::Other, false),
+        (_, b) if is_encoded(b) => (Break::Encoded, false),
+        _ => (Break::Other, false),
+    }
+}
+
+/// `buf` as the second stage matches it.
+struct View<'a> {
+    /// `buf` without the line ending (`\n`, `\r\n` or `\r`) of each non-empty line made
+    /// only of encoded characters, so wrapped base64 or hex reads as one line.
+    bytes: std::borrow::Cow<'a, [u8]>,
+    /// For each byte left out, how many view bytes came before it (ascending).
+    left_out: Vec<usize>,
+}
+
+/// `buf` (starting in `state`) with line endings left out as [`View::bytes`] says. A view byte
+/// stands for at most 3 bytes of `buf` (itself and a `\r\n` before it).
+fn unwrap_view(buf: &[u8], mut state: Break) -> View<'_> {
+    let mut left_out = Vec::new();
+    let mut i = 0;
+    while i < buf.len() {
+        // The same as `next_break` byte by byte, with the runs that change nothing skipped:
+        // the rest of a line with other characters, and encoded characters in an encoded one.
+        let line_end = || memchr::memchr2(b'\n', b'\r', &buf[i..]).map_or(buf.len(), |k| i + k);
+        match state {
+            Break::Other if !is_line_break(buf[i]) => i = line_end(),
+            Break::Encoded if !is_line_break(buf[i]) => {
+                let end = line_end();
+                // No early exit: a whole line at a time vectorizes.
+                let encoded = buf[i..end].iter().fold(true, |all, &b| all & is_encoded(b));
+                if !encoded {
+                    state = Break::Other;
+                }
+                i = end;
+            }
+            _ => {
+                let (next, out) = next_break(state, buf[i]);
+                if out {
+                    // Its view position: the bytes before it less those left out.
+                    left_out.push(i - left_out.len());
+                }
+                state = next;
+                i += 1;
+            }
+        }
+    }
+    if left_out.is_empty() {
+        return View {
+            bytes: std::borrow::Cow::Borrowed(buf),
+            left_out,
+        };
+    }
+    let mut bytes = Vec::with_capacity(buf.len() - left_out.len());
+    let mut from = 0;
+    for (k, &v) in left_out.iter().enumerate() {
+        let at = v + k;
+        bytes.extend_from_slice(&buf[from..at]);
+        from = at + 1;
+    }
+    bytes.extend_from_slice(&buf[from..]);
+    View {
+        bytes: std::borrow::Cow::Owned(bytes),
+        left_out,
+    }
+}
+
+/// The line state before `buf[cut]`, `buf` starting in `state`.
+fn break_state_at(buf: &[u8], state: Break, cut: usize) -> Break {
+    // After a `\n` a line starts, whatever came before.
+    let (start, mut state) = match buf[..cut].iter().rposition(|&b| b == b'\n') {
+        Some(i) => (i + 1, Break::LineStart),
+        None => (0, state),
+    };
+    for &b in &buf[start..cut] {
+        state = next_break(state, b).0;
+    }
+    state
+}
+
+/// The forms the second stage matches across line breaks: the base64 cores (both
+/// alphabets, each alignment) and hex, as `base64` and `xxd -p` wrap them.
+fn wrappable_forms(value: &str) -> Vec<Vec<u8>> {
+    let bytes = value.as_bytes();
+    if bytes.len() > MAX_ENCODED_LEN {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        for align in 0..3 {
+            out.push(base64_core(engine, bytes, align));
+        }
+    }
+    out.push(hex::encode(bytes).into_bytes());
+    out.push(hex::encode_upper(bytes).into_bytes());
+    out.retain(|f| f.len() >= MIN_DERIVED_LEN);
+    out
 }
 
 /// Every byte string redacted for one value (unsorted, may repeat).
@@ -578,9 +825,17 @@ mod tests {
     /// The stream cut at the given lengths (cycled), pushed and finished.
     fn streamed(r: &Redactor, input: &[u8], cuts: &[usize]) -> Vec<u8> {
         let mut s = r.stream();
-        let longest = match &*s.matcher {
-            Matcher::Ready(p) => p.longest,
-            _ => 1,
+        // Each stage holds back less than its longest pattern; a byte of the second stage's
+        // view stands for at most 3 bytes (itself after a `\r\n`), plus a final line ending.
+        let bound = match &*s.matcher {
+            Matcher::Ready(stages) => {
+                stages.direct.longest - 1
+                    + stages
+                        .wrapped
+                        .as_ref()
+                        .map_or(0, |w| 3 * (w.longest - 1) + 2)
+            }
+            _ => 0,
         };
         let mut out = Vec::new();
         let mut rest = input;
@@ -590,7 +845,7 @@ mod tests {
             }
             let (now, later) = rest.split_at((*cut).min(rest.len()));
             out.extend(s.push(now));
-            assert!(s.pending() < longest.max(1), "held {} bytes", s.pending());
+            assert!(s.pending() <= bound, "held {} bytes", s.pending());
             rest = later;
         }
         out.extend(s.finish());
@@ -598,9 +853,9 @@ mod tests {
         out
     }
 
-    /// Leftmost-longest replacement written the slow, obvious way.
-    fn naive(patterns: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+    /// Leftmost-longest matches, found the slow, obvious way.
+    fn naive_matches(patterns: &[Vec<u8>], input: &[u8]) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
         let mut p = 0;
         while p < input.len() {
             let longest = patterns
@@ -610,15 +865,57 @@ mod tests {
                 .max();
             match longest {
                 Some(n) => {
-                    out.extend_from_slice(REDACTED.as_bytes());
+                    found.push((p, p + n));
                     p += n;
                 }
-                None => {
-                    out.push(input[p]);
-                    p += 1;
-                }
+                None => p += 1,
             }
         }
+        found
+    }
+
+    /// Both stages, the slow, obvious way: every form replaced; then, in the text with the
+    /// first line ending after each run of text taken out, every wrappable form, each of its
+    /// line pieces replaced and its line endings kept.
+    fn naive(values: &[String], input: &[u8]) -> Vec<u8> {
+        let direct: Vec<Vec<u8>> = values.iter().flat_map(|v| patterns_of(v)).collect();
+        let mut first = Vec::new();
+        let mut p = 0;
+        for (start, end) in naive_matches(&direct, input) {
+            first.extend_from_slice(&input[p..start]);
+            first.extend_from_slice(REDACTED.as_bytes());
+            p = end;
+        }
+        first.extend_from_slice(&input[p..]);
+
+        let wrapped: Vec<Vec<u8>> = values.iter().flat_map(|v| wrappable_forms(v)).collect();
+        let (mut view, mut origin, mut state) = (Vec::new(), Vec::new(), Break::LineStart);
+        for (i, &b) in first.iter().enumerate() {
+            let (next, left_out) = next_break(state, b);
+            state = next;
+            if !left_out {
+                view.push(b);
+                origin.push(i);
+            }
+        }
+        let mut out = Vec::new();
+        let mut p = 0;
+        for (start, end) in naive_matches(&wrapped, &view) {
+            let (from, to) = (origin[start], origin[end - 1] + 1);
+            out.extend_from_slice(&first[p..from]);
+            for piece in first[from..to].split_inclusive(|b| is_line_break(*b)) {
+                match piece.iter().position(|b| is_line_break(*b)) {
+                    Some(0) => out.extend_from_slice(piece),
+                    Some(_) => {
+                        out.extend_from_slice(REDACTED.as_bytes());
+                        out.push(piece[piece.len() - 1]);
+                    }
+                    None => out.extend_from_slice(REDACTED.as_bytes()),
+                }
+            }
+            p = to;
+        }
+        out.extend_from_slice(&first[p..]);
         out
     }
 
@@ -770,6 +1067,90 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `data` encoded, then wrapped every `width` characters with `ending`.
+    fn wrapped(encoded: &str, width: usize, ending: &str) -> String {
+        let lines: Vec<&str> = encoded
+            .as_bytes()
+            .chunks(width)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        lines.join(ending) + ending
+    }
+
+    #[test]
+    fn wrapped_base64_and_hex_of_a_file_holding_the_secret_are_redacted() {
+        let token = "ghp_R2d2C3poBB8TokenOfFortyBytesExactly00";
+        let r = redactor(&[token, PEM]);
+        for before in 0..80 {
+            let mut file = "x".repeat(before).into_bytes();
+            file.extend_from_slice(token.as_bytes());
+            file.extend_from_slice(b" and more of the file after it");
+            file.extend_from_slice(PEM.as_bytes());
+            file.extend_from_slice(b"end");
+            // (what prints it, the output, the form that must not survive, unwrapped)
+            let cases = [
+                ("base64", wrapped(&STANDARD.encode(&file), 76, "\n"), 0),
+                (
+                    "base64 | unix2dos",
+                    wrapped(&STANDARD.encode(&file), 76, "\r\n"),
+                    0,
+                ),
+                (
+                    "openssl base64",
+                    wrapped(&STANDARD.encode(&file), 64, "\n"),
+                    0,
+                ),
+                ("xxd -p", wrapped(&hex::encode(&file), 60, "\n"), 1),
+            ];
+            for (what, printed, kind) in cases {
+                let out = r.redact(&printed);
+                assert_eq!(streamed(&r, printed.as_bytes(), &[1000, 7]), out.as_bytes());
+                let unwrapped: String = out.split(['\r', '\n']).collect();
+                for (value, at) in [(token, before), (PEM, before + token.len() + 30)] {
+                    let form = if kind == 0 {
+                        base64_core(&STANDARD, value.as_bytes(), at % 3)
+                    } else {
+                        hex::encode(value).into_bytes()
+                    };
+                    let form = String::from_utf8(form).unwrap();
+                    // No run of 8 characters of the form is left, even across lines.
+                    for piece in form.as_bytes().windows(8) {
+                        let piece = std::str::from_utf8(piece).unwrap();
+                        assert!(
+                            !unwrapped.contains(piece),
+                            "{what}, {before}: {piece} in {out}"
+                        );
+                    }
+                }
+                assert_eq!(
+                    out.lines().count(),
+                    printed.lines().count(),
+                    "{what}: lines kept"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_characters_are_base64_and_hex() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b"+/-_=".contains(&b);
+            assert_eq!(is_encoded(b), want, "{b:#04x}");
+        }
+    }
+
+    #[test]
+    fn an_empty_line_is_not_a_wrap() {
+        let r = redactor(&["correct horse battery staple"]);
+        let hex = hex::encode("correct horse battery staple");
+        let split = format!("{}\n\n{}", &hex[..20], &hex[20..]);
+        assert_eq!(r.redact(&split), split);
+        let wrapped = format!("{}\n{}", &hex[..20], &hex[20..]);
+        assert_eq!(r.redact(&wrapped), "[redacted]\n[redacted]");
+        let wrapped = format!("{}\r\n{}\r\n\r\nnext", &hex[..20], &hex[20..]);
+        assert_eq!(r.redact(&wrapped), "[redacted]\r\n[redacted]\r\n\r\nnext");
     }
 
     #[test]
@@ -949,6 +1330,8 @@ mod tests {
         let mut s = StreamRedactor {
             matcher: Arc::new(Matcher::Failed),
             held: Vec::new(),
+            held_wrapped: Vec::new(),
+            wrap_state: Break::LineStart,
             failed_emitted: false,
         };
         assert_eq!(s.push(b""), b"");
@@ -991,11 +1374,23 @@ mod tests {
             values.extend((0..1 + rng.below(3)).map(|_| rng.pick(&fixed).to_string()));
             let r = redactor(&values.iter().map(String::as_str).collect::<Vec<_>>());
             let patterns: Vec<Vec<u8>> = values.iter().flat_map(|v| patterns_of(v)).collect();
+            let wrappable: Vec<Vec<u8>> = values.iter().flat_map(|v| wrappable_forms(v)).collect();
 
             let mut input = Vec::new();
             for _ in 0..rng.below(40) {
-                match rng.below(3) {
+                match rng.below(4) {
                     0 => input.extend_from_slice(rng.pick::<Vec<u8>>(&patterns)),
+                    3 if !wrappable.is_empty() => {
+                        // An encoded form wrapped: line endings at random places inside.
+                        let form = rng.pick(&wrappable);
+                        for (i, b) in form.iter().enumerate() {
+                            if i > 0 && rng.below(6) == 0 {
+                                let breaks: [&[u8]; 4] = [b"\n", b"\r\n", b"\r", b"\n\n"];
+                                input.extend_from_slice(breaks[rng.below(breaks.len())]);
+                            }
+                            input.push(*b);
+                        }
+                    }
                     1 => {
                         // A part of a pattern: a near miss.
                         let p = rng.pick(&patterns);
@@ -1006,7 +1401,7 @@ mod tests {
                 }
             }
             let whole = r.redact_bytes(&input);
-            assert_eq!(whole, naive(&patterns, &input), "round {round}");
+            assert_eq!(whole, naive(&values, &input), "round {round}");
             // No value is left whole between the replacements.
             let text = String::from_utf8_lossy(&whole).into_owned();
             for value in &values {
