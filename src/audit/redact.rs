@@ -402,10 +402,10 @@ impl Patterns {
         Ok(q)
     }
 
-    /// [`Self::redact`] for the second stage: matches `buf` with the first line ending after
-    /// each run of text left out (see [`unwrap_view`]), and writes each matched line piece as
-    /// `[redacted]`, keeping the line endings. Returns the first undecided position of `buf`
-    /// and the line-ending state there.
+    /// [`Self::redact`] for the second stage: matches `buf` with the line ending of each line
+    /// of only encoded characters left out (see [`unwrap_view`]), and writes each matched line
+    /// piece as `[redacted]`, keeping the line endings. Returns the first undecided position
+    /// of `buf` and the line state there.
     fn redact_wrapped(
         &self,
         buf: &[u8],
@@ -874,9 +874,10 @@ mod tests {
         found
     }
 
-    /// Both stages, the slow, obvious way: every form replaced; then, in the text with the
-    /// first line ending after each run of text taken out, every wrappable form, each of its
-    /// line pieces replaced and its line endings kept.
+    /// Both stages, the slow, obvious way (byte by byte, searching everywhere): every form
+    /// replaced; then, in the text with the line ending of each line of only encoded
+    /// characters taken out, every wrappable form, each of its line pieces replaced and its
+    /// line endings kept.
     fn naive(values: &[String], input: &[u8]) -> Vec<u8> {
         let direct: Vec<Vec<u8>> = values.iter().flat_map(|v| patterns_of(v)).collect();
         let mut first = Vec::new();
