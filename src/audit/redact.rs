@@ -1392,16 +1392,23 @@ mod tests {
         // Every position of the output is a prefix of the secret: the walk that decides what
         // to hold back runs out of budget and falls back to holding back more, never less.
         let secret = format!("{}b", "a".repeat(300));
-        let r = redactor(&[&secret]);
         let mut input = "a".repeat(5000);
         input.push_str(&secret);
         input.push_str(&"a".repeat(700));
-        let out = streamed(&r, input.as_bytes(), &[100, 1, 37]);
-        assert_eq!(out, r.redact_bytes(input.as_bytes()));
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            format!("{}[redacted]{}", "a".repeat(5000), "a".repeat(700))
-        );
+        // Alone, and among enough long values that the search goes by prefixes.
+        let others: Vec<String> = (0..30).map(|i| format!("other-secret-{i:04}")).collect();
+        let mut values: Vec<&str> = vec![&secret];
+        for r in [redactor(&values), {
+            values.extend(others.iter().map(String::as_str));
+            redactor(&values)
+        }] {
+            let out = streamed(&r, input.as_bytes(), &[100, 1, 37]);
+            assert_eq!(out, r.redact_bytes(input.as_bytes()));
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{}[redacted]{}", "a".repeat(5000), "a".repeat(700))
+            );
+        }
     }
 
     #[test]
