@@ -1522,7 +1522,9 @@ mod tests {
 
     /// No timing assertion: prints the throughput of token secrets (plus a key) over 8 MiB
     /// of output: random base64 (the worst case: every byte continues some pattern) and
-    /// text like `ls /var/lib/dpkg/info`, in 32 KiB and in 512-byte reads.
+    /// text like `ls /var/lib/dpkg/info`, in 32 KiB and in 512-byte reads. Unoptimized test
+    /// builds are many times slower than the daemon: `cargo bench --bench redact` measures
+    /// the release build.
     #[test]
     fn throughput_with_fifty_secrets() {
         let mut rng = Rng(42);
