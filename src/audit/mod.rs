@@ -6,6 +6,9 @@
 pub mod anchor;
 #[cfg(test)]
 mod campaign;
+mod redact;
+
+pub use redact::{Redactor, StreamRedactor, MAX_ENCODED_LEN, MIN_DERIVED_LEN, REDACTED};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -250,55 +253,6 @@ pub fn parse_export(text: &str) -> impl Iterator<Item = Result<Entry, Broken>> +
                 reason: format!("line {} is not an audit record: {e}", i + 1),
             })
         })
-}
-
-/// Replaces every occurrence of the given secret values with `[redacted]`.
-#[derive(Debug, Default, Clone)]
-pub struct Redactor {
-    values: Vec<String>,
-}
-
-impl Redactor {
-    /// Adds a value to hide, and its shell-quoted form (`quote()` may rewrite it). Very
-    /// short values are hidden too: a leak is worse than noise.
-    pub fn add(&mut self, value: &str) {
-        let quoted = crate::policy::command::quote_word(value).ok();
-        for v in std::iter::once(value.to_string()).chain(quoted) {
-            if !v.is_empty() && !self.values.contains(&v) {
-                self.values.push(v);
-            }
-        }
-        // Longest first, so a secret containing another is hidden whole.
-        self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    }
-
-    /// `text` with every known secret value replaced.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for v in &self.values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), "[redacted]");
-            }
-        }
-        out
-    }
-
-    /// A JSON value with every string redacted.
-    pub fn redact_json(&self, v: &Value) -> Value {
-        if self.values.is_empty() {
-            return v.clone();
-        }
-        match v {
-            Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_json(x)).collect()),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, x)| (self.redact(k), self.redact_json(x)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
 }
 
 #[cfg(test)]
