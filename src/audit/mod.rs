@@ -8,7 +8,7 @@ pub mod anchor;
 mod campaign;
 mod redact;
 
-pub use redact::{Redactor, StreamRedactor, MIN_DERIVED_LEN, REDACTED};
+pub use redact::{Redactor, StreamRedactor, MAX_ENCODED_LEN, MIN_DERIVED_LEN, REDACTED};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
