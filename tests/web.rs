@@ -11,7 +11,7 @@ use crate::approvals::{
     assert_decisions_audited, gate, get_run, ran, request_pending, site_config, site_env,
     wait_status, write_marker_runbook,
 };
-use crate::harness::{token, wait_until, Browser, Daemon};
+use crate::harness::{token, wait_for, wait_until, Browser, Daemon};
 
 /// A client for the pages that, like a test wants, never follows redirects by itself.
 pub(crate) fn page_client() -> Client {
@@ -136,11 +136,17 @@ fn an_approver_signs_in_and_approves_in_a_real_browser() {
         browser.current_url().ends_with("/approvals")
     });
 
-    let link = browser
-        .find_all("a.run")
-        .into_iter()
-        .find(|a| browser.text(a) == id)
-        .unwrap_or_else(|| panic!("run {id} not listed:\n{}", browser.page_source()));
+    // The URL changes before the page is rendered: wait for the list itself.
+    let link = wait_for(
+        Duration::from_secs(10),
+        &format!("run {id} in the approvals list"),
+        || {
+            browser
+                .find_all("a.run")
+                .into_iter()
+                .find(|a| browser.text(a) == id)
+        },
+    );
     browser.click(&link);
     wait_until(Duration::from_secs(10), "the run page", || {
         browser.current_url().ends_with(&format!("/approvals/{id}"))

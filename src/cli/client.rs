@@ -236,10 +236,7 @@ pub async fn run(
         client.follow(&id, &mut |l| print_line(l, json)).await?
     };
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&done).unwrap_or_default()
-        );
+        print_json(&done);
     } else {
         print_hosts(&done);
         outln!("run {id} {}", done["status"].as_str().unwrap_or_default());
@@ -249,7 +246,7 @@ pub async fn run(
 
 fn print_run_brief(run: &Value, json: bool) {
     if json {
-        outln!("{}", serde_json::to_string_pretty(run).unwrap_or_default());
+        print_json(&run);
     } else {
         outln!(
             "run {} {}",
@@ -378,7 +375,7 @@ pub async fn runs(server: &ServerArgs, status: Option<&str>, json: bool) -> Resu
 
 fn print_runs(runs: &Value, json: bool) {
     if json {
-        outln!("{}", serde_json::to_string_pretty(runs).unwrap_or_default());
+        print_json(&runs);
         return;
     }
     let mut out = format!(
@@ -406,7 +403,7 @@ pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
     let client = Client::new(server)?;
     let r = client.get(&format!("/api/v1/runs/{id}")).await?;
     if json {
-        outln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        print_json(&r);
         return Ok(());
     }
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
@@ -503,7 +500,7 @@ pub async fn logs(server: &ServerArgs, id: &str, follow: bool, json: bool) -> Re
     if follow {
         let run = client.follow(id, &mut |l| print_line(l, json)).await?;
         if json {
-            outln!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+            print_json(&run);
         }
         return Ok(());
     }
@@ -577,10 +574,7 @@ pub async fn schedules(server: &ServerArgs, json: bool) -> Result<()> {
     let client = Client::new(server)?;
     let list = client.get("/api/v1/schedules").await?;
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
+        print_json(&list);
         return Ok(());
     }
     let mut out = format!(
@@ -617,10 +611,7 @@ pub async fn standing(
         )
         .await?;
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&granted).unwrap_or_default()
-        );
+        print_json(&granted);
     } else {
         outln!(
             "standing approval of {runbook} by {} ({}) until {}",
@@ -653,10 +644,7 @@ pub async fn freeze(
         )
         .await?;
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&answer).unwrap_or_default()
-        );
+        print_json(&answer);
     } else {
         print_hosts_of(&answer, "frozen", "frozen");
         print_hosts_of(&answer, "already_frozen", "already frozen");
@@ -670,10 +658,7 @@ pub async fn unfreeze(server: &ServerArgs, targets: &[String], json: bool) -> Re
         .post("/api/v1/freezes/lift", json!({"targets": targets}))
         .await?;
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&answer).unwrap_or_default()
-        );
+        print_json(&answer);
     } else {
         print_hosts_of(&answer, "unfrozen", "unfrozen");
         print_hosts_of(&answer, "not_frozen", "was not frozen");
@@ -685,10 +670,7 @@ pub async fn frozen(server: &ServerArgs, json: bool) -> Result<()> {
     let client = Client::new(server)?;
     let list = client.get("/api/v1/freezes").await?;
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
+        print_json(&list);
         return Ok(());
     }
     let mut out = format!(
@@ -706,4 +688,12 @@ pub async fn frozen(server: &ServerArgs, json: bool) -> Result<()> {
     }
     out!("{out}");
     Ok(())
+}
+
+/// Prints a JSON value for `--json`, pretty, on stdout.
+fn print_json(value: &impl serde::Serialize) {
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
