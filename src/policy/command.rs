@@ -705,6 +705,13 @@ mod tests {
             ("echo * end", "echo a b end", false),
             ("echo '*'", "echo a", true),
             ("echo '*'", "echo a b", false),
+            // A quoted last star is one word: `-name` cannot grow an `-exec`.
+            ("find /d -type f -name '*'", "find /d -type f -name m", true),
+            (
+                "find /d -type f -name '*'",
+                "find /d -type f -name m -exec sh -c id ';'",
+                false,
+            ),
             ("touch /tmp/d/*", "touch /tmp/d/x", true),
             ("touch /tmp/d/*", "touch /tmp/e/x", false),
             ("touch /tmp/d/*", "touch /tmp/d/x /etc/passwd", false),
