@@ -22,11 +22,15 @@
 //! | [`audit`]    | hash-chained records: canonical form, verify, export, signed checkpoints |
 //! | [`witness`]  | the daemon's signed checkpoints of the audit log, delivered to witnesses  |
 //! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit |
-//! | [`scheduler`]| pure slot arithmetic: cron in a zone, DST gaps and folds, jitter, windows  |
+//! | [`scheduler`]| pure slot arithmetic: crontab in a zone (our own matcher: Vixie's day     |
+//! |              | rule, `#`/`L`), offset, DST gaps and folds, jitter, windows              |
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all;  |
 //! |              | the one place reads are scoped to a party (`reads`) and freezes kept      |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
+//!
+//! [`scheduler::cron`] is our own crontab matcher rather than the `cron` crate: the crate ANDs
+//! day-of-month with day-of-week where crontab(5) ORs them, and has no `TUE#2` or `FRIL`.
 //!
 //! [`store`] is one concrete SQLite type rather than a trait: its API is "run this closure in
 //! a durable transaction", which a PostgreSQL store can offer too, and the trait is best cut

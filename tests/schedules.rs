@@ -363,6 +363,59 @@ fn next_fires_once_at_the_end_of_a_spring_gap_and_once_at_the_first_of_a_repeate
     );
 }
 
+/// The Saturday after Patch Tuesday for a year in Berlin: `TUE#2` plus `offset: 4d`, as
+/// `tandem next` shows it. Each slot is checked against the calendar here as well as listed.
+#[test]
+fn next_shows_the_saturday_after_patch_tuesday_for_a_year_across_dst() {
+    use chrono::{Datelike, NaiveDate, Weekday};
+    let env = site(StandardConfig::new());
+    Scheduled::new(
+        "patch-saturday",
+        "{ cron: \"0 2 * * TUE#2\", offset: 4d, timezone: Europe/Berlin }",
+    )
+    .write(&env);
+    let out = env.tandem([
+        "next",
+        "patch-saturday",
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--count",
+        "12",
+    ]);
+    out.success();
+    let got: Vec<&str> = out.stdout.lines().collect();
+    // Summer time (from 29 March to 25 October) moves the same local 02:00 an hour earlier
+    // in UTC.
+    let want = [
+        "2026-01-17T01:00:00Z  2026-01-17T02:00:00+01:00 (Europe/Berlin)",
+        "2026-02-14T01:00:00Z  2026-02-14T02:00:00+01:00 (Europe/Berlin)",
+        "2026-03-14T01:00:00Z  2026-03-14T02:00:00+01:00 (Europe/Berlin)",
+        "2026-04-18T00:00:00Z  2026-04-18T02:00:00+02:00 (Europe/Berlin)",
+        "2026-05-16T00:00:00Z  2026-05-16T02:00:00+02:00 (Europe/Berlin)",
+        "2026-06-13T00:00:00Z  2026-06-13T02:00:00+02:00 (Europe/Berlin)",
+        "2026-07-18T00:00:00Z  2026-07-18T02:00:00+02:00 (Europe/Berlin)",
+        "2026-08-15T00:00:00Z  2026-08-15T02:00:00+02:00 (Europe/Berlin)",
+        "2026-09-12T00:00:00Z  2026-09-12T02:00:00+02:00 (Europe/Berlin)",
+        "2026-10-17T00:00:00Z  2026-10-17T02:00:00+02:00 (Europe/Berlin)",
+        "2026-11-14T01:00:00Z  2026-11-14T02:00:00+01:00 (Europe/Berlin)",
+        "2026-12-12T01:00:00Z  2026-12-12T02:00:00+01:00 (Europe/Berlin)",
+    ];
+    assert_eq!(got, want, "{}", out.dump());
+    for (month, line) in (1..=12).zip(got) {
+        // The second Tuesday is the first Tuesday on or after the 8th.
+        let mut tuesday = NaiveDate::from_ymd_opt(2026, month, 8).unwrap();
+        while tuesday.weekday() != Weekday::Tue {
+            tuesday = tuesday.succ_opt().unwrap();
+        }
+        let saturday = tuesday + chrono::Duration::days(4);
+        let local = line.split("  ").nth(1).unwrap();
+        assert!(
+            local.starts_with(&format!("{saturday}T02:00:00+0")),
+            "{month}: {line} is not 02:00 on {saturday}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The live daemon fires on time.
 

@@ -407,6 +407,63 @@ malformed! {
 }
 
 malformed! {
+    runbook_cron_nth_weekday_out_of_range: Runbook,
+    line: Some(4),
+    field: "schedule.cron",
+    message: "day-of-week field, `TUE#6`: N after `#` must be 1 to 5",
+    yaml: r#"
+        name: probe
+        owner: internal
+        schedule:
+          cron: "0 2 * * TUE#6"
+        script: log("hi")
+    "#,
+}
+
+malformed! {
+    runbook_cron_at_reboot: Runbook,
+    line: Some(4),
+    field: "schedule.cron",
+    message: "`@reboot` is not a time",
+    yaml: r#"
+        name: probe
+        owner: internal
+        schedule:
+          cron: "@reboot"
+        script: log("hi")
+    "#,
+}
+
+malformed! {
+    runbook_cron_never_fires: Runbook,
+    line: Some(4),
+    field: "schedule.cron",
+    message: "`0 3 31 4 *` never fires",
+    yaml: r#"
+        name: probe
+        owner: internal
+        schedule:
+          cron: "0 3 31 4 *"
+        script: log("hi")
+    "#,
+}
+
+malformed! {
+    runbook_bad_schedule_offset: Runbook,
+    line: Some(5),
+    field: "schedule.offset",
+    message: "`4 days later` is not an offset like 4d",
+    yaml: r#"
+        name: probe
+        owner: internal
+        schedule:
+          cron: "0 2 * * TUE#2"
+          offset: 4 days later
+        script: log("hi")
+    "#,
+}
+
+malformed! {
     runbook_bad_timezone: Runbook,
     line: Some(5),
     field: "schedule.timezone",
@@ -1052,4 +1109,28 @@ malformed! {
           max: 1MiB
         script: log("hi")
     "#,
+}
+
+#[test]
+fn a_schedule_restricting_both_day_fields_warns_which_days_and_passes() {
+    let env = Env::new();
+    env.write_config(&base_config());
+    env.write_runbook(
+        "twice.yaml",
+        "name: twice\nowner: internal\nschedule:\n  timezone: UTC\n  cron: \"0 3 1,15 * 1\"\nscript: log(1)\n",
+    );
+    env.write_runbook(
+        "patch.yaml",
+        "name: patch\nowner: internal\nschedule: { cron: \"0 2 * * TUE#2\", offset: 4d }\nscript: log(1)\n",
+    );
+    let outcome = env.command().arg("validate").run();
+    outcome
+        .status(0)
+        .stdout_contains("ok: 2 runbooks")
+        .stderr_contains("warning: ")
+        .stderr_contains(
+            "twice.yaml:5:3: schedule.cron: fires on the 1st and 15th of the month AND on \
+             every Monday (crontab ORs the two day fields",
+        )
+        .stderr_lacks("patch.yaml");
 }

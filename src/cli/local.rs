@@ -26,6 +26,23 @@ pub fn load(config: &Path, paths: &[PathBuf]) -> Result<(Config, Catalog)> {
 
 pub fn validate(config: &Path, paths: &[PathBuf]) -> Result<()> {
     let (_, catalog) = load(config, paths)?;
+    // Valid but likely not what was meant (both crontab day fields restricted): a warning on
+    // stderr, located like a load error, and still exit 0.
+    for rb in catalog.runbooks.values() {
+        let Some(spec) = &rb.schedule else { continue };
+        let Ok(sch) = crate::scheduler::Schedule::parse(spec) else {
+            continue;
+        };
+        let warnings = sch.warnings();
+        if warnings.is_empty() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&rb.path).unwrap_or_default();
+        for w in warnings {
+            let at = crate::yaml::error_at(&rb.path, &text, "schedule.cron", w);
+            errln!("warning: {at}");
+        }
+    }
     outln!("ok: {} runbooks", catalog.runbooks.len());
     Ok(())
 }

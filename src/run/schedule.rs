@@ -461,6 +461,7 @@ impl App {
                     "runbook": rb.name,
                     "cron": spec.cron,
                     "timezone": sch.tz.name(),
+                    "offset": spec.offset,
                     "window": spec.window,
                     "overlap": sch.overlap.name(),
                     "misfire": sch.misfire.name(),

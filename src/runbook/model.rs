@@ -328,6 +328,9 @@ pub struct ScheduleSpec {
     pub jitter: Option<String>,
     #[serde(default)]
     pub blackout: Vec<String>,
+    /// Shifts every slot on the wall clock (`4d`, `-1d`, `36h`).
+    #[serde(default)]
+    pub offset: Option<String>,
 }
 
 impl ScheduleSpec {
@@ -353,6 +356,9 @@ impl ScheduleSpec {
         match self.misfire.as_deref() {
             None | Some("skip" | "run_once") => {}
             Some(o) => return Err(("misfire".into(), format!("`{o}` is not skip or run_once"))),
+        }
+        if let Some(o) = &self.offset {
+            crate::scheduler::parse_offset(o).map_err(|m| ("offset".to_string(), m))?;
         }
         crate::scheduler::Schedule::parse(self).map_err(|m| ("cron".to_string(), m))?;
         Ok(())

@@ -1,13 +1,25 @@
-//! Schedules (SPEC §3b): cron expressions in an IANA time zone → slots, with the daylight
-//! saving rules, jitter, windows and blackout calendars. Pure: the clock is always passed
-//! in, and nothing here executes anything (the daemon's loop is in [`crate::run`]).
+//! Schedules (SPEC §3b): crontab expressions in an IANA time zone → slots, with an offset,
+//! the daylight saving rules, jitter, windows and blackout calendars. Pure: the clock is
+//! always passed in, and nothing here executes anything (the daemon's loop is in
+//! [`crate::run`]).
 //!
-//! The `cron` crate is used for field matching only, on *wall-clock* time: it is run in a
-//! zone without daylight saving and each local wall-clock time is then mapped to an instant
-//! here. Left to itself, the crate skips local times that fall in a spring-forward gap, and
-//! it numbers weekdays from Sunday = 1 where crontab uses Sunday = 0; both are handled here.
+//! Two layers, so any recurrence on wall-clock time gets the same treatment:
+//! - [`cron::CronExpr`] says which *wall-clock* times match (crontab(5) semantics, our own
+//!   matcher; its module doc says why the `cron` crate was dropped);
+//! - [`Schedule`] shifts each of those by the schedule's `offset` (still on the wall clock)
+//!   and maps the result to an instant in the zone: a local time in a spring-forward gap
+//!   fires once at the end of the gap, a local time that happens twice fires at its first
+//!   occurrence.
+//!
+//! The slot is the shifted instant: windows, blackouts, jitter, approvals ahead and the
+//! at-most-once key all use it, and it is stable because it is a pure function of the
+//! expression, the offset and the zone. Changing the offset (like changing the expression)
+//! makes new slots.
 
-use std::collections::BTreeSet;
+pub mod cron;
+#[cfg(test)]
+mod differential;
+
 use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
@@ -53,7 +65,10 @@ impl Misfire {
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    cron: cron::Schedule,
+    cron: cron::CronExpr,
+    /// Added to every matching wall-clock time before it is mapped to an instant; may be
+    /// negative (`-1d`: the day before).
+    pub offset: chrono::Duration,
     pub tz: Tz,
     pub window: Option<Duration>,
     pub jitter: Option<Duration>,
@@ -65,20 +80,11 @@ pub struct Schedule {
 impl Schedule {
     /// Parses a runbook's `schedule` section.
     pub fn parse(spec: &ScheduleSpec) -> Result<Schedule, String> {
-        let fields: Vec<&str> = spec.cron.split_whitespace().collect();
-        let (sec, rest) = match fields.len() {
-            5 => ("0", &fields[..]),
-            6 => (fields[0], &fields[1..]),
-            _ => return Err("cron takes 5 fields (or 6 with seconds first)".into()),
+        let cron = cron::CronExpr::parse(&spec.cron).map_err(|e| e.to_string())?;
+        let offset = match &spec.offset {
+            Some(o) => parse_offset(o)?,
+            None => chrono::Duration::zero(),
         };
-        let dow = crontab_weekdays(rest[4])?;
-        let expr = format!(
-            "{sec} {} {} {} {} {dow}",
-            rest[0], rest[1], rest[2], rest[3]
-        );
-        let cron = expr
-            .parse::<cron::Schedule>()
-            .map_err(|e| format!("`{}` is not a valid cron expression: {e}", spec.cron))?;
         let tz = match &spec.timezone {
             Some(t) => t
                 .parse::<Tz>()
@@ -90,6 +96,7 @@ impl Schedule {
         };
         Ok(Schedule {
             cron,
+            offset,
             tz,
             window: dur(&spec.window)?,
             jitter: dur(&spec.jitter)?,
@@ -110,22 +117,28 @@ impl Schedule {
     /// its first occurrence.
     pub fn slots_after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
         // Start a little before `after` in wall-clock time: around a fall-back change the
-        // local clock repeats, and a slot must not be missed for that.
+        // local clock repeats, and a slot must not be missed for that. Matching times are
+        // shifted by the offset, so the search starts that much earlier (or later).
         let start_local = after.with_timezone(&self.tz).naive_local() - chrono::Duration::hours(3);
+        let mut cursor = start_local.checked_sub_signed(self.offset);
         let mut last = after;
-        self.cron
-            .after_owned(Utc.from_utc_datetime(&start_local))
-            .map(move |wall| self.instant_of(wall.naive_utc()))
-            .filter(move |t| {
-                // Strictly increasing: drops slots before `after`, the repeated local
-                // hour, and the several gap times that all map to the gap's end.
-                if *t > last {
-                    last = *t;
-                    true
-                } else {
-                    false
-                }
-            })
+        std::iter::from_fn(move || loop {
+            let matched = self.cron.next_after(cursor?)?;
+            cursor = Some(matched);
+            let t = self.instant_of(matched.checked_add_signed(self.offset)?);
+            // Strictly increasing: drops slots before `after`, the repeated local hour, and
+            // the several gap times that all map to the gap's end.
+            if t > last {
+                last = t;
+                return Some(t);
+            }
+        })
+    }
+
+    /// Warnings about an expression that parses but may not mean what its author thinks:
+    /// both day fields restricted, so crontab fires when either matches.
+    pub fn warnings(&self) -> Vec<String> {
+        self.cron.both_day_fields_warning().into_iter().collect()
     }
 
     /// The next `count` slots after `after`.
@@ -215,55 +228,28 @@ fn gap_end(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
     Utc.from_utc_datetime(&hi)
 }
 
-/// Rewrites a crontab day-of-week field (0–7, Sunday = 0 or 7, names, ranges, steps) as the
-/// explicit list the `cron` crate reads (Sunday = 1).
-fn crontab_weekdays(field: &str) -> Result<String, String> {
-    if field == "*" || field == "?" {
-        return Ok(field.to_string());
-    }
-    let day = |s: &str| -> Result<u32, String> {
-        let names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-        if let Some(i) = names.iter().position(|n| s.eq_ignore_ascii_case(n)) {
-            return Ok(i as u32);
-        }
-        match s.parse::<u32>() {
-            Ok(n) if n <= 7 => Ok(n),
-            _ => Err(format!("`{s}` is not a day of the week (0-7 or sun-sat)")),
-        }
+/// The longest `offset` taken: a year and a day, either way.
+const MAX_OFFSET_DAYS: i64 = 366;
+
+/// Parses a schedule's `offset`: a duration (`4d`, `36h`, `90m`, `1d 12h`) with an optional
+/// sign; `-1d` is the day before each slot. It is wall-clock time: `1d` is the same clock
+/// time on the next day, also across a daylight saving change.
+pub fn parse_offset(text: &str) -> Result<chrono::Duration, String> {
+    let t = text.trim();
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
-    let mut days = BTreeSet::new();
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => (
-                r,
-                s.parse::<u32>()
-                    .map_err(|_| format!("`{item}`: bad step"))?
-                    .max(1),
-            ),
-            None => (item, 1),
-        };
-        let (lo, hi) = match range {
-            "*" => (0, 6),
-            r => match r.split_once('-') {
-                Some((a, b)) => (day(a)?, day(b)?),
-                None if step > 1 => (day(r)?, 6),
-                None => (day(r)?, day(r)?),
-            },
-        };
-        if lo > hi {
-            return Err(format!("`{item}`: a range goes from low to high"));
-        }
-        let mut d = lo;
-        while d <= hi {
-            days.insert(d % 7);
-            d += step;
-        }
+    let d = crate::runbook::parse_duration(body.trim())
+        .map_err(|_| format!("`{text}` is not an offset like 4d, 36h, 90m or -1d"))?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("`{text}`: an offset is whole seconds"));
     }
-    Ok(days
-        .iter()
-        .map(|d| (d + 1).to_string())
-        .collect::<Vec<_>>()
-        .join(","))
+    let d = chrono::Duration::from_std(d)
+        .ok()
+        .filter(|d| *d <= chrono::Duration::days(MAX_OFFSET_DAYS))
+        .ok_or_else(|| format!("`{text}`: an offset is at most {MAX_OFFSET_DAYS} days"))?;
+    Ok(if negative { -d } else { d })
 }
 
 #[cfg(test)]
@@ -279,6 +265,7 @@ mod tests {
             misfire: None,
             jitter: None,
             blackout: vec![],
+            offset: None,
         })
         .unwrap()
     }
@@ -376,8 +363,14 @@ mod tests {
                 "{sunday}"
             );
         }
-        assert_eq!(crontab_weekdays("5-7").unwrap(), "1,6,7");
-        assert!(crontab_weekdays("8").is_err());
+        assert_eq!(
+            fmt(&sched("0 9 * * 5-7", "UTC").next(utc("2026-11-26T00:00:00Z"), 3)),
+            [
+                "2026-11-27T09:00:00Z",
+                "2026-11-28T09:00:00Z",
+                "2026-11-29T09:00:00Z"
+            ]
+        );
     }
 
     #[test]
@@ -386,6 +379,98 @@ mod tests {
         assert_eq!(
             fmt(&s.next(utc("2026-01-01T00:00:05Z"), 2)),
             ["2026-01-01T00:00:10Z", "2026-01-01T00:00:20Z"]
+        );
+    }
+
+    fn shifted(cron: &str, offset: &str, tz: &str) -> Schedule {
+        let mut s = sched(cron, tz);
+        s.offset = parse_offset(offset).unwrap();
+        s
+    }
+
+    #[test]
+    fn offset_is_wall_clock_days_with_the_slot_dst_rule() {
+        // Saturday 02:00 after Patch Tuesday, across a year in Berlin: 01:00Z in winter,
+        // 00:00Z in summer time.
+        let s = shifted("0 2 * * TUE#2", "4d", "Europe/Berlin");
+        let got = fmt(&s.next(utc("2026-01-01T00:00:00Z"), 12));
+        assert_eq!(
+            got,
+            [
+                "2026-01-17T01:00:00Z",
+                "2026-02-14T01:00:00Z",
+                "2026-03-14T01:00:00Z",
+                "2026-04-18T00:00:00Z",
+                "2026-05-16T00:00:00Z",
+                "2026-06-13T00:00:00Z",
+                "2026-07-18T00:00:00Z",
+                "2026-08-15T00:00:00Z",
+                "2026-09-12T00:00:00Z",
+                "2026-10-17T00:00:00Z",
+                "2026-11-14T01:00:00Z",
+                "2026-12-12T01:00:00Z",
+            ]
+        );
+        // The offset spans the change: Thursday 26 March 02:00 CET + 4d is Monday 30 March
+        // 02:00 CEST (96 hours of clock time, 95 elapsed).
+        let s = shifted("0 2 * * THU#4", "4d", "Europe/Berlin");
+        assert_eq!(
+            fmt(&s.next(utc("2026-03-05T00:00:00Z"), 1)),
+            ["2026-03-30T00:00:00Z"]
+        );
+        assert_eq!(
+            fmt(&s.next(utc("2026-10-01T00:00:00Z"), 1)),
+            ["2026-10-26T01:00:00Z"]
+        );
+        // A shifted slot in the spring gap fires at its end; in the repeated hour, at the
+        // first occurrence.
+        let s = shifted("30 2 * * WED#4", "4d", "Europe/Berlin");
+        assert_eq!(
+            fmt(&s.next(utc("2026-03-05T00:00:00Z"), 1)),
+            ["2026-03-29T01:00:00Z"]
+        );
+        let s = shifted("30 2 * * WED#3", "4d", "Europe/Berlin");
+        assert_eq!(
+            fmt(&s.next(utc("2026-10-01T00:00:00Z"), 2)),
+            ["2026-10-25T00:30:00Z", "2026-11-22T01:30:00Z"]
+        );
+    }
+
+    #[test]
+    fn offsets_in_hours_minutes_and_negative() {
+        // 36h after Tuesday 22:00 is Thursday 10:00; 90m after it is Tuesday 23:30.
+        let s = shifted("0 22 * * TUE#2", "36h", "UTC");
+        assert_eq!(
+            fmt(&s.next(utc("2026-01-01T00:00:00Z"), 1)),
+            ["2026-01-15T10:00:00Z"]
+        );
+        let s = shifted("0 22 * * TUE#2", "90m", "UTC");
+        assert_eq!(
+            fmt(&s.next(utc("2026-01-01T00:00:00Z"), 1)),
+            ["2026-01-13T23:30:00Z"]
+        );
+        // -2d: the Sunday before Patch Tuesday; found even when the unshifted slot is
+        // after `after` and the shifted one before it, or the other way round.
+        let s = shifted("0 2 * * TUE#2", "-2d", "UTC");
+        assert_eq!(
+            fmt(&s.next(utc("2026-01-11T01:00:00Z"), 2)),
+            ["2026-01-11T02:00:00Z", "2026-02-08T02:00:00Z"]
+        );
+        let s = shifted("0 2 * * TUE#2", "4d", "UTC");
+        assert_eq!(
+            fmt(&s.next(utc("2026-01-14T00:00:00Z"), 1)),
+            ["2026-01-17T02:00:00Z"]
+        );
+        for bad in ["4 days later", "1.5s", "400d", "-400d", ""] {
+            assert!(parse_offset(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_offset("+1d 12h").unwrap(),
+            chrono::Duration::hours(36)
+        );
+        assert_eq!(
+            parse_offset("-90m").unwrap(),
+            chrono::Duration::minutes(-90)
         );
     }
 
