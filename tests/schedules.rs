@@ -472,6 +472,44 @@ fn a_seconds_schedule_fires_every_slot_on_time_as_system_for_the_owner() {
     );
 }
 
+/// An `offset` moves the slot itself: the daemon fires at the shifted time and keys the run
+/// (at most once per slot) by it, and the schedules view lists shifted slots.
+#[test]
+fn an_offset_schedule_fires_and_keys_runs_at_the_shifted_slot() {
+    let env = site(StandardConfig::new());
+    Scheduled::new("shifted", "{ cron: \"*/4 * * * * *\", offset: 2s }").write(&env);
+    let daemon = Daemon::start(&env);
+
+    let runs = wait_finished(&daemon, "shifted", 2, SETTLE);
+    for run in &runs {
+        let slot = slot_of(run);
+        assert_eq!(slot.second() % 4, 2, "not a shifted slot: {run}");
+        assert_eq!(run["slot"], format!("shifted@{}", ts(slot)), "{run}");
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let late = time_of(run, "started_at") - slot;
+        assert!(
+            late >= chrono::Duration::zero() && late < chrono::Duration::seconds(1),
+            "run {} started {late} after its slot {}",
+            run["id"],
+            ts(slot)
+        );
+    }
+    assert_eq!(
+        slot_of(&runs[1]) - slot_of(&runs[0]),
+        chrono::Duration::seconds(4)
+    );
+    let view = schedule_view(&daemon, "shifted");
+    assert_eq!(view["offset"], "2s", "{view}");
+    let next = view["next"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no next slots: {view}"));
+    assert!(!next.is_empty(), "{view}");
+    for slot in next {
+        let t = at(slot["utc"].as_str().unwrap_or_default());
+        assert_eq!(t.second() % 4, 2, "{view}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Blackout calendars.
 
