@@ -466,10 +466,10 @@ fn range_item(f: &Field, item: &str) -> Result<u64, String> {
         ));
     }
     let mut bits = 0u64;
-    let mut v = lo;
-    while v <= hi {
-        bits |= 1 << v;
-        v += step;
+    let mut v = Some(lo);
+    while let Some(n) = v.filter(|n| *n <= hi) {
+        bits |= 1 << n;
+        v = n.checked_add(step);
     }
     Ok(bits)
 }
@@ -709,6 +709,11 @@ mod tests {
                 "{m}"
             );
         }
+        // Quartz's `?` is `*`.
+        assert_eq!(
+            CronExpr::parse("0 0 ? * MON").unwrap(),
+            CronExpr::parse("0 0 * * MON").unwrap()
+        );
         assert_eq!(
             next("30 */10 * * * *", "2026-01-01 00:00:00", 2),
             ["2026-01-01 00:00:30 Thu", "2026-01-01 00:10:30 Thu"]
@@ -759,6 +764,12 @@ mod tests {
             assert!(e.contains(want), "{expr}: {e}");
             assert!(e.starts_with(&format!("`{expr}`{want}")), "{e}");
         }
+        // A huge step is one value, not an overflow.
+        assert_eq!(
+            next("5/4294967295 0 1 1 *", "2026-01-01 00:00:00", 2),
+            ["2026-01-01 00:05:00 Thu", "2027-01-01 00:05:00 Fri"]
+        );
+        assert!(CronExpr::parse("5/4294967296 0 1 1 *").is_err());
         // Feb 29 with `*` in day-of-week still fires, in leap years.
         assert_eq!(
             next("0 0 29 2 *", "2026-01-01 00:00:00", 1),
