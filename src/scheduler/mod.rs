@@ -6,6 +6,10 @@
 //! zone without daylight saving and each local wall-clock time is then mapped to an instant
 //! here. Left to itself, the crate skips local times that fall in a spring-forward gap, and
 //! it numbers weekdays from Sunday = 1 where crontab uses Sunday = 0; both are handled here.
+//!
+//! A schedule's recurrence is a cron line or an RFC 5545 RRULE ([`rrule`]); both yield local
+//! wall-clock times, and the one DST mapping here turns either into slots. Blackout
+//! calendars may come from `.ics` files ([`ics`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -15,6 +19,42 @@ use chrono_tz::Tz;
 
 use crate::config::Calendar;
 use crate::runbook::ScheduleSpec;
+
+pub mod ics;
+pub mod rrule;
+
+/// What makes a schedule's local wall-clock times: a cron line or an RRULE.
+#[derive(Debug, Clone)]
+enum Recurrence {
+    /// A crontab line, matched by the `cron` crate in a zone without daylight saving.
+    Cron(cron::Schedule),
+    /// An RFC 5545 recurrence rule, and where it ends as an instant (UNTIL=...Z).
+    Rrule(rrule::RruleExpr),
+}
+
+impl Recurrence {
+    /// Local wall-clock times from about `from` on, increasing.
+    fn wall_clock_from(&self, from: NaiveDateTime) -> Box<dyn Iterator<Item = NaiveDateTime> + '_> {
+        match self {
+            Recurrence::Cron(c) => Box::new(
+                c.after_owned(Utc.from_utc_datetime(&from))
+                    .map(|wall| wall.naive_utc()),
+            ),
+            Recurrence::Rrule(r) => Box::new(r.after(from)),
+        }
+    }
+
+    /// The last instant a slot may have (an RRULE's `UNTIL=...Z`).
+    fn until(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Recurrence::Rrule(r) => match r.until() {
+                Some(rrule::Until::Instant(t)) => Some(t),
+                _ => None,
+            },
+            Recurrence::Cron(_) => None,
+        }
+    }
+}
 
 /// What to do with a slot while the previous run is still active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +93,7 @@ impl Misfire {
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    cron: cron::Schedule,
+    recurrence: Recurrence,
     pub tz: Tz,
     pub window: Option<Duration>,
     pub jitter: Option<Duration>,
@@ -65,20 +105,23 @@ pub struct Schedule {
 impl Schedule {
     /// Parses a runbook's `schedule` section.
     pub fn parse(spec: &ScheduleSpec) -> Result<Schedule, String> {
-        let fields: Vec<&str> = spec.cron.split_whitespace().collect();
-        let (sec, rest) = match fields.len() {
-            5 => ("0", &fields[..]),
-            6 => (fields[0], &fields[1..]),
-            _ => return Err("cron takes 5 fields (or 6 with seconds first)".into()),
+        let recurrence = match (&spec.cron, &spec.rrule) {
+            (Some(cron), None) => {
+                if spec.dtstart.is_some() {
+                    return Err("`dtstart` belongs to `rrule`, not `cron`".into());
+                }
+                Recurrence::Cron(parse_cron(cron)?)
+            }
+            (None, Some(rule)) => {
+                let dtstart = spec
+                    .dtstart
+                    .as_deref()
+                    .map(rrule::parse_dtstart)
+                    .transpose()?;
+                Recurrence::Rrule(rrule::RruleExpr::parse(rule, dtstart)?)
+            }
+            _ => return Err("give exactly one of `cron` or `rrule`".into()),
         };
-        let dow = crontab_weekdays(rest[4])?;
-        let expr = format!(
-            "{sec} {} {} {} {} {dow}",
-            rest[0], rest[1], rest[2], rest[3]
-        );
-        let cron = expr
-            .parse::<cron::Schedule>()
-            .map_err(|e| format!("`{}` is not a valid cron expression: {e}", spec.cron))?;
         let tz = match &spec.timezone {
             Some(t) => t
                 .parse::<Tz>()
@@ -89,7 +132,7 @@ impl Schedule {
             v.as_deref().map(crate::runbook::parse_duration).transpose()
         };
         Ok(Schedule {
-            cron,
+            recurrence,
             tz,
             window: dur(&spec.window)?,
             jitter: dur(&spec.jitter)?,
@@ -113,9 +156,11 @@ impl Schedule {
         // local clock repeats, and a slot must not be missed for that.
         let start_local = after.with_timezone(&self.tz).naive_local() - chrono::Duration::hours(3);
         let mut last = after;
-        self.cron
-            .after_owned(Utc.from_utc_datetime(&start_local))
-            .map(move |wall| self.instant_of(wall.naive_utc()))
+        let until = self.recurrence.until();
+        self.recurrence
+            .wall_clock_from(start_local)
+            .map(move |wall| self.instant_of(wall))
+            .take_while(move |t| until.map_or(true, |u| *t <= u))
             .filter(move |t| {
                 // Strictly increasing: drops slots before `after`, the repeated local
                 // hour, and the several gap times that all map to the gap's end.
@@ -181,6 +226,9 @@ impl Schedule {
                         ));
                     }
                 }
+                if let Some(why) = cal.ics.as_ref().and_then(|f| f.events.blocked_at(t)) {
+                    return Some((key.as_str(), why.or(cal.description.as_deref())));
+                }
             }
         }
         None
@@ -213,6 +261,23 @@ fn gap_end(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
         }
     }
     Utc.from_utc_datetime(&hi)
+}
+
+/// A crontab line (5 fields, or 6 with seconds first) as the `cron` crate reads it.
+fn parse_cron(line: &str) -> Result<cron::Schedule, String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (sec, rest) = match fields.len() {
+        5 => ("0", &fields[..]),
+        6 => (fields[0], &fields[1..]),
+        _ => return Err("cron takes 5 fields (or 6 with seconds first)".into()),
+    };
+    let dow = crontab_weekdays(rest[4])?;
+    let expr = format!(
+        "{sec} {} {} {} {} {dow}",
+        rest[0], rest[1], rest[2], rest[3]
+    );
+    expr.parse::<cron::Schedule>()
+        .map_err(|e| format!("`{line}` is not a valid cron expression: {e}"))
 }
 
 /// Rewrites a crontab day-of-week field (0–7, Sunday = 0 or 7, names, ranges, steps) as the
@@ -272,7 +337,9 @@ mod tests {
 
     fn sched(cron: &str, tz: &str) -> Schedule {
         Schedule::parse(&ScheduleSpec {
-            cron: cron.into(),
+            cron: Some(cron.into()),
+            rrule: None,
+            dtstart: None,
             timezone: Some(tz.into()),
             window: None,
             overlap: None,
@@ -387,6 +454,132 @@ mod tests {
             fmt(&s.next(utc("2026-01-01T00:00:05Z"), 2)),
             ["2026-01-01T00:00:10Z", "2026-01-01T00:00:20Z"]
         );
+    }
+
+    fn rrule_sched(rule: &str, tz: &str) -> Schedule {
+        Schedule::parse(&ScheduleSpec {
+            cron: None,
+            rrule: Some(rule.into()),
+            dtstart: None,
+            timezone: Some(tz.into()),
+            window: None,
+            overlap: None,
+            misfire: None,
+            jitter: None,
+            blackout: vec![],
+        })
+        .unwrap()
+    }
+
+    /// Slots of a schedule over `from..to`.
+    fn year_of(s: &Schedule, from: &str, to: &str) -> Vec<DateTime<Utc>> {
+        let end = utc(to);
+        s.slots_after(utc(from)).take_while(|t| *t < end).collect()
+    }
+
+    #[test]
+    fn rrule_equivalents_of_cron_lines_give_the_same_slots_over_a_year() {
+        // 2027 in Berlin: spring forward on 28 March, fall back on 31 October.
+        let pairs = [
+            ("30 2 * * *", "FREQ=DAILY;BYHOUR=2;BYMINUTE=30"),
+            ("0 9 * * 1-5", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9"),
+            ("0 * * * *", "FREQ=HOURLY"),
+            ("*/15 2 * * *", "FREQ=DAILY;BYHOUR=2;BYMINUTE=0,15,30,45"),
+            ("0 22 1 * *", "FREQ=MONTHLY;BYHOUR=22"),
+            ("0 4 * * 0", "FREQ=WEEKLY;BYDAY=SU;BYHOUR=4"),
+        ];
+        for tz in ["UTC", "Europe/Berlin", "America/New_York"] {
+            for (cron, rule) in pairs {
+                let want = year_of(
+                    &sched(cron, tz),
+                    "2026-12-31T12:00:00Z",
+                    "2028-01-01T00:00:00Z",
+                );
+                let got = year_of(
+                    &rrule_sched(rule, tz),
+                    "2026-12-31T12:00:00Z",
+                    "2028-01-01T00:00:00Z",
+                );
+                assert!(want.len() >= 12, "{cron} in {tz}");
+                assert_eq!(got, want, "{rule} vs {cron} in {tz}");
+            }
+        }
+        // Across the gap and the fold, the RRULE follows the same DST rule as cron.
+        let s = rrule_sched("FREQ=DAILY;BYHOUR=2;BYMINUTE=30", "Europe/Berlin");
+        assert_eq!(
+            fmt(&s.next(utc("2027-03-27T12:00:00Z"), 2)),
+            ["2027-03-28T01:00:00Z", "2027-03-29T00:30:00Z"]
+        );
+        assert_eq!(
+            fmt(&s.next(utc("2027-10-30T12:00:00Z"), 2)),
+            ["2027-10-31T00:30:00Z", "2027-11-01T01:30:00Z"]
+        );
+    }
+
+    #[test]
+    fn patch_tuesday_as_an_rrule_gives_the_second_tuesdays_by_hand() {
+        let by_hand = [
+            "2027-01-12T21:00:00Z",
+            "2027-02-09T21:00:00Z",
+            "2027-03-09T21:00:00Z",
+            // Summer time from 28 March to 31 October: 22:00 in Berlin is 20:00 UTC.
+            "2027-04-13T20:00:00Z",
+            "2027-05-11T20:00:00Z",
+            "2027-06-08T20:00:00Z",
+            "2027-07-13T20:00:00Z",
+            "2027-08-10T20:00:00Z",
+            "2027-09-14T20:00:00Z",
+            "2027-10-12T20:00:00Z",
+            "2027-11-09T21:00:00Z",
+            "2027-12-14T21:00:00Z",
+        ];
+        let s = rrule_sched(
+            "FREQ=MONTHLY;BYDAY=2TU;BYHOUR=22;BYMINUTE=0",
+            "Europe/Berlin",
+        );
+        let got = year_of(&s, "2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z");
+        assert_eq!(fmt(&got), by_hand);
+        let s = rrule_sched("FREQ=MONTHLY;BYDAY=2TU;BYHOUR=22;BYMINUTE=0", "UTC");
+        let got = year_of(&s, "2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z");
+        let by_hand_utc: Vec<String> = by_hand
+            .iter()
+            .map(|t| format!("{}T22:00:00Z", &t[..10]))
+            .collect();
+        assert_eq!(fmt(&got), by_hand_utc);
+    }
+
+    #[test]
+    fn an_rrule_with_until_or_count_ends() {
+        let s = rrule_sched(
+            "FREQ=DAILY;BYHOUR=3;UNTIL=20270103T020000Z",
+            "Europe/Berlin",
+        );
+        assert_eq!(
+            fmt(&s.next(utc("2026-12-31T12:00:00Z"), 10)),
+            [
+                "2027-01-01T02:00:00Z",
+                "2027-01-02T02:00:00Z",
+                "2027-01-03T02:00:00Z"
+            ]
+        );
+        let mut spec = ScheduleSpec {
+            cron: None,
+            rrule: Some("FREQ=WEEKLY;COUNT=2;BYHOUR=5".into()),
+            dtstart: Some("2027-01-04".into()),
+            timezone: None,
+            window: None,
+            overlap: None,
+            misfire: None,
+            jitter: None,
+            blackout: vec![],
+        };
+        let s = Schedule::parse(&spec).unwrap();
+        assert_eq!(
+            fmt(&s.next(utc("2026-01-01T00:00:00Z"), 10)),
+            ["2027-01-04T05:00:00Z", "2027-01-11T05:00:00Z"]
+        );
+        spec.cron = Some("0 5 * * *".into());
+        assert!(Schedule::parse(&spec).unwrap_err().contains("exactly one"));
     }
 
     #[test]
