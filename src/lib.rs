@@ -23,6 +23,7 @@
 //! | [`witness`]  | the daemon's signed checkpoints of the audit log, delivered to witnesses  |
 //! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit |
 //! | [`scheduler`]| pure slot arithmetic: cron in a zone, DST gaps and folds, jitter, windows  |
+//! |              | (`rrule`: RFC 5545 RRULE schedules; `ics`: blackout calendars from .ics)  |
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all;  |
 //! |              | the one place reads are scoped to a party (`reads`) and freezes kept      |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |

@@ -316,13 +316,13 @@ impl Default for Rollout {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// A crontab line; exactly one of `cron` and `rrule` is given.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
     /// An RFC 5545 recurrence rule (`FREQ=MONTHLY;BYDAY=2TU;BYHOUR=22`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rrule: Option<String>,
     /// The RRULE's DTSTART, local wall-clock time in `timezone`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtstart: Option<String>,
     #[serde(default)]
     pub timezone: Option<String>,
