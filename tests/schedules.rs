@@ -615,6 +615,52 @@ fn a_seconds_schedule_fires_every_slot_on_time_as_system_for_the_owner() {
     );
 }
 
+#[test]
+fn an_rrule_schedule_fires_its_slots_in_the_daemon_like_a_cron_one_and_its_blackouts_skip() {
+    // Every 2 s from the implied DTSTART (a whole minute): the even seconds, like `*/2`.
+    let now = Utc::now();
+    let calendars = format!(
+        "calendars:\n  freeze:\n    periods:\n      - {{ from: \"{}\", to: \"{}\", reason: \"drill\" }}\n",
+        ts(now - chrono::Duration::minutes(1)),
+        ts(now + chrono::Duration::hours(1)),
+    );
+    let env = site(StandardConfig::new().extra(&calendars));
+    Scheduled::new("rtick", "{ rrule: \"FREQ=SECONDLY;INTERVAL=2\" }").write(&env);
+    Scheduled::new(
+        "rfrozen",
+        "{ rrule: \"FREQ=SECONDLY;INTERVAL=2\", blackout: [freeze] }",
+    )
+    .write(&env);
+    let daemon = Daemon::start(&env);
+
+    let runs = wait_finished(&daemon, "rtick", 3, SETTLE);
+    for pair in runs.windows(2) {
+        assert_eq!(
+            slot_of(&pair[1]) - slot_of(&pair[0]),
+            chrono::Duration::seconds(2),
+            "{} then {}",
+            pair[0]["slot"],
+            pair[1]["slot"]
+        );
+    }
+    for run in &runs {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(slot_of(run).second() % 2, 0, "{run}");
+        assert!(marker(&env, &id(run)).exists(), "{run} did not run");
+    }
+    let skips = wait_for(SETTLE, "two blackout skips of rfrozen", || {
+        let s = skipped(&daemon, "rfrozen", "blackout");
+        (s.len() >= 2).then_some(s)
+    });
+    assert_eq!(skips[0]["detail"]["why"], "drill", "{:?}", skips[0]);
+    assert!(runs_of(&daemon, "rfrozen").is_empty());
+
+    let view = schedule_view(&daemon, "rtick");
+    assert_eq!(view["rrule"], "FREQ=SECONDLY;INTERVAL=2", "{view}");
+    assert!(view["cron"].is_null(), "{view}");
+    assert_eq!(view["next"].as_array().map(Vec::len), Some(5), "{view}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Blackout calendars.
 

@@ -248,16 +248,6 @@ impl IcsCalendar {
         Ok(cal)
     }
 
-    /// How many VEVENTs block something.
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    /// Whether the file has no event that blocks anything.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
     /// Whether `t` falls in one of the calendar's periods, and then the event's SUMMARY.
     /// An event that cannot be expanded (see [`MAX_OCCURRENCES`]) blocks everything: a
     /// freeze that cannot be read is kept, not ignored.

@@ -15,7 +15,8 @@
 //! DTSTART's weekday (Monday), a MONTHLY one without BYDAY/BYMONTHDAY on DTSTART's day (the
 //! 1st), and INTERVAL counts from DTSTART. COUNT counts from DTSTART, so it needs an explicit
 //! `dtstart:`. UNTIL ends the schedule: a UTC time (`...Z`) is an instant, a time without `Z`
-//! or a date is local wall-clock time in the schedule's zone.
+//! or a date is local wall-clock time in the schedule's zone. COUNT counts local times, so
+//! several times inside one spring-forward gap, which fire once, count each.
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use rrule::{Frequency, RRule, RRuleSet, Tz as RTz, Unvalidated};
