@@ -189,6 +189,8 @@ impl IcsCalendar {
     /// floating times. The horizon around `now` is expanded once, so an event that recurs
     /// too often is refused here rather than at a slot.
     pub fn parse(text: &str, zone: Tz, now: DateTime<Utc>) -> Result<IcsCalendar, IcsError> {
+        // Some Windows tools start the file with a byte-order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let lines = PropertyLines::scan(text);
         let mut raw_events = Vec::new();
         let mut calendars = 0;
@@ -751,6 +753,34 @@ mod tests {
         // The 25th is in, the 1st of January is after UNTIL.
         assert!(cal_reason(&c, "2026-12-26T12:00:00Z").is_some());
         assert_eq!(cal_reason(&c, "2027-01-02T12:00:00Z"), None);
+    }
+
+    #[test]
+    fn a_google_export_with_a_byte_order_mark_reads_too() {
+        let text = "\u{feff}BEGIN:VCALENDAR\r\nPRODID:-//Google Inc//Google Calendar 70.9054//EN\r\n\
+            VERSION:2.0\r\nCALSCALE:GREGORIAN\r\nX-WR-CALNAME:Freeze\r\nX-WR-TIMEZONE:Europe/Berlin\r\n\
+            BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nX-LIC-LOCATION:Europe/Berlin\r\n\
+            BEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nTZNAME:CEST\r\n\
+            DTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\n\
+            BEGIN:STANDARD\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nTZNAME:CET\r\n\
+            DTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n\
+            END:VTIMEZONE\r\n\
+            BEGIN:VEVENT\r\nDTSTART;TZID=Europe/Berlin:20261201T220000\r\n\
+            DTEND;TZID=Europe/Berlin:20261202T020000\r\nRRULE:FREQ=DAILY;COUNT=5\r\n\
+            EXDATE;TZID=Europe/Berlin:20261202T220000,20261203T220000\r\n\
+            DTSTAMP:20261120T100000Z\r\nUID:abc@google.com\r\nSTATUS:CONFIRMED\r\n\
+            SUMMARY:nightly batch\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let c = IcsCalendar::parse(text, Tz::UTC, utc("2026-12-01T00:00:00Z")).unwrap();
+        assert_eq!(
+            cal_reason(&c, "2026-12-01T22:00:00Z"),
+            Some(Some("nightly batch"))
+        );
+        assert_eq!(cal_reason(&c, "2026-12-02T22:00:00Z"), None);
+        assert_eq!(cal_reason(&c, "2026-12-03T22:00:00Z"), None);
+        assert!(cal_reason(&c, "2026-12-04T22:00:00Z").is_some());
+        assert!(cal_reason(&c, "2026-12-05T22:00:00Z").is_some());
+        // COUNT=5: the 1st to the 5th, nothing on the 6th.
+        assert_eq!(cal_reason(&c, "2026-12-06T22:00:00Z"), None);
     }
 
     #[test]
