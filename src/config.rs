@@ -61,7 +61,7 @@ struct RawConfig {
     #[serde(default)]
     notify: Vec<NotifyTarget>,
     #[serde(default)]
-    calendars: BTreeMap<String, Calendar>,
+    calendars: BTreeMap<String, RawCalendar>,
     #[serde(default)]
     read_grants: Vec<ReadGrant>,
     #[serde(default)]
@@ -370,13 +370,46 @@ pub struct NotifyTarget {
     pub parties: Vec<String>,
 }
 
-/// A named set of freeze or blackout periods.
-#[derive(Debug, Clone, Deserialize)]
+/// `calendars.NAME`: inline periods and/or an `.ics` file, as written.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Calendar {
+struct RawCalendar {
     #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    periods: Vec<Period>,
+    /// An iCalendar file, relative to the config file.
+    #[serde(default)]
+    ics: Option<PathBuf>,
+    /// The zone of the file's all-day events and floating times (default UTC).
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+/// A named set of freeze or blackout periods: inline ones and those of an `.ics` file.
+#[derive(Debug, Clone)]
+pub struct Calendar {
     pub description: Option<String>,
     pub periods: Vec<Period>,
+    pub ics: Option<IcsFile>,
+}
+
+/// A calendar's `.ics` file as last read successfully.
+#[derive(Debug, Clone)]
+pub struct IcsFile {
+    /// The file, resolved against the config file's folder.
+    pub path: PathBuf,
+    /// SHA-256 of the bytes read, recorded in `config_loaded`.
+    pub sha256: String,
+    pub events: std::sync::Arc<crate::scheduler::ics::IcsCalendar>,
+}
+
+/// A calendar file that could not be read at a reload, whose last good version stays in
+/// force.
+#[derive(Debug)]
+pub struct KeptCalendar {
+    pub calendar: String,
+    pub error: LoadError,
 }
 
 /// One blackout period, RFC 3339 instants.
@@ -485,6 +518,32 @@ impl Config {
     /// Reads and validates the config at `path`. Relative paths inside it are resolved
     /// against the config file's folder.
     pub fn load(path: &Path) -> Result<Config, LoadErrors> {
+        Config::load_with(path, None).map(|(c, _)| c)
+    }
+
+    /// Loads the config again while `previous` is in force: a calendar file that cannot be
+    /// read or parsed keeps the version `previous` has of it (same calendar, same file), and
+    /// is returned beside the config so the caller can audit it. A calendar with no good
+    /// version to keep is an error, as at the first load.
+    pub fn reload(
+        path: &Path,
+        previous: &Config,
+    ) -> Result<(Config, Vec<KeptCalendar>), LoadErrors> {
+        Config::load_with(path, Some(previous))
+    }
+
+    /// The calendars' `.ics` files, for the reload watcher.
+    pub fn calendar_files(&self) -> Vec<PathBuf> {
+        self.calendars
+            .values()
+            .filter_map(|c| c.ics.as_ref().map(|f| f.path.clone()))
+            .collect()
+    }
+
+    fn load_with(
+        path: &Path,
+        previous: Option<&Config>,
+    ) -> Result<(Config, Vec<KeptCalendar>), LoadErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| LoadError::at(path, "", format!("cannot read config: {e}")))?;
         let raw: RawConfig = yaml::parse(path, &text)?;
@@ -721,16 +780,65 @@ impl Config {
                 }
             }
         }
-        for (name, c) in &raw.calendars {
+        let mut calendars = BTreeMap::new();
+        let mut kept = Vec::new();
+        for (name, c) in raw.calendars {
             for (i, p) in c.periods.iter().enumerate() {
                 if p.to <= p.from {
                     errors.push(err(
                         format!("calendars.{name}.periods[{i}]"),
-                        name,
+                        &name,
                         "`to` must be after `from`".into(),
                     ));
                 }
             }
+            let zone = match &c.timezone {
+                Some(t) => t.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+                    errors.push(err(
+                        format!("calendars.{name}.timezone"),
+                        t,
+                        format!("`{t}` is not an IANA time zone"),
+                    ));
+                    chrono_tz::Tz::UTC
+                }),
+                None => chrono_tz::Tz::UTC,
+            };
+            let ics = match &c.ics {
+                None => None,
+                Some(rel) => {
+                    let file = base.join(rel);
+                    match read_ics(&name, &file, zone) {
+                        Ok(f) => Some(f),
+                        Err(error) => {
+                            let last_good = previous
+                                .and_then(|p| p.calendars.get(&name))
+                                .and_then(|c| c.ics.clone())
+                                .filter(|f| f.path == file);
+                            match last_good {
+                                Some(f) => {
+                                    kept.push(KeptCalendar {
+                                        calendar: name.clone(),
+                                        error,
+                                    });
+                                    Some(f)
+                                }
+                                None => {
+                                    errors.push(error);
+                                    None
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            calendars.insert(
+                name,
+                Calendar {
+                    description: c.description,
+                    periods: c.periods,
+                    ics,
+                },
+            );
         }
         for (i, g) in raw.read_grants.iter().enumerate() {
             for (field, p) in [("party", &g.party), ("reads", &g.reads)] {
@@ -758,7 +866,7 @@ impl Config {
                 (k, v)
             })
             .collect();
-        Ok(Config {
+        let config = Config {
             path: path.to_path_buf(),
             state_dir: base.join(raw.state_dir.unwrap_or_else(|| PathBuf::from(".tandem"))),
             listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
@@ -772,12 +880,13 @@ impl Config {
             inventory,
             secrets,
             notify: raw.notify,
-            calendars: raw.calendars,
+            calendars,
             read_grants: raw.read_grants,
             apis,
             audit,
             sha256: crate::audit::sha256_hex(text.as_bytes()),
-        })
+        };
+        Ok((config, kept))
     }
 
     /// The declared APIs that contain `url` (rule 3: their owners own a call to it).
@@ -843,6 +952,27 @@ impl Config {
         }
         Err(format!("secret `{name}` has no source"))
     }
+}
+
+/// Reads and parses calendar `name`'s `.ics` file; the error names the file and its line.
+fn read_ics(name: &str, file: &Path, zone: chrono_tz::Tz) -> Result<IcsFile, LoadError> {
+    let at = |line: Option<usize>, message: String| LoadError {
+        file: file.to_path_buf(),
+        line,
+        column: None,
+        field: format!("calendars.{name}.ics"),
+        message,
+    };
+    let bytes = std::fs::read(file)
+        .map_err(|e| at(None, format!("cannot read the calendar file: {}", e.kind())))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let events = crate::scheduler::ics::IcsCalendar::parse(&text, zone, chrono::Utc::now())
+        .map_err(|e| at(e.line, e.message))?;
+    Ok(IcsFile {
+        path: file.to_path_buf(),
+        sha256: crate::audit::sha256_hex(&bytes),
+        events: std::sync::Arc::new(events),
+    })
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@
 //! | [`witness`]  | the daemon's signed checkpoints of the audit log, delivered to witnesses  |
 //! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit |
 //! | [`scheduler`]| pure slot arithmetic: crontab in a zone (our own matcher: Vixie's day     |
-//! |              | rule, `#`/`L`), offset, DST gaps and folds, jitter, windows              |
+//! |              | rule, `#`/`L`), RFC 5545 RRULE (`rrule`), offset, DST gaps and folds,    |
+//! |              | jitter, windows, blackout calendars inline or from .ics (`ics`)           |
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all;  |
 //! |              | the one place reads are scoped to a party (`reads`) and freezes kept      |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |

@@ -355,8 +355,8 @@ fn next_fires_once_at_the_end_of_a_spring_gap_and_once_at_the_first_of_a_repeate
     assert_eq!(
         out.json(),
         json!([
-            {"utc": "2026-03-08T07:00:00Z", "local": "2026-03-08T03:00:00-04:00", "timezone": "America/New_York"},
-            {"utc": "2026-03-09T06:30:00Z", "local": "2026-03-09T02:30:00-04:00", "timezone": "America/New_York"},
+            {"utc": "2026-03-08T07:00:00Z", "local": "2026-03-08T03:00:00-04:00", "timezone": "America/New_York", "blackout": null},
+            {"utc": "2026-03-09T06:30:00Z", "local": "2026-03-09T02:30:00-04:00", "timezone": "America/New_York", "blackout": null},
         ]),
         "{}",
         out.dump()
@@ -414,6 +414,202 @@ fn next_shows_the_saturday_after_patch_tuesday_for_a_year_across_dst() {
             "{month}: {line} is not 02:00 on {saturday}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// RRULE schedules and .ics blackout calendars, offline.
+
+#[test]
+fn next_shows_an_rrule_schedule_like_the_cron_line_it_stands_for() {
+    let env = site(StandardConfig::new());
+    let schedules = [
+        ("cron-0230", "cron: \"30 2 * * *\""),
+        ("rrule-0230", "rrule: \"FREQ=DAILY;BYHOUR=2;BYMINUTE=30\""),
+        ("cron-weekdays", "cron: \"0 9 * * 1-5\""),
+        (
+            "rrule-weekdays",
+            "rrule: \"RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9\"",
+        ),
+        (
+            "patch-tuesday",
+            "rrule: \"FREQ=MONTHLY;BYDAY=2TU;BYHOUR=22;BYMINUTE=0\"",
+        ),
+    ];
+    for (name, recurrence) in schedules {
+        Scheduled::new(
+            name,
+            &format!("{{ {recurrence}, timezone: Europe/Berlin }}"),
+        )
+        .write(&env);
+    }
+    // Across both DST changes of 2026 (29 March, 25 October) and a plain week.
+    for from in [
+        "2026-03-26T00:00:00Z",
+        "2026-10-22T00:00:00Z",
+        "2026-12-02T00:00:00Z",
+    ] {
+        for (cron, rrule) in [
+            ("cron-0230", "rrule-0230"),
+            ("cron-weekdays", "rrule-weekdays"),
+        ] {
+            let want = env.tandem(["next", cron, "--from", from, "--count", "8"]);
+            want.success();
+            let got = env.tandem(["next", rrule, "--from", from, "--count", "8"]);
+            got.success();
+            assert_eq!(got.stdout, want.stdout, "{rrule} vs {cron} from {from}");
+            assert_eq!(got.stdout.lines().count(), 8, "{}", got.dump());
+        }
+    }
+    let out = env.tandem([
+        "next",
+        "patch-tuesday",
+        "--from",
+        "2026-12-31T00:00:00Z",
+        "--count",
+        "4",
+    ]);
+    out.success();
+    let got: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        got,
+        [
+            "2027-01-12T21:00:00Z  2027-01-12T22:00:00+01:00 (Europe/Berlin)",
+            "2027-02-09T21:00:00Z  2027-02-09T22:00:00+01:00 (Europe/Berlin)",
+            "2027-03-09T21:00:00Z  2027-03-09T22:00:00+01:00 (Europe/Berlin)",
+            "2027-04-13T20:00:00Z  2027-04-13T22:00:00+02:00 (Europe/Berlin)",
+        ],
+        "{}",
+        out.dump()
+    );
+}
+
+/// A change-freeze calendar as Outlook exports it: a VTIMEZONE with a Windows zone name, a
+/// weekly Wednesday 08:00-12:00 freeze from 4 November 2026 with one EXDATE (the 18th), and
+/// an all-day freeze from 24 to 26 December.
+const OUTLOOK_FREEZE: &str = include_str!("fixtures/outlook-freeze.ics");
+
+fn freeze_calendar() -> String {
+    "calendars:\n  freeze:\n    description: change freeze\n    ics: freeze.ics\n    \
+     timezone: Europe/Berlin\n"
+        .to_string()
+}
+
+#[test]
+fn an_outlook_ics_freeze_blocks_exactly_its_slots_in_next() {
+    use chrono::{Datelike, NaiveDate, Weekday};
+    let env = site(StandardConfig::new().extra(&freeze_calendar()));
+    env.write("freeze.ics", OUTLOOK_FREEZE);
+    Scheduled::new(
+        "twice-daily",
+        "{ rrule: \"FREQ=DAILY;BYHOUR=9,13\", timezone: Europe/Berlin, blackout: [freeze] }",
+    )
+    .write(&env);
+
+    // From 20 October 2026 (summer time until the 25th) to the end of the year.
+    let first = NaiveDate::from_ymd_opt(2026, 10, 20).expect("a date");
+    let last = NaiveDate::from_ymd_opt(2026, 12, 31).expect("a date");
+    let mut want = Vec::new();
+    let mut day = first;
+    while day <= last {
+        let offset = if day < NaiveDate::from_ymd_opt(2026, 10, 25).expect("a date") {
+            2
+        } else {
+            1
+        };
+        for hour in [9, 13] {
+            let weekly = day.weekday() == Weekday::Wed
+                && hour == 9
+                && day >= NaiveDate::from_ymd_opt(2026, 11, 4).expect("a date")
+                && day != NaiveDate::from_ymd_opt(2026, 11, 18).expect("a date");
+            let christmas = day.month() == 12 && (24..=26).contains(&day.day());
+            let skipped = if christmas {
+                "  skipped: freeze (Christmas freeze)"
+            } else if weekly {
+                "  skipped: freeze (Weekly review freeze)"
+            } else {
+                ""
+            };
+            want.push(format!(
+                "{day}T{:02}:00:00Z  {day}T{hour:02}:00:00+0{offset}:00 (Europe/Berlin){skipped}",
+                hour - offset
+            ));
+        }
+        day = day.succ_opt().expect("a date");
+    }
+    let count = want.len().to_string();
+    let out = env.tandem([
+        "next",
+        "twice-daily",
+        "--from",
+        "2026-10-19T23:00:00Z",
+        "--count",
+        &count,
+    ]);
+    out.success();
+    let got: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(got, want, "{}", out.dump());
+    assert_eq!(
+        want.iter().filter(|l| l.contains("skipped")).count(),
+        8 + 6,
+        "eight Wednesdays (the 18th of November excepted) and three whole days"
+    );
+
+    let out = env.tandem([
+        "next",
+        "twice-daily",
+        "--from",
+        "2026-12-24T00:00:00Z",
+        "--count",
+        "1",
+        "--json",
+    ]);
+    out.success();
+    assert_eq!(
+        out.json()[0]["blackout"],
+        json!({"calendar": "freeze", "reason": "Christmas freeze"}),
+        "{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn a_broken_ics_file_is_a_load_error_naming_the_file_and_line() {
+    let env = site(StandardConfig::new().extra(&freeze_calendar()));
+    Scheduled::new("nightly", "{ cron: \"0 3 * * *\", blackout: [freeze] }").write(&env);
+
+    // Outlook's "Customized Time Zone" is no zone tandem can name.
+    let broken = OUTLOOK_FREEZE.replace(
+        "DTSTART;TZID=\"W. Europe Standard Time\"",
+        "DTSTART;TZID=\"Customized Time Zone\"",
+    );
+    let line = broken
+        .lines()
+        .position(|l| l.contains("Customized Time Zone"))
+        .expect("the edited line")
+        + 1;
+    env.write("freeze.ics", &broken);
+    let out = env.tandem(["validate"]);
+    out.status(2)
+        .stderr_contains(&format!(
+            "freeze.ics:{line}: calendars.freeze.ics: TZID `Customized Time Zone`"
+        ))
+        .output_lacks("panicked");
+
+    env.write("freeze.ics", "this is a login page, not a calendar\n");
+    env.tandem(["validate"])
+        .status(2)
+        .stderr_contains("freeze.ics")
+        .stderr_contains("iCalendar")
+        .output_lacks("panicked");
+
+    std::fs::remove_file(env.path().join("freeze.ics")).expect("remove freeze.ics");
+    env.tandem(["next", "nightly"])
+        .status(2)
+        .stderr_contains("freeze.ics: calendars.freeze.ics: cannot read the calendar file")
+        .output_lacks("panicked");
+
+    env.write("freeze.ics", OUTLOOK_FREEZE);
+    env.tandem(["validate"]).success();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -508,6 +704,52 @@ fn an_offset_schedule_fires_and_keys_runs_at_the_shifted_slot() {
         let t = at(slot["utc"].as_str().unwrap_or_default());
         assert_eq!(t.second() % 4, 2, "{view}");
     }
+}
+
+#[test]
+fn an_rrule_schedule_fires_its_slots_in_the_daemon_like_a_cron_one_and_its_blackouts_skip() {
+    // Every 2 s from the implied DTSTART (a whole minute): the even seconds, like `*/2`.
+    let now = Utc::now();
+    let calendars = format!(
+        "calendars:\n  freeze:\n    periods:\n      - {{ from: \"{}\", to: \"{}\", reason: \"drill\" }}\n",
+        ts(now - chrono::Duration::minutes(1)),
+        ts(now + chrono::Duration::hours(1)),
+    );
+    let env = site(StandardConfig::new().extra(&calendars));
+    Scheduled::new("rtick", "{ rrule: \"FREQ=SECONDLY;INTERVAL=2\" }").write(&env);
+    Scheduled::new(
+        "rfrozen",
+        "{ rrule: \"FREQ=SECONDLY;INTERVAL=2\", blackout: [freeze] }",
+    )
+    .write(&env);
+    let daemon = Daemon::start(&env);
+
+    let runs = wait_finished(&daemon, "rtick", 3, SETTLE);
+    for pair in runs.windows(2) {
+        assert_eq!(
+            slot_of(&pair[1]) - slot_of(&pair[0]),
+            chrono::Duration::seconds(2),
+            "{} then {}",
+            pair[0]["slot"],
+            pair[1]["slot"]
+        );
+    }
+    for run in &runs {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(slot_of(run).second() % 2, 0, "{run}");
+        assert!(marker(&env, &id(run)).exists(), "{run} did not run");
+    }
+    let skips = wait_for(SETTLE, "two blackout skips of rfrozen", || {
+        let s = skipped(&daemon, "rfrozen", "blackout");
+        (s.len() >= 2).then_some(s)
+    });
+    assert_eq!(skips[0]["detail"]["why"], "drill", "{:?}", skips[0]);
+    assert!(runs_of(&daemon, "rfrozen").is_empty());
+
+    let view = schedule_view(&daemon, "rtick");
+    assert_eq!(view["rrule"], "FREQ=SECONDLY;INTERVAL=2", "{view}");
+    assert!(view["cron"].is_null(), "{view}");
+    assert_eq!(view["next"].as_array().map(Vec::len), Some(5), "{view}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1228,6 +1470,90 @@ fn a_broken_edit_keeps_the_schedule_running_and_a_good_edit_takes_effect() {
     assert!(marker(&env, &format!("{}.v2", id(&edited))).exists());
     assert!(!marker(&env, &format!("{}.v1", id(&edited))).exists());
     assert_eq!(schedule_view(&daemon, "pulse")["cron"], "*/3 * * * * *");
+}
+
+/// An `.ics` calendar with one event from `from` to `to` (UTC).
+fn ics_with(summary: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let f = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Google Inc//Google Calendar 70.9054//EN\r\n\
+         BEGIN:VEVENT\r\nUID:freeze-1@example.com\r\nDTSTART:{}\r\nDTEND:{}\r\n\
+         SUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        f(from),
+        f(to)
+    )
+}
+
+#[test]
+fn a_broken_ics_at_reload_keeps_its_last_good_version_on_record_and_a_fix_takes_effect() {
+    let now = Utc::now();
+    let calendars = "calendars:\n  freeze:\n    ics: freeze.ics\n";
+    let env = site(StandardConfig::new().extra(calendars));
+    env.write(
+        "freeze.ics",
+        ics_with(
+            "emergency freeze",
+            now - chrono::Duration::minutes(1),
+            now + chrono::Duration::hours(1),
+        ),
+    );
+    Scheduled::new("frozen", "{ cron: \"*/2 * * * * *\", blackout: [freeze] }").write(&env);
+    let daemon = Daemon::start(&env);
+
+    let first = wait_for(SETTLE, "a blackout skip", || {
+        skipped(&daemon, "frozen", "blackout").into_iter().next()
+    });
+    assert_eq!(first["detail"]["calendar"], "freeze", "{first}");
+    assert_eq!(first["detail"]["why"], "emergency freeze", "{first}");
+
+    env.write(
+        "freeze.ics",
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:soon\r\n",
+    );
+    let failed = wait_for(SETTLE, "calendar_reload_failed", || {
+        audit(&daemon)
+            .into_iter()
+            .find(|r| r["event"] == "calendar_reload_failed")
+    });
+    assert_eq!(failed["detail"]["calendar"], "freeze", "{failed}");
+    assert!(
+        failed["detail"]["errors"]
+            .as_str()
+            .is_some_and(|e| e.contains("freeze.ics")),
+        "{failed}"
+    );
+    // The freeze stays in force: slots after the failure are still skipped, none run.
+    let failed_at = at(failed["ts"].as_str().unwrap_or_default());
+    let still = wait_for(SETTLE, "a blackout skip after the broken edit", || {
+        skipped(&daemon, "frozen", "blackout")
+            .into_iter()
+            .find(|s| {
+                at(s["detail"]["slot"].as_str().unwrap_or_default())
+                    > failed_at + chrono::Duration::seconds(2)
+            })
+    });
+    assert_eq!(still["detail"]["why"], "emergency freeze", "{still}");
+    assert!(runs_of(&daemon, "frozen").is_empty());
+
+    // Lifted: the next version has its event in the past; slots run again.
+    env.write(
+        "freeze.ics",
+        ics_with(
+            "over",
+            now - chrono::Duration::hours(3),
+            now - chrono::Duration::hours(2),
+        ),
+    );
+    wait_for(SETTLE, "config_loaded after the fix", || {
+        audit(&daemon).into_iter().find(|r| {
+            r["event"] == "config_loaded"
+                && r["detail"]["reload"] == true
+                && r["seq"].as_u64() > failed["seq"].as_u64()
+                && r["detail"]["calendars"]["freeze"].is_string()
+        })
+    });
+    let ran = wait_finished(&daemon, "frozen", 1, SETTLE);
+    assert_eq!(ran[0]["status"], "succeeded", "{:?}", ran[0]);
 }
 
 // ---------------------------------------------------------------------------------------

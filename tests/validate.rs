@@ -421,6 +421,20 @@ malformed! {
 }
 
 malformed! {
+    runbook_bad_rrule: Runbook,
+    line: Some(4),
+    field: "schedule.rrule",
+    message: "FREQ=DAILY;BYHOUR=25",
+    yaml: r#"
+        name: probe
+        owner: internal
+        schedule:
+          rrule: "FREQ=DAILY;BYHOUR=25"
+        script: log("hi")
+    "#,
+}
+
+malformed! {
     runbook_cron_at_reboot: Runbook,
     line: Some(4),
     field: "schedule.cron",
@@ -430,6 +444,21 @@ malformed! {
         owner: internal
         schedule:
           cron: "@reboot"
+        script: log("hi")
+    "#,
+}
+
+malformed! {
+    runbook_cron_and_rrule: Runbook,
+    line: Some(3),
+    field: "schedule",
+    message: "give exactly one of `cron`",
+    yaml: r#"
+        name: probe
+        owner: internal
+        schedule:
+          cron: "0 3 * * *"
+          rrule: "FREQ=DAILY;BYHOUR=3"
         script: log("hi")
     "#,
 }
@@ -449,6 +478,20 @@ malformed! {
 }
 
 malformed! {
+    runbook_rrule_count_without_dtstart: Runbook,
+    line: Some(4),
+    field: "schedule.rrule",
+    message: "COUNT counts occurrences from DTSTART",
+    yaml: r#"
+        name: probe
+        owner: internal
+        schedule:
+          rrule: "FREQ=WEEKLY;COUNT=4;BYDAY=SA;BYHOUR=2"
+        script: log("hi")
+    "#,
+}
+
+malformed! {
     runbook_bad_schedule_offset: Runbook,
     line: Some(5),
     field: "schedule.offset",
@@ -459,6 +502,21 @@ malformed! {
         schedule:
           cron: "0 2 * * TUE#2"
           offset: 4 days later
+        script: log("hi")
+    "#,
+}
+
+malformed! {
+    runbook_bad_dtstart: Runbook,
+    line: Some(5),
+    field: "schedule.dtstart",
+    message: "not a local date-time",
+    yaml: r#"
+        name: probe
+        owner: internal
+        schedule:
+          rrule: "FREQ=WEEKLY;BYDAY=SA;BYHOUR=2"
+          dtstart: next saturday
         script: log("hi")
     "#,
 }

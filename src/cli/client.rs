@@ -585,7 +585,10 @@ pub async fn schedules(server: &ServerArgs, json: bool) -> Result<()> {
         out.push_str(&format!(
             "{:<24}  {:<20}  {:<20}  {:<9}  {}\n",
             s["runbook"].as_str().unwrap_or_default(),
-            s["cron"].as_str().unwrap_or_default(),
+            s["cron"]
+                .as_str()
+                .or(s["rrule"].as_str())
+                .unwrap_or_default(),
             s["next"][0]["utc"].as_str().unwrap_or("-"),
             s["next_slot_approved"],
             s["last"]["status"].as_str().unwrap_or("-")

@@ -296,7 +296,7 @@ pub fn token_new(user: &str, json: bool) -> Result<()> {
 }
 
 pub fn next(config: &Path, name: &str, from: Option<&str>, count: usize, json: bool) -> Result<()> {
-    let (_, catalog) = load(config, &[])?;
+    let (config, catalog) = load(config, &[])?;
     let rb = catalog
         .get(name)
         .ok_or_else(|| Error::Usage(format!("unknown runbook `{name}`")))?;
@@ -316,10 +316,20 @@ pub fn next(config: &Path, name: &str, from: Option<&str>, count: usize, json: b
         t.with_timezone(&sch.tz)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
     };
+    // A slot in a blackout calendar is shown with the calendar and its reason: it will be
+    // skipped, and an operator wants to see that before the night, not in the audit log.
+    let blackout = |t: &chrono::DateTime<chrono::Utc>| sch.blackout_at(&config.calendars, *t);
     if json {
         let list: Vec<_> = slots
             .iter()
-            .map(|t| json!({"utc": crate::run::schedule::ts(*t), "local": local(t), "timezone": sch.tz.name()}))
+            .map(|t| {
+                json!({
+                    "utc": crate::run::schedule::ts(*t),
+                    "local": local(t),
+                    "timezone": sch.tz.name(),
+                    "blackout": blackout(t).map(|(c, why)| json!({"calendar": c, "reason": why})),
+                })
+            })
             .collect();
         outln!(
             "{}",
@@ -328,8 +338,13 @@ pub fn next(config: &Path, name: &str, from: Option<&str>, count: usize, json: b
         return Ok(());
     }
     for t in &slots {
+        let skipped = match blackout(t) {
+            Some((c, Some(why))) => format!("  skipped: {c} ({why})"),
+            Some((c, None)) => format!("  skipped: {c}"),
+            None => String::new(),
+        };
         outln!(
-            "{}  {} ({})",
+            "{}  {} ({}){skipped}",
             crate::run::schedule::ts(*t),
             local(t),
             sch.tz.name()

@@ -26,6 +26,7 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
         .map(|rb| (rb.name.clone(), json!(rb.version)))
         .collect();
     let config_sha = config.sha256.clone();
+    let calendar_shas = calendar_digests(&config);
     // Bind first so links in prompts can name the real address (port 0 in tests).
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -50,7 +51,7 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
             &Actor::system(),
             None,
             "config_loaded",
-            json!({"config_sha256": config_sha, "runbooks": versions}),
+            json!({"config_sha256": config_sha, "runbooks": versions, "calendars": calendar_shas}),
         )?;
         Ok(n)
     })
@@ -104,11 +105,22 @@ async fn expiry_loop(app: std::sync::Arc<App>) {
     }
 }
 
-/// What the reload watcher compares: each watched file's length and modification time.
+/// SHA-256 of each calendar's `.ics` file as in force, by calendar name, for `config_loaded`.
+fn calendar_digests(config: &crate::config::Config) -> serde_json::Map<String, serde_json::Value> {
+    config
+        .calendars
+        .iter()
+        .filter_map(|(name, c)| c.ics.as_ref().map(|f| (name.clone(), json!(f.sha256))))
+        .collect()
+}
+
+/// What the reload watcher compares: each watched file's length and modification time
+/// (the config, the runbooks, and the calendars' `.ics` files).
 fn fingerprint(
     config_path: &Path,
-    runbooks_dir: &Path,
+    config: &crate::config::Config,
 ) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let runbooks_dir = &config.runbooks_dir;
     let stat = |p: std::path::PathBuf| {
         let m = std::fs::metadata(&p).ok();
         let len = m.as_ref().map_or(0, |m| m.len());
@@ -121,6 +133,7 @@ fn fingerprint(
         files.sort();
         out.extend(files.into_iter().map(stat));
     }
+    out.extend(config.calendar_files().into_iter().map(stat));
     out
 }
 
@@ -129,7 +142,7 @@ fn fingerprint(
 async fn reload_loop(app: std::sync::Arc<App>, config_path: std::path::PathBuf) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = fingerprint(&config_path, &app.config().runbooks_dir);
+    let mut seen = fingerprint(&config_path, &app.config());
     // Every 2 s a stat of each watched file: cheap for a few hundred runbooks; with
     // thousands, SIGHUP is the immediate path and the poll is spread out.
     let every = Duration::from_secs(if seen.len() > 1000 { 10 } else { 2 });
@@ -152,20 +165,31 @@ async fn reload_loop(app: std::sync::Arc<App>, config_path: std::path::PathBuf) 
             tick.tick().await;
             false
         };
-        let now = fingerprint(&config_path, &app.config().runbooks_dir);
+        let now = fingerprint(&config_path, &app.config());
         if !forced && now == seen {
             continue;
         }
         seen = now;
         let (a, path) = (app.clone(), config_path.clone());
         let outcome = tokio::task::spawn_blocking(move || -> Result<()> {
-            match super::local::load(&path, &[]) {
-                Ok((config, catalog)) => {
+            let loaded = crate::config::Config::reload(&path, &a.config())
+                .map_err(Error::from)
+                .and_then(|(config, kept)| {
+                    let catalog = crate::runbook::Catalog::load_dir(&config.runbooks_dir, &config)?;
+                    Ok((config, catalog, kept))
+                });
+            match loaded {
+                Ok((config, catalog, kept)) => {
+                    // A calendar file that broke keeps its last good version, on record.
+                    for k in &kept {
+                        tracing::error!(calendar = %k.calendar, error = %k.error, "calendar file unreadable; its last good version stays in force");
+                        a.store.audit(&Actor::system(), None, "calendar_reload_failed", json!({"calendar": k.calendar, "errors": k.error.to_string(), "kept": "last good version"}))?;
+                    }
                     let versions: serde_json::Map<String, serde_json::Value> =
                         catalog.runbooks.values().map(|rb| (rb.name.clone(), json!(rb.version))).collect();
                     let sha = config.sha256.clone();
                     // On record first: a config the audit log does not show never takes effect.
-                    a.store.audit(&Actor::system(), None, "config_loaded", json!({"config_sha256": sha, "runbooks": versions, "reload": true}))?;
+                    a.store.audit(&Actor::system(), None, "config_loaded", json!({"config_sha256": sha, "runbooks": versions, "calendars": calendar_digests(&config), "reload": true}))?;
                     a.replace_loaded(config, catalog);
                     a.schedule_wake.notify_one();
                     Ok(())

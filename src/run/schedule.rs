@@ -460,6 +460,7 @@ impl App {
                 out.push(json!({
                     "runbook": rb.name,
                     "cron": spec.cron,
+                    "rrule": spec.rrule,
                     "timezone": sch.tz.name(),
                     "offset": spec.offset,
                     "window": spec.window,

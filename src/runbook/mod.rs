@@ -323,8 +323,13 @@ impl Runbook {
         }
 
         if let Some(s) = &raw.schedule {
-            if let Err(m) = s.check() {
-                errors.push(err(format!("schedule.{}", m.0), "schedule:", m.1));
+            if let Err((field, m)) = s.check() {
+                let (path, needle) = if field.is_empty() {
+                    ("schedule".to_string(), "schedule:".to_string())
+                } else {
+                    (format!("schedule.{field}"), format!("{field}:"))
+                };
+                errors.push(err(path, &needle, m));
             }
             for (i, c) in s.blackout.iter().enumerate() {
                 if !config.calendars.contains_key(c) {

@@ -315,7 +315,15 @@ impl Default for Rollout {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
-    pub cron: String,
+    /// A crontab line; exactly one of `cron` and `rrule` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// An RFC 5545 recurrence rule (`FREQ=MONTHLY;BYDAY=2TU;BYHOUR=22`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rrule: Option<String>,
+    /// The RRULE's DTSTART, local wall-clock time in `timezone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtstart: Option<String>,
     #[serde(default)]
     pub timezone: Option<String>,
     #[serde(default)]
@@ -357,10 +365,35 @@ impl ScheduleSpec {
             None | Some("skip" | "run_once") => {}
             Some(o) => return Err(("misfire".into(), format!("`{o}` is not skip or run_once"))),
         }
+        match (&self.cron, &self.rrule) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err((
+                    String::new(),
+                    "give exactly one of `cron` (a crontab line) or `rrule` (an RFC 5545 \
+                     recurrence rule)"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(d) = &self.dtstart {
+            if self.rrule.is_none() {
+                return Err((
+                    "dtstart".into(),
+                    "`dtstart` is for `rrule` schedules".into(),
+                ));
+            }
+            crate::scheduler::rrule::parse_dtstart(d).map_err(|m| ("dtstart".into(), m))?;
+        }
         if let Some(o) = &self.offset {
             crate::scheduler::parse_offset(o).map_err(|m| ("offset".to_string(), m))?;
         }
-        crate::scheduler::Schedule::parse(self).map_err(|m| ("cron".to_string(), m))?;
+        let field = if self.rrule.is_some() {
+            "rrule"
+        } else {
+            "cron"
+        };
+        crate::scheduler::Schedule::parse(self).map_err(|m| (field.to_string(), m))?;
         Ok(())
     }
 }

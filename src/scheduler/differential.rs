@@ -326,7 +326,9 @@ fn gen_expr(rng: &mut Rng) -> String {
 
 fn schedule(expr: &str, tz: &str) -> Result<Schedule, String> {
     Schedule::parse(&ScheduleSpec {
-        cron: expr.into(),
+        cron: Some(expr.into()),
+        rrule: None,
+        dtstart: None,
         timezone: Some(tz.into()),
         window: None,
         overlap: None,

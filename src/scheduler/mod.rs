@@ -4,8 +4,9 @@
 //! [`crate::run`]).
 //!
 //! Two layers, so any recurrence on wall-clock time gets the same treatment:
-//! - [`cron::CronExpr`] says which *wall-clock* times match (crontab(5) semantics, our own
-//!   matcher; its module doc says why the `cron` crate was dropped);
+//! - a [`Recurrence`] says which *wall-clock* times match: a crontab line
+//!   ([`cron::CronExpr`], crontab(5) semantics, our own matcher; its module doc says why the
+//!   `cron` crate was dropped) or an RFC 5545 RRULE ([`rrule::RruleExpr`]);
 //! - [`Schedule`] shifts each of those by the schedule's `offset` (still on the wall clock)
 //!   and maps the result to an instant in the zone: a local time in a spring-forward gap
 //!   fires once at the end of the gap, a local time that happens twice fires at its first
@@ -16,9 +17,8 @@
 //! expression, the offset and the zone. Changing the offset (like changing the expression)
 //! makes new slots.
 
-pub mod cron;
-#[cfg(test)]
-mod differential;
+//!
+//! Blackout calendars may come from `.ics` files ([`ics`]).
 
 use std::time::Duration;
 
@@ -27,6 +27,44 @@ use chrono_tz::Tz;
 
 use crate::config::Calendar;
 use crate::runbook::ScheduleSpec;
+
+pub mod cron;
+#[cfg(test)]
+mod differential;
+pub mod ics;
+pub mod rrule;
+
+/// What makes a schedule's local wall-clock times: a cron line or an RRULE.
+#[derive(Debug, Clone)]
+enum Recurrence {
+    /// A crontab line (crontab(5) semantics).
+    Cron(cron::CronExpr),
+    /// An RFC 5545 recurrence rule, and where it ends as an instant (UNTIL=...Z).
+    Rrule(rrule::RruleExpr),
+}
+
+impl Recurrence {
+    /// Local wall-clock times from about `from` on, increasing.
+    fn wall_clock_from(&self, from: NaiveDateTime) -> Box<dyn Iterator<Item = NaiveDateTime> + '_> {
+        match self {
+            Recurrence::Cron(c) => Box::new(std::iter::successors(c.next_after(from), |t| {
+                c.next_after(*t)
+            })),
+            Recurrence::Rrule(r) => Box::new(r.after(from)),
+        }
+    }
+
+    /// The last instant a slot may have (an RRULE's `UNTIL=...Z`).
+    fn until(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Recurrence::Rrule(r) => match r.until() {
+                Some(rrule::Until::Instant(t)) => Some(t),
+                _ => None,
+            },
+            Recurrence::Cron(_) => None,
+        }
+    }
+}
 
 /// What to do with a slot while the previous run is still active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +103,7 @@ impl Misfire {
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    cron: cron::CronExpr,
+    recurrence: Recurrence,
     /// Added to every matching wall-clock time before it is mapped to an instant; may be
     /// negative (`-1d`: the day before).
     pub offset: chrono::Duration,
@@ -80,7 +118,23 @@ pub struct Schedule {
 impl Schedule {
     /// Parses a runbook's `schedule` section.
     pub fn parse(spec: &ScheduleSpec) -> Result<Schedule, String> {
-        let cron = cron::CronExpr::parse(&spec.cron).map_err(|e| e.to_string())?;
+        let recurrence = match (&spec.cron, &spec.rrule) {
+            (Some(line), None) => {
+                if spec.dtstart.is_some() {
+                    return Err("`dtstart` belongs to `rrule`, not `cron`".into());
+                }
+                Recurrence::Cron(cron::CronExpr::parse(line).map_err(|e| e.to_string())?)
+            }
+            (None, Some(rule)) => {
+                let dtstart = spec
+                    .dtstart
+                    .as_deref()
+                    .map(rrule::parse_dtstart)
+                    .transpose()?;
+                Recurrence::Rrule(rrule::RruleExpr::parse(rule, dtstart)?)
+            }
+            _ => return Err("give exactly one of `cron` or `rrule`".into()),
+        };
         let offset = match &spec.offset {
             Some(o) => parse_offset(o)?,
             None => chrono::Duration::zero(),
@@ -95,7 +149,7 @@ impl Schedule {
             v.as_deref().map(crate::runbook::parse_duration).transpose()
         };
         Ok(Schedule {
-            cron,
+            recurrence,
             offset,
             tz,
             window: dur(&spec.window)?,
@@ -120,25 +174,36 @@ impl Schedule {
         // local clock repeats, and a slot must not be missed for that. Matching times are
         // shifted by the offset, so the search starts that much earlier (or later).
         let start_local = after.with_timezone(&self.tz).naive_local() - chrono::Duration::hours(3);
-        let mut cursor = start_local.checked_sub_signed(self.offset);
+        let cursor = start_local.checked_sub_signed(self.offset);
         let mut last = after;
-        std::iter::from_fn(move || loop {
-            let matched = self.cron.next_after(cursor?)?;
-            cursor = Some(matched);
-            let t = self.instant_of(matched.checked_add_signed(self.offset)?);
-            // Strictly increasing: drops slots before `after`, the repeated local hour, and
-            // the several gap times that all map to the gap's end.
-            if t > last {
-                last = t;
-                return Some(t);
-            }
-        })
+        let until = self.recurrence.until();
+        let offset = self.offset;
+        cursor
+            .into_iter()
+            .flat_map(move |from| self.recurrence.wall_clock_from(from))
+            // UNTIL bounds the rule's own times, before the offset moves them.
+            .take_while(move |wall| until.map_or(true, |u| self.instant_of(*wall) <= u))
+            .map_while(move |wall| wall.checked_add_signed(offset))
+            .map(move |shifted| self.instant_of(shifted))
+            .filter(move |t| {
+                // Strictly increasing: drops slots before `after`, the repeated local
+                // hour, and the several gap times that all map to the gap's end.
+                if *t > last {
+                    last = *t;
+                    true
+                } else {
+                    false
+                }
+            })
     }
 
     /// Warnings about an expression that parses but may not mean what its author thinks:
     /// both day fields restricted, so crontab fires when either matches.
     pub fn warnings(&self) -> Vec<String> {
-        self.cron.both_day_fields_warning().into_iter().collect()
+        match &self.recurrence {
+            Recurrence::Cron(c) => c.both_day_fields_warning().into_iter().collect(),
+            Recurrence::Rrule(_) => Vec::new(),
+        }
     }
 
     /// The next `count` slots after `after`.
@@ -193,6 +258,9 @@ impl Schedule {
                             p.reason.as_deref().or(cal.description.as_deref()),
                         ));
                     }
+                }
+                if let Some(why) = cal.ics.as_ref().and_then(|f| f.events.blocked_at(t)) {
+                    return Some((key.as_str(), why.or(cal.description.as_deref())));
                 }
             }
         }
@@ -258,7 +326,9 @@ mod tests {
 
     fn sched(cron: &str, tz: &str) -> Schedule {
         Schedule::parse(&ScheduleSpec {
-            cron: cron.into(),
+            cron: Some(cron.into()),
+            rrule: None,
+            dtstart: None,
             timezone: Some(tz.into()),
             window: None,
             overlap: None,
@@ -472,6 +542,134 @@ mod tests {
             parse_offset("-90m").unwrap(),
             chrono::Duration::minutes(-90)
         );
+    }
+
+    fn rrule_sched(rule: &str, tz: &str) -> Schedule {
+        Schedule::parse(&ScheduleSpec {
+            cron: None,
+            rrule: Some(rule.into()),
+            dtstart: None,
+            timezone: Some(tz.into()),
+            window: None,
+            overlap: None,
+            misfire: None,
+            jitter: None,
+            blackout: vec![],
+            offset: None,
+        })
+        .unwrap()
+    }
+
+    /// Slots of a schedule over `from..to`.
+    fn year_of(s: &Schedule, from: &str, to: &str) -> Vec<DateTime<Utc>> {
+        let end = utc(to);
+        s.slots_after(utc(from)).take_while(|t| *t < end).collect()
+    }
+
+    #[test]
+    fn rrule_equivalents_of_cron_lines_give_the_same_slots_over_a_year() {
+        // 2027 in Berlin: spring forward on 28 March, fall back on 31 October.
+        let pairs = [
+            ("30 2 * * *", "FREQ=DAILY;BYHOUR=2;BYMINUTE=30"),
+            ("0 9 * * 1-5", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9"),
+            ("0 * * * *", "FREQ=HOURLY"),
+            ("*/15 2 * * *", "FREQ=DAILY;BYHOUR=2;BYMINUTE=0,15,30,45"),
+            ("0 22 1 * *", "FREQ=MONTHLY;BYHOUR=22"),
+            ("0 4 * * 0", "FREQ=WEEKLY;BYDAY=SU;BYHOUR=4"),
+        ];
+        for tz in ["UTC", "Europe/Berlin", "America/New_York"] {
+            for (cron, rule) in pairs {
+                let want = year_of(
+                    &sched(cron, tz),
+                    "2026-12-31T12:00:00Z",
+                    "2028-01-01T00:00:00Z",
+                );
+                let got = year_of(
+                    &rrule_sched(rule, tz),
+                    "2026-12-31T12:00:00Z",
+                    "2028-01-01T00:00:00Z",
+                );
+                assert!(want.len() >= 12, "{cron} in {tz}");
+                assert_eq!(got, want, "{rule} vs {cron} in {tz}");
+            }
+        }
+        // Across the gap and the fold, the RRULE follows the same DST rule as cron.
+        let s = rrule_sched("FREQ=DAILY;BYHOUR=2;BYMINUTE=30", "Europe/Berlin");
+        assert_eq!(
+            fmt(&s.next(utc("2027-03-27T12:00:00Z"), 2)),
+            ["2027-03-28T01:00:00Z", "2027-03-29T00:30:00Z"]
+        );
+        assert_eq!(
+            fmt(&s.next(utc("2027-10-30T12:00:00Z"), 2)),
+            ["2027-10-31T00:30:00Z", "2027-11-01T01:30:00Z"]
+        );
+    }
+
+    #[test]
+    fn patch_tuesday_as_an_rrule_gives_the_second_tuesdays_by_hand() {
+        let by_hand = [
+            "2027-01-12T21:00:00Z",
+            "2027-02-09T21:00:00Z",
+            "2027-03-09T21:00:00Z",
+            // Summer time from 28 March to 31 October: 22:00 in Berlin is 20:00 UTC.
+            "2027-04-13T20:00:00Z",
+            "2027-05-11T20:00:00Z",
+            "2027-06-08T20:00:00Z",
+            "2027-07-13T20:00:00Z",
+            "2027-08-10T20:00:00Z",
+            "2027-09-14T20:00:00Z",
+            "2027-10-12T20:00:00Z",
+            "2027-11-09T21:00:00Z",
+            "2027-12-14T21:00:00Z",
+        ];
+        let s = rrule_sched(
+            "FREQ=MONTHLY;BYDAY=2TU;BYHOUR=22;BYMINUTE=0",
+            "Europe/Berlin",
+        );
+        let got = year_of(&s, "2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z");
+        assert_eq!(fmt(&got), by_hand);
+        let s = rrule_sched("FREQ=MONTHLY;BYDAY=2TU;BYHOUR=22;BYMINUTE=0", "UTC");
+        let got = year_of(&s, "2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z");
+        let by_hand_utc: Vec<String> = by_hand
+            .iter()
+            .map(|t| format!("{}T22:00:00Z", &t[..10]))
+            .collect();
+        assert_eq!(fmt(&got), by_hand_utc);
+    }
+
+    #[test]
+    fn an_rrule_with_until_or_count_ends() {
+        let s = rrule_sched(
+            "FREQ=DAILY;BYHOUR=3;UNTIL=20270103T020000Z",
+            "Europe/Berlin",
+        );
+        assert_eq!(
+            fmt(&s.next(utc("2026-12-31T12:00:00Z"), 10)),
+            [
+                "2027-01-01T02:00:00Z",
+                "2027-01-02T02:00:00Z",
+                "2027-01-03T02:00:00Z"
+            ]
+        );
+        let mut spec = ScheduleSpec {
+            cron: None,
+            rrule: Some("FREQ=WEEKLY;COUNT=2;BYHOUR=5".into()),
+            dtstart: Some("2027-01-04".into()),
+            timezone: None,
+            window: None,
+            overlap: None,
+            misfire: None,
+            jitter: None,
+            blackout: vec![],
+            offset: None,
+        };
+        let s = Schedule::parse(&spec).unwrap();
+        assert_eq!(
+            fmt(&s.next(utc("2026-01-01T00:00:00Z"), 10)),
+            ["2027-01-04T05:00:00Z", "2027-01-11T05:00:00Z"]
+        );
+        spec.cron = Some("0 5 * * *".into());
+        assert!(Schedule::parse(&spec).unwrap_err().contains("exactly one"));
     }
 
     #[test]
