@@ -40,7 +40,7 @@ enum Recurrence {
     /// A crontab line (crontab(5) semantics).
     Cron(cron::CronExpr),
     /// An RFC 5545 recurrence rule, and where it ends as an instant (UNTIL=...Z).
-    Rrule(rrule::RruleExpr),
+    Rrule(Box<rrule::RruleExpr>),
 }
 
 impl Recurrence {
@@ -131,7 +131,7 @@ impl Schedule {
                     .as_deref()
                     .map(rrule::parse_dtstart)
                     .transpose()?;
-                Recurrence::Rrule(rrule::RruleExpr::parse(rule, dtstart)?)
+                Recurrence::Rrule(Box::new(rrule::RruleExpr::parse(rule, dtstart)?))
             }
             _ => return Err("give exactly one of `cron` or `rrule`".into()),
         };
