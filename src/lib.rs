@@ -48,6 +48,7 @@ pub mod runbook;
 pub mod scheduler;
 pub mod script;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod witness;
 pub mod yaml;
