@@ -11,6 +11,8 @@ pub mod freeze;
 mod host;
 pub mod lifecycle;
 pub mod output;
+#[cfg(test)]
+mod race;
 mod reads;
 pub mod schedule;
 

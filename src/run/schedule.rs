@@ -372,7 +372,7 @@ impl App {
     }
 
     /// Starts the oldest queued scheduled run of each runbook with nothing active.
-    fn start_queued(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(super) fn start_queued(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let queued = self.store.tx(|tx| tx.queued_slot_runs())?;
         let mut seen = std::collections::HashSet::new();
         for (id, runbook, slot) in queued {

@@ -1,0 +1,277 @@
+//! Cancel racing an approval, and cancel racing a slot's start, in process, against a real
+//! SQLite store in a temp dir and real `local` actions: 0 runs start after a cancel, and
+//! every run's audit trail is consistent. Each round releases both sides from one barrier,
+//! so they really race; several rounds run side by side, each on its own runbook.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::Map;
+
+use super::schedule::{slot_key, system_initiator};
+use super::{record_run, App, RunError};
+use crate::audit::{Actor, Record};
+use crate::config::User;
+use crate::state::{HostStatus, RunStatus};
+
+/// Rounds of each race, and how many run side by side.
+const ROUNDS: usize = 1000;
+const LANES: usize = 4;
+
+struct Site {
+    _dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    app: Arc<App>,
+}
+
+fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, i) = ("a".repeat(64), "b".repeat(64));
+    let config = format!(
+        "state_dir: state\nparties: [internal, provider]\nusers:\n\
+         - {{ name: alice, party: internal, roles: [operator], token_sha256: \"{a}\" }}\n\
+         - {{ name: ivan, party: internal, roles: [approver], token_sha256: \"{i}\" }}\n\
+         inventory:\n  - {{ name: web1, owner: internal, transport: local }}\n"
+    );
+    std::fs::write(dir.path().join("tandem.yaml"), config).unwrap();
+    std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
+    for lane in 0..LANES {
+        let rb = format!(
+            "name: race{lane}\ndescription: cancel races the start\nowner: internal\n\
+             targets: [web1]\nscope:\n  commands: [\"true\"]\n\
+             allowed: {{ parties: [internal], roles: [operator] }}\n\
+             approval: {{ from: internal }}\nscript: |\n  sh_ok(\"true\");\n"
+        );
+        std::fs::write(dir.path().join(format!("runbooks/race{lane}.yaml")), rb).unwrap();
+    }
+    let config = crate::config::Config::load(&dir.path().join("tandem.yaml")).unwrap();
+    let catalog = crate::runbook::Catalog::load_dir(&config.runbooks_dir, &config).unwrap();
+    let store = crate::store::Store::open(&config.state_dir).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = {
+        let _in = rt.enter();
+        App::new(config, catalog, store, "http://127.0.0.1:0").unwrap()
+    };
+    Site { _dir: dir, rt, app }
+}
+
+fn user(app: &App, name: &str) -> User {
+    app.config()
+        .users
+        .iter()
+        .find(|u| u.name == name)
+        .cloned()
+        .unwrap()
+}
+
+/// Waits until run `id` is over and no longer carried out.
+fn settle(app: &App, id: &str) -> RunStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = app.store.run(id).unwrap().unwrap().status;
+        if status.is_final() && !app.is_active(id) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "run {id} did not end: {status}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// How one round came out.
+#[derive(Debug, Default)]
+struct Tally {
+    cancelled_before_start: usize,
+    started: usize,
+}
+
+/// Runs `rounds` rounds on lane `lane`: `prepare` makes a run, then `start` (approve, or the
+/// slot's start) and a cancel are released together.
+fn race_lane(
+    site: &Site,
+    lane: usize,
+    rounds: usize,
+    prepare: &(dyn Fn(&Arc<App>, &str) -> String + Sync),
+    start: &(dyn Fn(&Arc<App>, &str) + Sync),
+) -> Tally {
+    let app = &site.app;
+    let alice = user(app, "alice");
+    let runbook = format!("race{lane}");
+    let mut tally = Tally::default();
+    for round in 0..rounds {
+        let id = prepare(app, &runbook);
+        // The cancel leaves the barrier up to 4 ms late, varying by round, so the rounds
+        // cover the whole window between the other side's commit and the run's start.
+        let skew = Duration::from_micros(((round * 7919) % 4000) as u64);
+        let barrier = Barrier::new(2);
+        let cancelled = std::thread::scope(|s| {
+            let starter = s.spawn(|| {
+                let _in = site.rt.enter();
+                barrier.wait();
+                start(app, &id);
+            });
+            let canceller = s.spawn(|| {
+                barrier.wait();
+                let go = Instant::now() + skew;
+                while Instant::now() < go {
+                    std::hint::spin_loop();
+                }
+                app.cancel(&alice, &id)
+            });
+            starter.join().unwrap();
+            canceller.join().unwrap()
+        });
+        let end = settle(app, &id);
+        match cancelled {
+            // The cancel ended it before it started.
+            Ok(row) if row.status == RunStatus::Cancelled => {
+                assert_eq!(end, RunStatus::Cancelled, "run {id}")
+            }
+            // It was running: asked to stop, it may still have reached its end first.
+            Ok(_) => assert!(
+                matches!(end, RunStatus::Cancelled | RunStatus::Succeeded),
+                "run {id}: {end}"
+            ),
+            // It had ended already: it ran to its end first.
+            Err(RunError::Conflict(_)) => assert_eq!(end, RunStatus::Succeeded, "run {id}"),
+            Err(e) => panic!("cancel of {id}: {e}"),
+        }
+        let run = app.store.run(&id).unwrap().unwrap();
+        if run.started_at.is_some() {
+            tally.started += 1;
+        } else {
+            tally.cancelled_before_start += 1;
+            assert!(
+                run.hosts.iter().all(|h| h.status == HostStatus::NotStarted),
+                "{run:?}"
+            );
+        }
+    }
+    tally
+}
+
+/// Every run's trail: one `run_finished`, last of its state changes; nothing started after a
+/// cancel ended it; a run cancelled before it started has no `run_started` and no actions.
+fn check_trails(app: &App) -> usize {
+    let records = app.store.audit_records(0, usize::MAX >> 1).unwrap();
+    crate::audit::verify(records.iter().cloned().map(Ok)).unwrap();
+    let mut by_run: HashMap<String, Vec<&Record>> = HashMap::new();
+    for r in &records {
+        if let Some(id) = &r.run_id {
+            by_run.entry(id.clone()).or_default().push(r);
+        }
+    }
+    for (id, trail) in &by_run {
+        let names: Vec<&str> = trail.iter().map(|r| r.event.as_str()).collect();
+        let finished: Vec<usize> = (0..trail.len())
+            .filter(|i| names[*i] == "run_finished")
+            .collect();
+        assert_eq!(finished.len(), 1, "run {id}: {names:?}");
+        let end = finished[0];
+        let after: Vec<&str> = names[end + 1..].to_vec();
+        // A cancel that found the run running may record its request after the run ended.
+        assert!(
+            after.iter().all(|n| *n == "cancel_requested"),
+            "run {id}: {names:?}"
+        );
+        let status = trail[end].detail["status"].as_str().unwrap_or_default();
+        let started = names.contains(&"run_started");
+        let acted = names
+            .iter()
+            .any(|n| *n == "action_intent" || *n == "action_result");
+        if status == "cancelled" && !names.contains(&"cancel_requested") {
+            assert!(
+                !started && !acted,
+                "cancelled before it started, yet: {id}: {names:?}"
+            );
+        }
+        if started {
+            let start = names.iter().position(|n| *n == "run_started").unwrap_or(0);
+            assert!(start < end, "run {id}: {names:?}");
+        } else {
+            assert!(!acted, "actions without a start: {id}: {names:?}");
+        }
+        let run = app.store.run(id).unwrap().unwrap();
+        assert_eq!(run.status.as_str(), status, "run {id}: {names:?}");
+        assert_eq!(run.started_at.is_some(), started, "run {id}: {names:?}");
+    }
+    by_run.len()
+}
+
+fn race(
+    prepare: &(dyn Fn(&Arc<App>, &str) -> String + Sync),
+    start: &(dyn Fn(&Arc<App>, &str) + Sync),
+) {
+    let site = site();
+    let tallies: Vec<Tally> = std::thread::scope(|s| {
+        let lanes: Vec<_> = (0..LANES)
+            .map(|lane| {
+                let site = &site;
+                s.spawn(move || race_lane(site, lane, ROUNDS / LANES, prepare, start))
+            })
+            .collect();
+        lanes.into_iter().map(|l| l.join().unwrap()).collect()
+    });
+    let before: usize = tallies.iter().map(|t| t.cancelled_before_start).sum();
+    let started: usize = tallies.iter().map(|t| t.started).sum();
+    eprintln!("{ROUNDS} rounds: {before} cancelled before the start, {started} started");
+    assert_eq!(before + started, ROUNDS);
+    // Both sides won some rounds: the race was real.
+    assert!(before > 0 && started > 0);
+    assert_eq!(check_trails(&site.app), ROUNDS);
+}
+
+/// A run waiting for approval, requested by alice.
+fn awaiting(app: &Arc<App>, runbook: &str) -> String {
+    let alice = user(app, "alice");
+    let req = super::StartRequest {
+        runbook: runbook.to_string(),
+        ..Default::default()
+    };
+    let run = app.submit(&alice, req).unwrap();
+    assert_eq!(run.status, RunStatus::AwaitingApproval);
+    run.id
+}
+
+#[test]
+fn cancel_racing_approval_never_starts_a_cancelled_run() {
+    race(&awaiting, &|app, id| {
+        let ivan = user(app, "ivan");
+        // Refused when the cancel came first; either way nothing may start after it.
+        match app.decide(&ivan, id, true, None, None) {
+            Ok(_) | Err(RunError::Conflict(_)) => {}
+            Err(e) => panic!("approving {id}: {e}"),
+        }
+    });
+}
+
+/// A scheduled run approved ahead of its slot, queued for a slot that has just come.
+fn queued_for_slot(app: &Arc<App>, runbook: &str) -> String {
+    let catalog = app.catalog();
+    let rb = catalog.get(runbook).unwrap();
+    // A fresh slot each round, each a second before the last: all have come.
+    static BASE: std::sync::OnceLock<chrono::DateTime<chrono::Utc>> = std::sync::OnceLock::new();
+    static BACK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+    let back = BACK.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let at = *BASE.get_or_init(chrono::Utc::now) - chrono::Duration::seconds(back);
+    let key = slot_key(&rb.name, at);
+    let plan = app
+        .plan(rb, &Map::new(), system_initiator(rb), Some(key))
+        .unwrap();
+    let id = super::new_run_id();
+    app.store
+        .tx(|tx| record_run(tx, &id, rb, &plan, &Actor::system(), None, None))
+        .unwrap();
+    id
+}
+
+#[test]
+fn cancel_racing_a_slot_start_never_starts_a_cancelled_run() {
+    race(&queued_for_slot, &|app, _id| {
+        app.start_queued(chrono::Utc::now()).unwrap();
+    });
+}
