@@ -19,12 +19,16 @@
 //! | [`notify`]   | prompts to webhook, Slack and Teams targets, with retries; never blocking |
 //! | [`script`]   | the one hardened rhai engine; host functions call a [`script::HostApi`]   |
 //! | [`exec`]     | run one action with a deadline: `ssh` (ssh2), `local`, `http` (reqwest)  |
-//! | [`audit`]    | hash-chained records: canonical form, verify, export, signed checkpoints |
+//! | [`state`]    | typed run, host, gate and action statuses, stored as their old strings   |
+//! | [`audit`]    | hash-chained records: canonical form, verify, export, signed checkpoints; |
+//! |              | [`audit::Event`], every event name                                        |
 //! | [`witness`]  | the daemon's signed checkpoints of the audit log, delivered to witnesses  |
-//! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit |
+//! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit;|
+//! |              | `Tx::transition`, a run's compare-and-set with its audit record           |
 //! | [`scheduler`]| pure slot arithmetic: cron in a zone, DST gaps and folds, jitter, windows  |
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all;  |
-//! |              | the one place reads are scoped to a party (`reads`) and freezes kept      |
+//! |              | the one place reads are scoped to a party (`reads`) and freezes kept;     |
+//! |              | [`run::lifecycle`] owns every move of a run's status                      |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!
