@@ -160,6 +160,22 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// The after-the-fact review a break-glass run owes its owners (rule 6).
+    ReviewStatus, "review status" {
+        Open = "open",
+        Acknowledged = "acknowledged",
+    }
+}
+
+string_enum! {
+    /// One approver's decision on a gate.
+    Decision, "decision" {
+        Approve = "approve",
+        Deny = "deny",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +200,8 @@ mod tests {
         round_trips(HostStatus::ALL);
         round_trips(GateStatus::ALL);
         round_trips(ActionStatus::ALL);
+        round_trips(ReviewStatus::ALL);
+        round_trips(Decision::ALL);
         assert_eq!(RunStatus::AwaitingApproval.as_str(), "awaiting_approval");
         assert_eq!(HostStatus::NotStarted.as_str(), "not_started");
         assert!("bogus".parse::<RunStatus>().is_err());

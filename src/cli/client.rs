@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::ServerArgs;
 use crate::error::{Error, Result};
-use crate::state::RunStatus;
+use crate::state::{HostStatus, RunStatus};
 
 struct Client {
     base: String,
@@ -145,7 +145,7 @@ impl Progress {
         if let (Some(h), Some("event")) = (host, line["stream"].as_str()) {
             if let Some(rest) = text.strip_prefix(&format!("host {h} ")) {
                 let status = rest.split(':').next().unwrap_or(rest).to_string();
-                if status != "running" {
+                if status != HostStatus::Running.as_str() {
                     self.bar.inc(1);
                     let mut counts = self.counts.borrow_mut();
                     *counts.entry(status).or_default() += 1;

@@ -13,7 +13,7 @@ use crate::notify::Prompt;
 use crate::policy::ApprovalRequirement;
 use crate::runbook::plan::Plan;
 use crate::runbook::Runbook;
-use crate::state::{GateStatus, RunStatus};
+use crate::state::{Decision, GateStatus, RunStatus};
 use crate::store::{GateRow, RunRow};
 
 /// When a gate opened now expires (RFC 3339, same form as the store's timestamps, so the
@@ -57,7 +57,7 @@ fn state_of(gate: &GateRow, digest: &str) -> GateState {
         .map(|d| Vote {
             party: &d.party,
             user: &d.user,
-            approve: d.decision == "approve",
+            approve: d.decision == Decision::Approve,
             digest: &d.digest,
         })
         .collect();
@@ -155,7 +155,7 @@ impl App {
                     return Ok(Err(RunError::Forbidden(denied.0)));
                 }
             };
-            let decision = if approve { "approve" } else { "deny" };
+            let decision = if approve { Decision::Approve } else { Decision::Deny };
             let recorded = tx.insert_decision(&crate::store::NewDecision {
                 run_id: id,
                 gate: gate.gate,

@@ -45,6 +45,12 @@ fn site() -> Site {
         );
         std::fs::write(dir.path().join(format!("runbooks/race{lane}.yaml")), rb).unwrap();
     }
+    // A representative run: approval, an action, a refused action, a failure.
+    let tour = "name: tour\ndescription: a run that shows most events\nowner: internal\n\
+                targets: [web1]\nscope:\n  commands: [\"true\"]\n\
+                allowed: { parties: [internal], roles: [operator] }\n\
+                approval: { from: internal }\nscript: |\n  sh_ok(\"true\");\n  sh(\"rm -rf /nothing\");\n";
+    std::fs::write(dir.path().join("runbooks/tour.yaml"), tour).unwrap();
     let config = crate::config::Config::load(&dir.path().join("tandem.yaml")).unwrap();
     let catalog = crate::runbook::Catalog::load_dir(&config.runbooks_dir, &config).unwrap();
     let store = crate::store::Store::open(&config.state_dir).unwrap();
@@ -274,4 +280,49 @@ fn cancel_racing_a_slot_start_never_starts_a_cancelled_run() {
     race(&queued_for_slot, &|app, _id| {
         app.start_queued(chrono::Utc::now()).unwrap();
     });
+}
+
+/// Every event name in the audit log of a representative run (the records `audit export`
+/// prints) parses into an [`Event`] and back into the same name.
+#[test]
+fn every_event_of_a_representative_run_round_trips() {
+    use crate::audit::Event;
+    let site = site();
+    let app = &site.app;
+    app.store
+        .audit(
+            &Actor::system(),
+            None,
+            Event::ConfigLoaded,
+            serde_json::json!({}),
+        )
+        .unwrap();
+    let id = awaiting(app, "tour");
+    {
+        let _in = site.rt.enter();
+        app.decide(&user(app, "ivan"), &id, true, Some("ok"), None)
+            .unwrap();
+    }
+    assert_eq!(settle(app, &id), RunStatus::Failed);
+    let records = app.store.audit_records(0, 1000).unwrap();
+    let mut seen = Vec::new();
+    for r in &records {
+        let e: Event = r.event.parse().unwrap();
+        assert_eq!(e.as_str(), r.event);
+        seen.push(e);
+    }
+    for want in [
+        Event::ConfigLoaded,
+        Event::RunRequested,
+        Event::ApprovalRequested,
+        Event::ApprovalGranted,
+        Event::ApprovalComplete,
+        Event::RunStarted,
+        Event::ActionIntent,
+        Event::ActionResult,
+        Event::ScopeDenied,
+        Event::RunFinished,
+    ] {
+        assert!(seen.contains(&want), "{want} missing from {seen:?}");
+    }
 }

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::config::{Config, User};
 use crate::run::{App, RunError};
+use crate::state::{GateStatus, ReviewStatus};
 use crate::store::{LogLine, RunRow};
 
 const COOKIE: &str = "tandem_session";
@@ -562,13 +563,13 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
                 "<li>{} ({}) {}: {}</li>",
                 esc(&d.user),
                 esc(&d.party),
-                esc(&d.decision),
+                esc(d.decision.as_str()),
                 esc(d.comment.as_deref().unwrap_or_default())
             );
         }
         b.push_str("</ul>");
     }
-    let pending = run.gates.iter().find(|g| g.status == "pending");
+    let pending = run.gates.iter().find(|g| g.status == GateStatus::Pending);
     if let Some(g) = pending {
         let decided = g.decisions.iter().any(|d| d.user == user.name);
         if decided {
@@ -592,7 +593,7 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
         let _ = write!(
             b,
             "<h2>Break-glass review</h2><p>Review: <b id=\"review-status\">{}</b>",
-            esc(&r.status)
+            esc(r.status.as_str())
         );
         if let Some(by) = &r.reviewed_by {
             let _ = write!(
@@ -603,7 +604,7 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
             );
         }
         b.push_str("</p>");
-        if r.status == "open" {
+        if r.status == ReviewStatus::Open {
             let _ = write!(
                 b,
                 "<form method=\"post\" action=\"/approvals/{id}/review\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\

@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::audit::{Actor, Event, Record, GENESIS};
 use crate::policy::ApprovalRequirement;
 use crate::runbook::plan::{Initiator, Plan};
-use crate::state::{ActionStatus, GateStatus, HostStatus, RunStatus};
+use crate::state::{ActionStatus, Decision, GateStatus, HostStatus, ReviewStatus, RunStatus};
 
 mod log;
 pub use log::{render_line, LineRef, LogLine, RawChunk};
@@ -313,8 +313,7 @@ pub struct GateRow {
 pub struct DecisionRow {
     pub party: String,
     pub user: String,
-    /// `approve` or `deny`.
-    pub decision: String,
+    pub decision: Decision,
     pub comment: Option<String>,
     pub digest: String,
     pub ts: String,
@@ -324,8 +323,7 @@ pub struct DecisionRow {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReviewRow {
     pub parties: Vec<String>,
-    /// `open` or `acknowledged`.
-    pub status: String,
+    pub status: ReviewStatus,
     pub requested_at: String,
     pub reviewed_by: Option<String>,
     pub comment: Option<String>,
@@ -393,8 +391,7 @@ pub struct NewDecision<'a> {
     pub gate: i64,
     pub party: &'a str,
     pub user: &'a str,
-    /// `approve` or `deny`.
-    pub decision: &'a str,
+    pub decision: Decision,
     pub comment: Option<&'a str>,
     /// The digest the decision is bound to.
     pub digest: &'a str,
@@ -622,21 +619,25 @@ impl Store {
     /// Runs with a pending gate, oldest first.
     pub fn runs_with_pending_gates(&self) -> Result<Vec<RunRow>, StoreError> {
         self.runs_listed(
-            "SELECT DISTINCT run_id FROM gates WHERE status = 'pending' ORDER BY requested_at",
+            "SELECT DISTINCT run_id FROM gates WHERE status = ?1 ORDER BY requested_at",
+            GateStatus::Pending.as_str(),
         )
     }
 
     /// Break-glass runs whose review is still open.
     pub fn open_reviews(&self) -> Result<Vec<RunRow>, StoreError> {
-        self.runs_listed("SELECT run_id FROM reviews WHERE status = 'open' ORDER BY requested_at")
+        self.runs_listed(
+            "SELECT run_id FROM reviews WHERE status = ?1 ORDER BY requested_at",
+            ReviewStatus::Open.as_str(),
+        )
     }
 
-    /// The whole runs whose ids `ids_sql` selects, in its order.
-    fn runs_listed(&self, ids_sql: &str) -> Result<Vec<RunRow>, StoreError> {
+    /// The whole runs whose ids `ids_sql` selects (with `status` as `?1`), in its order.
+    fn runs_listed(&self, ids_sql: &str, status: &str) -> Result<Vec<RunRow>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(ids_sql)?;
         let ids = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
+            .query_map([status], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -1220,8 +1221,8 @@ impl Tx<'_> {
         let parties =
             serde_json::to_string(parties).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.tx.execute(
-            "INSERT OR IGNORE INTO reviews (run_id, parties, status, requested_at) VALUES (?1, ?2, 'open', ?3)",
-            params![run_id, parties, now()],
+            "INSERT OR IGNORE INTO reviews (run_id, parties, status, requested_at) VALUES (?1, ?2, ?3, ?4)",
+            params![run_id, parties, ReviewStatus::Open, now()],
         )?;
         Ok(())
     }
@@ -1234,8 +1235,8 @@ impl Tx<'_> {
         comment: &str,
     ) -> Result<bool, StoreError> {
         let n = self.tx.execute(
-            "UPDATE reviews SET status = 'acknowledged', reviewed_by = ?2, comment = ?3, reviewed_at = ?4 WHERE run_id = ?1 AND status = 'open'",
-            params![run_id, user, comment, now()],
+            "UPDATE reviews SET status = ?5, reviewed_by = ?2, comment = ?3, reviewed_at = ?4 WHERE run_id = ?1 AND status = ?6",
+            params![run_id, user, comment, now(), ReviewStatus::Acknowledged, ReviewStatus::Open],
         )?;
         Ok(n == 1)
     }
