@@ -32,9 +32,12 @@
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!
-//! [`store`] is one concrete SQLite type rather than a trait: its API is "run this closure in
-//! a durable transaction", which a PostgreSQL store can offer too, and the trait is best cut
-//! when that second backend exists and can be tested against, not guessed at beforehand.
+//! [`store::RunStore`] is the seam in the domain's terms (create a run with its plan, move or
+//! end it, record an action's intent and result, append to the audit log, list what a party
+//! may see, the work to take up), each operation one transaction; SQLite implements it, and
+//! `store::seam::contract` is the suite every backend must pass. What it does not cover yet
+//! (gates and decisions, schedules, freezes, logs) still goes through the SQLite store's
+//! closure-in-a-transaction API.
 //!
 //! Blocking work (ssh2, rhai, SQLite) never runs on a tokio worker: scripts run on
 //! `spawn_blocking` threads, and the server reaches the store through `spawn_blocking`.

@@ -20,8 +20,8 @@ use crate::policy::scope::check_command;
 use crate::runbook::plan::{Plan, PlannedHost};
 use crate::runbook::Runbook;
 use crate::script::{self, ActionError, HostApi, HttpOutput, ScriptInput, ShOutput};
-use crate::state::{ActionStatus, GateStatus, HostStatus, RunStatus};
-use crate::store::StoreError;
+use crate::state::{GateStatus, HostStatus, RunStatus};
+use crate::store::{Intent, Outcome, RunStore, StoreError};
 
 /// What all hosts of one run share.
 pub(super) struct RunShared {
@@ -334,15 +334,13 @@ impl HostContext {
         self.shared
             .app
             .store
-            .tx(|tx| {
-                let id = tx.action_intent(run_id, self.host_name(), kind, &self.redact(target))?;
-                tx.audit(
-                    &self.shared.actor,
-                    Some(run_id),
-                    Event::ActionIntent,
-                    d.clone(),
-                )?;
-                Ok(id)
+            .record_intent(&Intent {
+                run_id,
+                host: self.host_name(),
+                kind,
+                target: &self.redact(target),
+                actor: &self.shared.actor,
+                detail: d,
             })
             .map_err(|e| {
                 tracing::error!(run = %run_id, error = %e, "audit log unavailable; action not run");
@@ -379,21 +377,15 @@ impl HostContext {
             m.insert("host".into(), json!(self.host_name()));
             m.insert("kind".into(), json!(kind));
         }
-        let r = self.shared.app.store.tx(|tx| {
-            for (stream, bytes) in tail {
-                tx.log_chunk(run_id, self.host_name(), stream, bytes)?;
-            }
-            tx.action_done(action_id, ActionStatus::Done)?;
-            tx.audit(
-                &self.shared.actor,
-                Some(run_id),
-                Event::ActionResult,
-                d.clone(),
-            )?;
-            if let Some((stream, text)) = line {
-                tx.log(run_id, self.host_name(), stream, &self.redact(text))?;
-            }
-            Ok(())
+        let redacted_line = line.map(|(stream, text)| (stream, self.redact(text)));
+        let r = self.shared.app.store.record_result(&Outcome {
+            action_id,
+            run_id,
+            host: self.host_name(),
+            actor: &self.shared.actor,
+            detail: d,
+            tail,
+            line: redacted_line.as_ref().map(|(s, t)| (*s, t.as_str())),
         });
         self.shared.app.changed.notify_waiters();
         r.map_err(|_| {

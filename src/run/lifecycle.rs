@@ -15,12 +15,12 @@
 //! itself a move (`queued → running`) that the executor takes before its first action, so a
 //! run cancelled, denied or expired before that never starts.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::output;
 use crate::audit::{Actor, Event};
 use crate::state::{GateStatus, HostStatus, RunStatus};
-use crate::store::{AuditEntry, StoreError, Transitioned, Tx};
+use crate::store::{AuditEntry, Ending, StoreError, Transitioned, Tx};
 
 /// Whether the lifecycle allows a run to move from `from` to `to`.
 pub fn allowed(from: RunStatus, to: RunStatus) -> bool {
@@ -67,33 +67,38 @@ pub(super) fn end(
     error: Option<&str>,
     actor: &Actor,
 ) -> Result<bool, StoreError> {
-    debug_assert!(from.iter().all(|f| allowed(*f, to)), "{from:?} → {to}");
-    let moved = tx.transition(
+    tx.end_run(
         id,
         from,
+        &ending(from, to, error, actor, &end_line(to, error)),
+    )
+}
+
+/// The line a run's log ends with.
+fn end_line(to: RunStatus, error: Option<&str>) -> String {
+    format!(
+        "run {to}{}",
+        error.map(|e| format!(": {e}")).unwrap_or_default()
+    )
+}
+
+/// How a run in one of `from` ends as `to`, in the lifecycle's terms.
+fn ending<'a>(
+    from: &[RunStatus],
+    to: RunStatus,
+    error: Option<&'a str>,
+    actor: &'a Actor,
+    line: &'a str,
+) -> Ending<'a> {
+    debug_assert!(from.iter().all(|f| allowed(*f, to)), "{from:?} → {to}");
+    Ending {
         to,
         error,
-        AuditEntry {
-            actor,
-            event: Event::RunFinished,
-            detail: json!({"status": to, "error": error}),
-        },
-    )?;
-    if !moved.moved() {
-        return Ok(false);
+        actor,
+        leftover_hosts: leftover_hosts(to),
+        leftover_gates: leftover_gates(to),
+        line: (output::EVENT_STREAM, line),
     }
-    tx.close_hosts(id, leftover_hosts(to))?;
-    tx.close_pending_gates(id, leftover_gates(to))?;
-    tx.log(
-        id,
-        None,
-        output::EVENT_STREAM,
-        &format!(
-            "run {to}{}",
-            error.map(|e| format!(": {e}")).unwrap_or_default()
-        ),
-    )?;
-    Ok(true)
 }
 
 /// Accepts a run waiting for approval (its start gate approved, or a standing approval

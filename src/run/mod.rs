@@ -321,19 +321,11 @@ impl App {
     /// Starts the runs accepted but not started by the last daemon (approved while it was
     /// draining): queued runs that wait for no slot. Call after [`App::recover`].
     pub fn start_held(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let held: Vec<String> = self
-            .store
-            .runs_in(&[RunStatus::Queued])?
-            .into_iter()
-            .filter(|(_, _, slot)| slot.is_none())
-            .map(|(id, _, _)| id)
-            .collect();
-        for id in &held {
+        let held = crate::store::RunStore::startable_runs(self.store.as_ref())?;
+        for (id, runbook) in &held {
             // A runbook removed meanwhile still gets its run started: `execute` fails it on
             // the digest check (rule 4), on record.
-            if let Some(run) = self.store.run(id)? {
-                self.spawn(id.clone(), &run.runbook);
-            }
+            self.spawn(id.clone(), runbook);
         }
         Ok(held.len())
     }

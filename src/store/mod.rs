@@ -31,7 +31,9 @@ use crate::runbook::plan::{Initiator, Plan};
 use crate::state::{ActionStatus, Decision, GateStatus, HostStatus, ReviewStatus, RunStatus};
 
 mod log;
+mod seam;
 pub use log::{render_line, LineRef, LogLine, RawChunk};
+pub use seam::{Ending, Intent, Outcome, RunStore};
 
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it
 /// into a plain "internal error" for clients.
