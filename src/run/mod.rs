@@ -10,9 +10,9 @@ mod approve;
 pub mod freeze;
 mod host;
 pub mod lifecycle;
-pub mod output;
 #[cfg(test)]
-mod race;
+mod lifecycle_tests;
+pub mod output;
 mod reads;
 pub mod schedule;
 
@@ -300,7 +300,7 @@ impl App {
                     &Actor::system(),
                     Some(&a.run_id),
                     Event::ActionResult,
-                    json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": "outcome_unknown",
+                    json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": crate::state::ActionStatus::OutcomeUnknown,
                            "reason": "the daemon stopped while the action was in flight"}),
                 )?;
             }

@@ -26,7 +26,7 @@ use crate::store::{StoreError, Tx};
 pub(super) const MISFIRE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
 
 /// How soon a schedule whose pass could not be recorded is tried again.
-const RETRY_AFTER_FAILURE: chrono::Duration = chrono::Duration::seconds(5);
+pub(super) const RETRY_AFTER_FAILURE: chrono::Duration = chrono::Duration::seconds(5);
 
 /// At most this many missed slots are handled (and audited) per schedule after downtime.
 const MAX_MISSED: usize = 1000;
@@ -104,7 +104,11 @@ impl App {
     /// still takes it, left unfired (its last handled slot is not advanced) and tried again
     /// shortly, without holding back the others. A draining daemon handles none: its slots
     /// wait for the next start.
-    fn schedule_pass(self: &Arc<Self>, names: &[String], now: DateTime<Utc>) -> NextEvents {
+    pub(super) fn schedule_pass(
+        self: &Arc<Self>,
+        names: &[String],
+        now: DateTime<Utc>,
+    ) -> NextEvents {
         let catalog = self.catalog();
         let config = self.config();
         let mut next = Vec::new();

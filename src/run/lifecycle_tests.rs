@@ -1,7 +1,9 @@
-//! Cancel racing an approval, and cancel racing a slot's start, in process, against a real
-//! SQLite store in a temp dir and real `local` actions: 0 runs start after a cancel, and
-//! every run's audit trail is consistent. Each round releases both sides from one barrier,
-//! so they really race; several rounds run side by side, each on its own runbook.
+//! The lifecycle in process, against a real SQLite store in a temp dir and real `local`
+//! actions. Cancel racing an approval, and cancel racing a slot's start: 0 runs start after
+//! a cancel, and every run's audit trail is consistent. Each round releases both sides from
+//! one barrier, so they really race; several rounds run side by side, each on its own
+//! runbook. Also: every event of a representative run is an [`crate::audit::Event`], and a
+//! scheduler pass that cannot be recorded fires nothing and says so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Map;
 
-use super::schedule::{slot_key, system_initiator};
+use super::schedule::{slot_key, system_initiator, RETRY_AFTER_FAILURE};
 use super::{record_run, App, RunError};
 use crate::audit::{Actor, Record};
 use crate::config::User;
@@ -51,6 +53,11 @@ fn site() -> Site {
                 allowed: { parties: [internal], roles: [operator] }\n\
                 approval: { from: internal }\nscript: |\n  sh_ok(\"true\");\n  sh(\"rm -rf /nothing\");\n";
     std::fs::write(dir.path().join("runbooks/tour.yaml"), tour).unwrap();
+    // A schedule firing every second, needing nobody's approval.
+    let ticker = "name: ticker\ndescription: a schedule\nowner: internal\n\
+                  targets: [web1]\nscope:\n  commands: [\"true\"]\n\
+                  schedule: { cron: \"* * * * * *\" }\nscript: |\n  sh_ok(\"true\");\n";
+    std::fs::write(dir.path().join("runbooks/ticker.yaml"), ticker).unwrap();
     let config = crate::config::Config::load(&dir.path().join("tandem.yaml")).unwrap();
     let catalog = crate::runbook::Catalog::load_dir(&config.runbooks_dir, &config).unwrap();
     let store = crate::store::Store::open(&config.state_dir).unwrap();
@@ -325,4 +332,96 @@ fn every_event_of_a_representative_run_round_trips() {
     ] {
         assert!(seen.contains(&want), "{want} missing from {seen:?}");
     }
+}
+
+/// A scheduler pass whose writes fail is not swallowed: it is audited as `slot_failed`, its
+/// slots are not fired (the last handled slot stays), it is tried again soon, and once the
+/// store takes writes again the same slots fire.
+#[test]
+fn a_scheduler_pass_that_cannot_be_recorded_fires_nothing_and_is_audited() {
+    use crate::audit::Event;
+    let site = site();
+    let app = &site.app;
+    let _in = site.rt.enter();
+    let names = vec!["ticker".to_string()];
+    let t0 = chrono::Utc::now();
+    // The first pass only notes where the schedule starts.
+    let first = app.schedule_pass(&names, t0);
+    assert_eq!(first.len(), 1);
+    let last = |app: &App| app.store.tx(|tx| tx.schedule_last("ticker")).unwrap();
+    let start = last(app);
+    assert!(start.is_some());
+
+    // The store refuses every new scheduled run.
+    let db = rusqlite::Connection::open(app.config().state_dir.join("tandem.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_slots BEFORE INSERT ON runs WHEN NEW.slot IS NOT NULL
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
+    let t1 = t0 + chrono::Duration::seconds(3);
+    let next = app.schedule_pass(&names, t1);
+    assert_eq!(
+        next,
+        vec![("ticker".to_string(), Some(t1 + RETRY_AFTER_FAILURE))]
+    );
+    assert_eq!(last(app), start, "the failed pass advanced the schedule");
+    assert!(app.store.runs(None, 10).unwrap().is_empty());
+    let failed: Vec<Record> = app
+        .store
+        .audit_records(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == Event::SlotFailed.as_str())
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].detail["runbook"], "ticker");
+
+    // Writes work again: the same slots fire, once each.
+    db.execute_batch("DROP TRIGGER refuse_slots;").unwrap();
+    app.schedule_pass(&names, t1);
+    assert_ne!(last(app), start);
+    let runs = app.store.runs(None, 10).unwrap();
+    assert!(!runs.is_empty());
+    for r in &runs {
+        settle(app, &r.id);
+    }
+}
+
+/// A draining daemon starts nothing: an approval is recorded but leaves the run queued, a
+/// scheduler pass fires no slot; the next daemon (here: the drain lifted, as at a start)
+/// takes the run up with `start_held`.
+#[test]
+fn a_draining_daemon_starts_nothing_and_the_next_start_takes_the_run_up() {
+    let site = site();
+    let app = &site.app;
+    let _in = site.rt.enter();
+    let names = vec!["ticker".to_string()];
+    let t0 = chrono::Utc::now();
+    app.schedule_pass(&names, t0);
+    let id = awaiting(app, "tour");
+
+    app.shutting_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let run = app
+        .decide(&user(app, "ivan"), &id, true, None, None)
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Queued);
+    assert!(!app.is_active(&id));
+    let t1 = t0 + chrono::Duration::seconds(3);
+    assert!(app.schedule_pass(&names, t1).is_empty());
+    let runs = app.store.runs(None, 10).unwrap();
+    assert_eq!(runs.len(), 1, "a slot fired while draining: {runs:?}");
+    assert_eq!(
+        app.store.run(&id).unwrap().unwrap().status,
+        RunStatus::Queued
+    );
+
+    app.shutting_down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(app.start_held().unwrap(), 1);
+    // `tour` ends failed by design (its script steps out of scope), after starting.
+    assert_eq!(settle(app, &id), RunStatus::Failed);
+    assert!(app.store.run(&id).unwrap().unwrap().started_at.is_some());
 }
