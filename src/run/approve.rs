@@ -64,15 +64,6 @@ fn state_of(gate: &GateRow, digest: &str) -> GateState {
     evaluate(reqs, &votes, digest)
 }
 
-/// What the run ends as when a gate is denied or expires.
-pub(super) fn end_status(rb_expiry_denies: bool, gate_status: GateStatus) -> RunStatus {
-    match gate_status {
-        GateStatus::Denied => RunStatus::Denied,
-        _ if rb_expiry_denies => RunStatus::Denied,
-        _ => RunStatus::Expired,
-    }
-}
-
 impl App {
     /// Sends one prompt about a run.
     pub(super) fn prompt(
@@ -240,7 +231,7 @@ impl App {
                         tx,
                         id,
                         &[RunStatus::AwaitingApproval],
-                        end_status(denies, GateStatus::Expired),
+                        lifecycle::after_gate(denies, Some(GateStatus::Expired)),
                         Some("no approval before the gate expired"),
                         &Actor::system(),
                     )?;

@@ -757,10 +757,7 @@ impl HostApi for HostContext {
                         .approval
                         .as_ref()
                         .is_some_and(|a| a.on_expiry == crate::runbook::OnExpiry::Deny);
-                    let end = super::approve::end_status(
-                        expiry_denies,
-                        other.unwrap_or(GateStatus::Expired),
-                    );
+                    let end = super::lifecycle::after_gate(expiry_denies, other);
                     if let Ok(mut g) = shared.gate_end.lock() {
                         g.get_or_insert(end);
                     }

@@ -36,6 +36,16 @@ pub fn allowed(from: RunStatus, to: RunStatus) -> bool {
     }
 }
 
+/// What a run ends as when one of its gates closed without approval (`None`: the gate
+/// vanished): `denied` when it was denied, or expired under `on_expiry: deny`; else `expired`.
+pub fn after_gate(expiry_denies: bool, gate: Option<GateStatus>) -> RunStatus {
+    match gate {
+        Some(GateStatus::Denied) => RunStatus::Denied,
+        Some(GateStatus::Expired) if expiry_denies => RunStatus::Denied,
+        _ => RunStatus::Expired,
+    }
+}
+
 /// What the hosts a run never got to are marked when it ends as `to`.
 pub fn leftover_hosts(to: RunStatus) -> HostStatus {
     match to {
@@ -189,6 +199,23 @@ mod tests {
             for to in RunStatus::ALL {
                 assert!(!allowed(*from, *to), "{from} → {to}");
             }
+        }
+    }
+
+    #[test]
+    fn a_gate_closed_without_approval_ends_the_run_in_its_terms() {
+        use crate::state::GateStatus as G;
+        // (on_expiry: deny, gate status, run ends as)
+        let table = [
+            (false, Some(G::Denied), Denied),
+            (true, Some(G::Denied), Denied),
+            (false, Some(G::Expired), Expired),
+            (true, Some(G::Expired), Denied),
+            (true, Some(G::Closed), Expired),
+            (false, None, Expired),
+        ];
+        for (denies, gate, want) in table {
+            assert_eq!(after_gate(denies, gate), want, "{denies} {gate:?}");
         }
     }
 
