@@ -30,7 +30,7 @@ use crate::policy;
 use crate::runbook::plan::{make_plan, Initiator, Plan, PlanError};
 use crate::runbook::{Catalog, Runbook};
 use crate::state::RunStatus;
-use crate::store::{NewRun, RunRow, Store, StoreError};
+use crate::store::{AuditEntry, NewRun, RunRow, Store, StoreError};
 
 /// Why a request was not turned into a run. Each maps to one HTTP status in the server.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +121,7 @@ fn record_run(
     break_glass: Option<(&str, &[String])>,
 ) -> Result<(), StoreError> {
     let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
-    tx.insert_run(&NewRun {
+    let run = NewRun {
         id,
         runbook: &rb.name,
         version: &rb.version,
@@ -138,12 +138,14 @@ fn record_run(
         reason: break_glass.map(|b| b.0),
         slot: plan.slot.as_deref(),
         hosts: &hosts,
-    })?;
-    tx.audit(
-        actor,
-        Some(id),
-        Event::RunRequested,
-        json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot}),
+    };
+    tx.create_run(
+        &run,
+        &AuditEntry {
+            actor,
+            event: Event::RunRequested,
+            detail: json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot}),
+        },
     )?;
     if let Some(expires_at) = gate_expires {
         tx.open_gate(id, 0, "start", None, &plan.approvals, expires_at)?;

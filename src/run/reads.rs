@@ -50,9 +50,14 @@ impl App {
         if let Some(b) = before {
             self.visible_run(user, b)?;
         }
-        Ok(self
-            .store
-            .runs_where(status, before, limit, |run| self.sees(user, run))?)
+        let may_see = |run: &RunRow| self.sees(user, run);
+        Ok(crate::store::RunStore::runs_visible(
+            self.store.as_ref(),
+            status,
+            before,
+            limit,
+            &may_see,
+        )?)
     }
 
     /// Break-glass runs whose review is open and that concern `user`'s party.

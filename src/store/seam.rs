@@ -117,6 +117,22 @@ pub trait RunStore: Send + Sync {
 }
 
 impl Tx<'_> {
+    /// [`RunStore::create_run`] inside this transaction.
+    pub fn create_run(
+        &self,
+        run: &NewRun<'_>,
+        requested: &AuditEntry<'_>,
+    ) -> Result<(), StoreError> {
+        self.insert_run(run)?;
+        self.audit(
+            requested.actor,
+            Some(run.id),
+            requested.event,
+            requested.detail.clone(),
+        )?;
+        Ok(())
+    }
+
     /// [`RunStore::end_run`] inside this transaction.
     pub fn end_run(
         &self,
@@ -187,16 +203,7 @@ impl RunStore for Store {
     }
 
     fn create_run(&self, run: &NewRun<'_>, requested: AuditEntry<'_>) -> Result<(), StoreError> {
-        self.tx(|tx| {
-            tx.insert_run(run)?;
-            tx.audit(
-                requested.actor,
-                Some(run.id),
-                requested.event,
-                requested.detail.clone(),
-            )?;
-            Ok(())
-        })
+        self.tx(|tx| tx.create_run(run, &requested))
     }
 
     fn transition(
