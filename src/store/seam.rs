@@ -506,10 +506,51 @@ pub(crate) mod contract {
         crate::audit::verify(all.into_iter().map(Ok)).unwrap();
     }
 
+    /// Racing moves of one run from the same status: exactly one wins, and only its record
+    /// is written.
+    pub fn racing_moves_have_one_winner(store: &impl RunStore) {
+        create(store, "r1", RunStatus::Queued, &plan());
+        let system = Actor::system();
+        let barrier = std::sync::Barrier::new(8);
+        let won: usize = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (system, barrier) = (&system, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let to = if i % 2 == 0 {
+                            RunStatus::Running
+                        } else {
+                            RunStatus::Cancelled
+                        };
+                        let moved = store
+                            .transition(
+                                "r1",
+                                &[RunStatus::Queued],
+                                to,
+                                None,
+                                AuditEntry {
+                                    actor: system,
+                                    event: Event::RunStarted,
+                                    detail: serde_json::json!({"racer": i}),
+                                },
+                            )
+                            .unwrap();
+                        usize::from(moved.moved())
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).sum()
+        });
+        assert_eq!(won, 1);
+        assert_eq!(events(store, "r1"), ["run_requested", "run_started"]);
+    }
+
     /// Runs every check, each on a fresh store from `fresh`.
     pub fn run_all<S: RunStore>(fresh: impl Fn() -> S) {
         a_plan_round_trips(&fresh());
         a_transition_is_a_compare_and_set_with_its_record(&fresh());
+        racing_moves_have_one_winner(&fresh());
         a_run_ends_once(&fresh());
         intents_and_results_are_recorded_with_their_records(&fresh());
         listing_and_startable_work(&fresh());
