@@ -15,10 +15,13 @@ use crate::store::Store;
 pub const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
+/// The events sent to notify targets as prompts; a target's `events` names some of these.
+pub const PROMPTED: &[Event] = &[Event::ApprovalRequested, Event::ReviewRequested];
+
 /// One thing to tell people.
 #[derive(Debug, Clone)]
 pub struct Prompt {
-    /// `approval_requested`, `review_requested`, …
+    /// One of [`PROMPTED`].
     pub event: Event,
     /// The party being asked or told.
     pub party: String,
@@ -63,7 +66,7 @@ impl Notifier {
     pub fn send(&self, targets: &[NotifyTarget], prompt: Prompt) {
         for target in targets {
             let wants_event = target.events.is_empty()
-                || target.events.iter().any(|e| prompt.event == e.as_str());
+                || target.events.iter().any(|e| prompt.event.as_str() == e);
             let wants_party = target.parties.is_empty() || target.parties.contains(&prompt.party);
             if !(wants_event && wants_party) {
                 continue;
