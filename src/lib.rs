@@ -32,9 +32,9 @@
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!
-//! [`store::RunStore`] is the seam in the domain's terms (create a run with its plan, move or
-//! end it, record an action's intent and result, append to the audit log, list what a party
-//! may see, the work to take up), each operation one transaction; SQLite implements it, and
+//! [`store::RunStore`] is the seam in the domain's terms (create a run with its plan, move,
+//! claim (start) or end it, record an action's intent and result, append to the audit log,
+//! list what a party may see, the work to take up), each operation one transaction; SQLite implements it, and
 //! `store::seam::contract` is the suite every backend must pass. What it does not cover yet
 //! (gates and decisions, schedules, freezes, logs) still goes through the SQLite store's
 //! closure-in-a-transaction API.

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::output;
 use crate::audit::{Actor, Event};
 use crate::state::{GateStatus, HostStatus, RunStatus};
-use crate::store::{AuditEntry, Ending, StoreError, Transitioned, Tx};
+use crate::store::{AuditEntry, Ending, StoreError, Tx};
 
 /// Whether the lifecycle allows a run to move from `from` to `to`.
 pub fn allowed(from: RunStatus, to: RunStatus) -> bool {
@@ -145,23 +145,11 @@ pub(super) fn start(
     detail: Value,
     line: &str,
 ) -> Result<bool, StoreError> {
-    let moved = tx.transition(
-        id,
-        &[RunStatus::Queued],
-        RunStatus::Running,
-        None,
-        AuditEntry {
-            actor,
-            event: Event::RunStarted,
-            detail,
-        },
-    )?;
-    if let Transitioned::Refused(now) = &moved {
-        tracing::info!(run = %id, status = ?now, "run not started: it is no longer queued");
-        return Ok(false);
+    let started = tx.start_run(id, actor, detail, (output::EVENT_STREAM, line))?;
+    if !started {
+        tracing::info!(run = %id, "run not started: it is no longer queued");
     }
-    tx.log(id, None, output::EVENT_STREAM, line)?;
-    Ok(true)
+    Ok(started)
 }
 
 #[cfg(test)]

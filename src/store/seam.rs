@@ -90,6 +90,17 @@ pub trait RunStore: Send + Sync {
         ending: &Ending<'_>,
     ) -> Result<bool, StoreError>;
 
+    /// Claims a queued run for execution: `queued → running` with `run_started` and its
+    /// first log line. `false` (nothing written) when it is no longer queued (cancelled, or
+    /// claimed by another executor): the caller must not run it.
+    fn start_run(
+        &self,
+        id: &str,
+        actor: &Actor,
+        detail: Value,
+        line: (&str, &str),
+    ) -> Result<bool, StoreError>;
+
     /// Records an action's intent; returns the action's id.
     fn record_intent(&self, intent: &Intent<'_>) -> Result<i64, StoreError>;
 
@@ -131,6 +142,32 @@ impl Tx<'_> {
             requested.detail.clone(),
         )?;
         Ok(())
+    }
+
+    /// [`RunStore::start_run`] inside this transaction.
+    pub fn start_run(
+        &self,
+        id: &str,
+        actor: &Actor,
+        detail: Value,
+        line: (&str, &str),
+    ) -> Result<bool, StoreError> {
+        let moved = self.transition(
+            id,
+            &[RunStatus::Queued],
+            RunStatus::Running,
+            None,
+            AuditEntry {
+                actor,
+                event: Event::RunStarted,
+                detail,
+            },
+        )?;
+        if !moved.moved() {
+            return Ok(false);
+        }
+        self.log(id, None, line.0, line.1)?;
+        Ok(true)
     }
 
     /// [`RunStore::end_run`] inside this transaction.
@@ -224,6 +261,16 @@ impl RunStore for Store {
         ending: &Ending<'_>,
     ) -> Result<bool, StoreError> {
         self.tx(|tx| tx.end_run(id, from, ending))
+    }
+
+    fn start_run(
+        &self,
+        id: &str,
+        actor: &Actor,
+        detail: Value,
+        line: (&str, &str),
+    ) -> Result<bool, StoreError> {
+        self.tx(|tx| tx.start_run(id, actor, detail.clone(), line))
     }
 
     fn record_intent(&self, intent: &Intent<'_>) -> Result<i64, StoreError> {
@@ -506,6 +553,35 @@ pub(crate) mod contract {
         crate::audit::verify(all.into_iter().map(Ok)).unwrap();
     }
 
+    /// A run is claimed (started) once; a cancelled one never.
+    pub fn a_run_is_claimed_once_and_never_after_a_cancel(store: &impl RunStore) {
+        create(store, "r1", RunStatus::Queued, &plan());
+        create(store, "r2", RunStatus::Queued, &plan());
+        let a = actor();
+        let start = |id| {
+            store
+                .start_run(id, &a, serde_json::json!({}), ("event", "run started"))
+                .unwrap()
+        };
+        assert!(start("r1"));
+        assert!(!start("r1"));
+        let ending = Ending {
+            to: RunStatus::Cancelled,
+            error: None,
+            actor: &a,
+            leftover_hosts: HostStatus::NotStarted,
+            leftover_gates: GateStatus::Cancelled,
+            line: ("event", "run cancelled"),
+        };
+        assert!(store
+            .end_run("r2", RunStatus::NOT_STARTED, &ending)
+            .unwrap());
+        assert!(!start("r2"));
+        assert_eq!(events(store, "r1"), ["run_requested", "run_started"]);
+        assert_eq!(events(store, "r2"), ["run_requested", "run_finished"]);
+        assert!(store.run("r2").unwrap().unwrap().started_at.is_none());
+    }
+
     /// Racing moves of one run from the same status: exactly one wins, and only its record
     /// is written.
     pub fn racing_moves_have_one_winner(store: &impl RunStore) {
@@ -551,6 +627,7 @@ pub(crate) mod contract {
         a_plan_round_trips(&fresh());
         a_transition_is_a_compare_and_set_with_its_record(&fresh());
         racing_moves_have_one_winner(&fresh());
+        a_run_is_claimed_once_and_never_after_a_cancel(&fresh());
         a_run_ends_once(&fresh());
         intents_and_results_are_recorded_with_their_records(&fresh());
         listing_and_startable_work(&fresh());
