@@ -770,6 +770,20 @@ impl Config {
                     "not a valid URL".into(),
                 ));
             }
+            for e in &n.events {
+                if !crate::notify::PROMPTED.iter().any(|p| p.as_str() == e) {
+                    let known: Vec<&str> =
+                        crate::notify::PROMPTED.iter().map(|p| p.as_str()).collect();
+                    errors.push(err(
+                        format!("notify[{i}].events"),
+                        e,
+                        format!(
+                            "`{e}` is not an event tandem sends to notify targets ({})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
             for p in &n.parties {
                 if !parties.contains(p.as_str()) {
                     errors.push(err(
@@ -1022,5 +1036,20 @@ mod audit_config_tests {
         ] {
             assert!(e.contains(want), "missing {want:?} in:\n{e}");
         }
+    }
+
+    #[test]
+    fn notify_events_must_be_events_tandem_sends() {
+        let target = |events: &str| {
+            format!("notify:\n  - {{ name: hook, kind: webhook, url: \"https://h.example/x\", events: {events} }}\n")
+        };
+        load(&target("[approval_requested, review_requested]")).unwrap();
+        let e = load(&target("[approval_requested, gate_requested]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("notify[0].events: `gate_requested` is not an event tandem sends"),
+            "{e}"
+        );
     }
 }

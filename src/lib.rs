@@ -19,23 +19,30 @@
 //! | [`notify`]   | prompts to webhook, Slack and Teams targets, with retries; never blocking |
 //! | [`script`]   | the one hardened rhai engine; host functions call a [`script::HostApi`]   |
 //! | [`exec`]     | run one action with a deadline: `ssh` (ssh2), `local`, `http` (reqwest)  |
-//! | [`audit`]    | hash-chained records: canonical form, verify, export, signed checkpoints |
+//! | [`state`]    | typed run, host, gate and action statuses, stored as their old strings   |
+//! | [`audit`]    | hash-chained records: canonical form, verify, export, signed checkpoints; |
+//! |              | [`audit::Event`], every event name                                        |
 //! | [`witness`]  | the daemon's signed checkpoints of the audit log, delivered to witnesses  |
-//! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit |
+//! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit;|
+//! |              | `Tx::transition`, a run's compare-and-set with its audit record           |
 //! | [`scheduler`]| pure slot arithmetic: crontab in a zone (our own matcher: Vixie's day     |
 //! |              | rule, `#`/`L`), RFC 5545 RRULE (`rrule`), offset, DST gaps and folds,    |
 //! |              | jitter, windows, blackout calendars inline or from .ics (`ics`)           |
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all;  |
-//! |              | the one place reads are scoped to a party (`reads`) and freezes kept      |
+//! |              | the one place reads are scoped to a party (`reads`) and freezes kept;     |
+//! |              | [`run::lifecycle`] owns every move of a run's status                      |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!
 //! [`scheduler::cron`] is our own crontab matcher rather than the `cron` crate: the crate ANDs
 //! day-of-month with day-of-week where crontab(5) ORs them, and has no `TUE#2` or `FRIL`.
 //!
-//! [`store`] is one concrete SQLite type rather than a trait: its API is "run this closure in
-//! a durable transaction", which a PostgreSQL store can offer too, and the trait is best cut
-//! when that second backend exists and can be tested against, not guessed at beforehand.
+//! [`store::RunStore`] is the seam in the domain's terms (create a run with its plan, move,
+//! claim (start) or end it, record an action's intent and result, append to the audit log,
+//! list what a party may see, the work to take up), each operation one transaction; SQLite implements it, and
+//! `store::seam::contract` is the suite every backend must pass. What it does not cover yet
+//! (gates and decisions, schedules, freezes, logs) still goes through the SQLite store's
+//! closure-in-a-transaction API.
 //!
 //! Blocking work (ssh2, rhai, SQLite) never runs on a tokio worker: scripts run on
 //! `spawn_blocking` threads, and the server reaches the store through `spawn_blocking`.
@@ -53,6 +60,7 @@ pub mod runbook;
 pub mod scheduler;
 pub mod script;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod witness;
 pub mod yaml;

@@ -1413,3 +1413,74 @@ fn a_runbook_removed_before_approval_does_not_run() {
     let digest_now = json!({"digest": get_run(&daemon, &id)["digest"]});
     approve_expecting_digest_mismatch(&env, &daemon, &id, digest_now);
 }
+
+/// Cancel racing an approval through the real daemon's API (the in-process race test in the
+/// library runs 1,000 rounds of the same): a run the cancel ended never starts, and every
+/// run's trail has exactly one `run_finished` with nothing started after it.
+#[test]
+fn cancel_racing_approval_through_the_api_never_starts_a_cancelled_run() {
+    const ROUNDS: usize = 30;
+    let env = site_env(&site_config());
+    write_marker_runbook(&env, "raced", "[web1]", "approval: { from: internal }");
+    let daemon = Daemon::start(&env);
+    let (mut before_start, mut started) = (0, 0);
+    for round in 0..ROUNDS {
+        let id = request_pending(&daemon, "alice", "raced");
+        let digest = get_run(&daemon, &id)["digest"].clone();
+        let barrier = Barrier::new(2);
+        let (approved, cancelled) = std::thread::scope(|s| {
+            let approver = s.spawn(|| {
+                barrier.wait();
+                approve_with(&daemon, "ivan", &id, json!({"digest": digest}))
+            });
+            let canceller = s.spawn(|| {
+                barrier.wait();
+                daemon.post(
+                    &format!("/api/v1/runs/{id}/cancel"),
+                    &token("alice"),
+                    &json!({}),
+                )
+            });
+            (approver.join().unwrap(), canceller.join().unwrap())
+        });
+        let run = wait_for(SETTLE, &format!("run {id} to end"), || {
+            let run = get_run(&daemon, &id);
+            let status = run["status"].as_str().unwrap_or_default().to_string();
+            crate::run_flow::FINAL
+                .contains(&status.as_str())
+                .then_some(run)
+        });
+        let records = audit_of(&daemon, &id);
+        let names = event_names(&records);
+        assert_eq!(
+            events(&records, "run_finished").len(),
+            1,
+            "round {round}: {names:?}"
+        );
+        let end = names.iter().position(|n| n == "run_finished").unwrap();
+        assert!(
+            names[end + 1..].iter().all(|n| n == "cancel_requested"),
+            "round {round}: {names:?}"
+        );
+        let has_start = names.iter().any(|n| n == "run_started");
+        if has_start {
+            started += 1;
+            assert!(approved.0 == 200, "round {round}: {approved:?}");
+        } else {
+            before_start += 1;
+            assert_eq!(run["status"], "cancelled", "round {round}: {run}");
+            assert!(!ran(&env, &id, ""), "round {round}: a cancelled run ran");
+            assert!(
+                !names.iter().any(|n| n.starts_with("action_")),
+                "round {round}: {names:?}"
+            );
+        }
+        // The cancel answered either the run's end or that it had already ended.
+        assert!(
+            cancelled.0 == 200 || cancelled.0 == 409,
+            "round {round}: {cancelled:?}"
+        );
+    }
+    assert_eq!(before_start + started, ROUNDS);
+    assert_audit_verifies(&env);
+}

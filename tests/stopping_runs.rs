@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::harness::{token, unindent, wait_until, Daemon, Env, HostSpec, StandardConfig};
 use crate::run_flow::{
-    audit_events, get_run, id_of, process_gone, start_run, wait_event, wait_final, KillOnDrop,
-    RUN_TIMEOUT,
+    audit_events, audit_records, get_run, id_of, process_gone, start_run, wait_event, wait_final,
+    KillOnDrop, RUN_TIMEOUT,
 };
 
 /// An env with local host `web1` and runbook `act` that runs `command` on it.
@@ -131,4 +131,100 @@ fn cancel_stops_a_running_command_promptly() {
         &json!({}),
     );
     assert_eq!(status, 409, "{body}");
+}
+
+/// SIGTERM: an approval recorded while the daemon drains is kept, but the run does not start
+/// on the stopping daemon; it stays `queued` and the next daemon starts it.
+#[test]
+fn an_approval_while_draining_starts_the_run_at_the_next_start() {
+    let env = Env::new();
+    env.write_config(
+        &StandardConfig::new()
+            .host(HostSpec::local("web1", "internal"))
+            .to_yaml(),
+    );
+    let hold = env.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let ran = env.path().join("asks-ran");
+    // `holder` keeps the daemon draining until the hold file goes.
+    env.write_runbook(
+        "holder.yaml",
+        &unindent(&format!(
+            "
+            name: holder
+            owner: internal
+            targets: [web1]
+            scope:
+              commands: [\"test -e *\"]
+            timeout: 60s
+            script: |
+              while sh(\"test -e \" + quote({hold:?})).code == 0 {{ sleep(0.05); }}
+            "
+        )),
+    );
+    env.write_runbook(
+        "asks.yaml",
+        &unindent(&format!(
+            "
+            name: asks
+            owner: internal
+            targets: [web1]
+            approval: {{ from: internal }}
+            scope:
+              commands: [\"touch *\"]
+            script: |
+              sh_ok(\"touch \" + quote({ran:?}));
+            "
+        )),
+    );
+    let mut daemon = Daemon::start(&env);
+    let holder = id_of(&start_run(&daemon, "alice", "holder", json!({})));
+    wait_event(&daemon, &holder, "action_intent");
+    let asks = start_run(&daemon, "alice", "asks", json!({}));
+    assert_eq!(asks["status"], "awaiting_approval", "{asks}");
+    let id = id_of(&asks);
+
+    daemon.sigterm();
+    wait_until(RUN_TIMEOUT, "the daemon to start draining", || {
+        daemon.stderr().contains("stopping")
+    });
+    let (status, body) = daemon.post(
+        &format!("/api/v1/runs/{id}/approve"),
+        &token("ivan"),
+        &json!({"digest": asks["digest"]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "queued", "{body}");
+
+    // The holder ends, the daemon exits, and the approved run never started on it.
+    std::fs::remove_file(&hold).unwrap();
+    assert_eq!(
+        daemon.wait_exit(RUN_TIMEOUT),
+        Some(0),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(!ran.exists(), "the run started on a draining daemon");
+
+    let daemon = Daemon::start(&env);
+    let run = wait_final(&daemon, &id, RUN_TIMEOUT);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(ran.exists());
+    // Started by the second daemon: after its `config_loaded`, once.
+    let records = audit_records(&daemon);
+    let seq_of = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<u64> {
+        records
+            .iter()
+            .filter(|r| pred(r))
+            .filter_map(|r| r["seq"].as_u64())
+            .collect()
+    };
+    let loaded = seq_of(&|r| r["event"] == "config_loaded");
+    let started = seq_of(&|r| r["event"] == "run_started" && r["run_id"] == id.as_str());
+    assert_eq!(loaded.len(), 2, "{loaded:?}");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert!(
+        started[0] > loaded[1],
+        "started before the restart: {started:?} {loaded:?}"
+    );
 }

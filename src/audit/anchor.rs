@@ -18,25 +18,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{canonical_json, Broken, Entry, Verified, GENESIS};
 
-/// The audit events about checkpoints.
-pub mod event {
-    /// A checkpoint was signed; detail `{seq, head, ts}`.
-    pub const CHECKPOINT_SIGNED: &str = "checkpoint_signed";
-    /// A witness accepted a checkpoint; detail names its party and witness.
-    pub const CHECKPOINT_DELIVERED: &str = "checkpoint_delivered";
-    /// A witness could not be given a checkpoint after every retry.
-    pub const CHECKPOINT_DELIVERY_FAILED: &str = "checkpoint_delivery_failed";
-
-    /// Whether `event` is one of the checkpoint events above (they do not count towards
-    /// the next checkpoint, or checkpoints would beget checkpoints).
-    pub fn is_checkpoint_event(event: &str) -> bool {
-        matches!(
-            event,
-            CHECKPOINT_SIGNED | CHECKPOINT_DELIVERED | CHECKPOINT_DELIVERY_FAILED
-        )
-    }
-}
-
 /// The signing key's file in `state_dir`.
 pub const KEY_FILE: &str = "audit-signing.key";
 

@@ -6,8 +6,10 @@
 pub mod anchor;
 #[cfg(test)]
 mod campaign;
+mod event;
 mod redact;
 
+pub use event::Event;
 pub use redact::{Redactor, StreamRedactor, MAX_ENCODED_LEN, MIN_DERIVED_LEN, REDACTED};
 
 use serde::{Deserialize, Serialize};

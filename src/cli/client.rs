@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::ServerArgs;
 use crate::error::{Error, Result};
-use crate::run::status;
+use crate::state::{HostStatus, RunStatus};
 
 struct Client {
     base: String,
@@ -145,7 +145,7 @@ impl Progress {
         if let (Some(h), Some("event")) = (host, line["stream"].as_str()) {
             if let Some(rest) = text.strip_prefix(&format!("host {h} ")) {
                 let status = rest.split(':').next().unwrap_or(rest).to_string();
-                if status != "running" {
+                if status != HostStatus::Running.as_str() {
                     self.bar.inc(1);
                     let mut counts = self.counts.borrow_mut();
                     *counts.entry(status).or_default() += 1;
@@ -187,7 +187,7 @@ fn print_line(line: &Value, json: bool) {
 /// Exit status for a finished run (SPEC §6).
 fn outcome(run: &Value) -> Result<()> {
     let st = run["status"].as_str().unwrap_or_default();
-    if st == status::SUCCEEDED {
+    if st == RunStatus::Succeeded.as_str() {
         Ok(())
     } else {
         Err(Error::RunUnsuccessful {
@@ -218,7 +218,7 @@ pub async fn run(
     let id = run["id"].as_str().unwrap_or_default().to_string();
     if !wait {
         print_run_brief(&run, json);
-        if run["status"] == status::AWAITING_APPROVAL {
+        if run["status"] == RunStatus::AwaitingApproval.as_str() {
             return Err(Error::AwaitingApproval { id });
         }
         return Ok(());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::audit::anchor::AuditKey;
-use crate::audit::Actor;
+use crate::audit::{Actor, Event};
 use crate::error::{Error, Result};
 use crate::run::App;
 use crate::store::Store;
@@ -50,7 +50,7 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
         a.store.audit(
             &Actor::system(),
             None,
-            "config_loaded",
+            Event::ConfigLoaded,
             json!({"config_sha256": config_sha, "runbooks": versions, "calendars": calendar_shas}),
         )?;
         Ok(n)
@@ -61,6 +61,17 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
         tracing::warn!(
             runs = recovered,
             "runs interrupted by the last stop were marked interrupted"
+        );
+    }
+    // Runs the last daemon accepted but did not start (approved while it drained) start now.
+    let a = app.clone();
+    let held = tokio::task::spawn_blocking(move || a.start_held())
+        .await
+        .map_err(|e| Error::Usage(format!("startup task failed: {e}")))??;
+    if held > 0 {
+        tracing::info!(
+            runs = held,
+            "runs approved while the last daemon drained are starting"
         );
     }
 
@@ -183,20 +194,20 @@ async fn reload_loop(app: std::sync::Arc<App>, config_path: std::path::PathBuf) 
                     // A calendar file that broke keeps its last good version, on record.
                     for k in &kept {
                         tracing::error!(calendar = %k.calendar, error = %k.error, "calendar file unreadable; its last good version stays in force");
-                        a.store.audit(&Actor::system(), None, "calendar_reload_failed", json!({"calendar": k.calendar, "errors": k.error.to_string(), "kept": "last good version"}))?;
+                        a.store.audit(&Actor::system(), None, Event::CalendarReloadFailed, json!({"calendar": k.calendar, "errors": k.error.to_string(), "kept": "last good version"}))?;
                     }
                     let versions: serde_json::Map<String, serde_json::Value> =
                         catalog.runbooks.values().map(|rb| (rb.name.clone(), json!(rb.version))).collect();
                     let sha = config.sha256.clone();
                     // On record first: a config the audit log does not show never takes effect.
-                    a.store.audit(&Actor::system(), None, "config_loaded", json!({"config_sha256": sha, "runbooks": versions, "calendars": calendar_digests(&config), "reload": true}))?;
+                    a.store.audit(&Actor::system(), None, Event::ConfigLoaded, json!({"config_sha256": sha, "runbooks": versions, "calendars": calendar_digests(&config), "reload": true}))?;
                     a.replace_loaded(config, catalog);
                     a.schedule_wake.notify_one();
                     Ok(())
                 }
                 Err(e) => {
                     tracing::error!(errors = %e, "reload failed; the last good config and runbooks stay in force");
-                    a.store.audit(&Actor::system(), None, "config_reload_failed", json!({"errors": e.to_string()}))?;
+                    a.store.audit(&Actor::system(), None, Event::ConfigReloadFailed, json!({"errors": e.to_string()}))?;
                     Ok(())
                 }
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::audit::Actor;
+use crate::audit::{Actor, Event};
 use crate::config::{NotifyKind, NotifyTarget};
 use crate::store::Store;
 
@@ -15,11 +15,14 @@ use crate::store::Store;
 pub const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
+/// The events sent to notify targets as prompts; a target's `events` names some of these.
+pub const PROMPTED: &[Event] = &[Event::ApprovalRequested, Event::ReviewRequested];
+
 /// One thing to tell people.
 #[derive(Debug, Clone)]
 pub struct Prompt {
-    /// `approval_requested`, `gate_requested`, `review_requested`, …
-    pub event: String,
+    /// One of [`PROMPTED`].
+    pub event: Event,
     /// The party being asked or told.
     pub party: String,
     pub run_id: String,
@@ -62,7 +65,8 @@ impl Notifier {
     /// Queues `prompt` for every target that wants its event and party. Returns at once.
     pub fn send(&self, targets: &[NotifyTarget], prompt: Prompt) {
         for target in targets {
-            let wants_event = target.events.is_empty() || target.events.contains(&prompt.event);
+            let wants_event = target.events.is_empty()
+                || target.events.iter().any(|e| prompt.event.as_str() == e);
             let wants_party = target.parties.is_empty() || target.parties.contains(&prompt.party);
             if !(wants_event && wants_party) {
                 continue;
@@ -80,7 +84,7 @@ impl Notifier {
                     Ok(status) => json!({"target": target.name, "event": prompt.event, "party": prompt.party, "status": status}),
                     Err(e) => json!({"target": target.name, "event": prompt.event, "party": prompt.party, "error": e, "attempts": ATTEMPTS}),
                 };
-                let event = if outcome.is_ok() { "notify_sent" } else { "notify_failed" };
+                let event = if outcome.is_ok() { Event::NotifySent } else { Event::NotifyFailed };
                 if outcome.is_err() {
                     tracing::warn!(target = %target.name, event = %prompt.event, "notification not delivered");
                 }
@@ -89,8 +93,8 @@ impl Notifier {
                 // reported to the operator's log, the one place left to say it.
                 match tokio::task::spawn_blocking(move || store.audit(&Actor::system(), Some(&run_id), event, detail)).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, event, "audit log unavailable; notification outcome not recorded"),
-                    Err(e) => tracing::error!(error = %e, event, "notification audit task failed"),
+                    Ok(Err(e)) => tracing::error!(error = %e, %event, "audit log unavailable; notification outcome not recorded"),
+                    Err(e) => tracing::error!(error = %e, %event, "notification audit task failed"),
                 }
             });
         }
@@ -129,9 +133,11 @@ async fn deliver(client: &reqwest::Client, url: &str, body: &Value) -> Result<u1
 
 /// The message in the shape each kind of target expects.
 pub fn message(kind: NotifyKind, p: &Prompt, link: &str) -> Value {
-    let title = match p.event.as_str() {
-        "approval_requested" => format!("Approval needed from {}: {}", p.party, p.runbook),
-        "review_requested" => format!("Break-glass run to review for {}: {}", p.party, p.runbook),
+    let title = match p.event {
+        Event::ApprovalRequested => format!("Approval needed from {}: {}", p.party, p.runbook),
+        Event::ReviewRequested => {
+            format!("Break-glass run to review for {}: {}", p.party, p.runbook)
+        }
         other => format!("{other}: {}", p.runbook),
     };
     match kind {

@@ -8,9 +8,9 @@ pub mod scope;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::config::{Config, Host, ReadGrant, Role, User};
+use crate::runbook::plan::Plan;
 use crate::runbook::Runbook;
 
 /// A refusal, with the reason shown to the user and written to the audit log.
@@ -47,7 +47,7 @@ pub fn may_start(rb: &Runbook, user: &User) -> Result<(), Denied> {
 }
 
 /// One party whose approval a run needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ApprovalRequirement {
     pub party: String,
     pub quorum: u32,
@@ -163,36 +163,17 @@ pub fn may_approve(user: &User, party: &str, initiator: &str) -> Result<(), Deni
 /// The parties a run concerns (rule 10): the initiator's party, each party that owns
 /// something the stored plan may touch (its target hosts, and the plan's `owners`: owners of
 /// the APIs and secrets in its scope), and each party asked to approve it.
-pub fn run_parties(initiator_party: &str, plan: &Value) -> BTreeSet<String> {
+pub fn run_parties(initiator_party: &str, plan: &Plan) -> BTreeSet<String> {
     let mut out = BTreeSet::from([initiator_party.to_string()]);
     out.extend(run_owners(plan));
-    out.extend(listed(plan, "approvals", Some("party")));
+    out.extend(plan.approvals.iter().map(|a| a.party.clone()));
     out
 }
 
 /// The parties that own something a stored plan may touch (rule 11): the owners of its
 /// target hosts and the plan's `owners` (owners of the APIs and secrets in its scope).
-pub fn run_owners(plan: &Value) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = listed(plan, "targets", Some("owner")).into_iter().collect();
-    out.extend(listed(plan, "owners", None));
-    out
-}
-
-/// The strings of `plan[key]`, or of `plan[key][*][field]`.
-fn listed(plan: &Value, key: &str, field: Option<&str>) -> Vec<String> {
-    plan[key]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| match field {
-                    Some(f) => i[f].as_str(),
-                    None => i.as_str(),
-                })
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+pub fn run_owners(plan: &Plan) -> BTreeSet<String> {
+    plan.touched_owners()
 }
 
 /// Rule 10: whether `party` may see a run that concerns `parties` ([`run_parties`]), itself
@@ -473,7 +454,7 @@ secrets:
                 .collect();
             assert_eq!(got, want, "{targets} {scope} {party}");
             assert_eq!(plan.owners, owners.to_vec(), "{targets} {scope} {party}");
-            let seen = run_parties(party, &serde_json::to_value(&plan).unwrap());
+            let seen = run_parties(party, &plan);
             for o in owners {
                 assert!(seen.contains(*o), "rule 10: {o} sees {targets} {scope}");
             }
@@ -527,10 +508,7 @@ secrets:
 
     #[test]
     fn rule10_who_sees_a_run() {
-        let plan = serde_json::json!({
-            "targets": [{"name": "web1", "owner": "internal"}],
-            "approvals": [{"party": "internal", "quorum": 1}],
-        });
+        let plan = stored_plan(&["internal"], &[], &["internal"]);
         let parties = run_parties("provider", &plan);
         let none: &[ReadGrant] = &[];
         assert!(
@@ -545,24 +523,44 @@ secrets:
             !may_see_run("auditors", &parties, none),
             "an unrelated party"
         );
-        let own = run_parties(
-            "internal",
-            &serde_json::json!({"targets": [], "owners": ["internal"]}),
-        );
+        let own = run_parties("internal", &stored_plan(&[], &["internal"], &[]));
         assert!(!may_see_run("provider", &own, none), "internal's own run");
         let grant = [ReadGrant {
             party: "provider".into(),
             reads: "internal".into(),
         }];
         assert!(may_see_run("provider", &own, &grant), "granted read access");
-        let api = run_parties(
-            "provider",
-            &serde_json::json!({"targets": [], "owners": ["internal"]}),
-        );
+        let api = run_parties("provider", &stored_plan(&[], &["internal"], &[]));
         assert!(
             may_see_run("internal", &api, none),
             "the owner of an API in scope"
         );
+    }
+
+    /// A plan as stored: targets owned by `target_owners`, `owners` in scope, approvals asked
+    /// of `approvers`.
+    fn stored_plan(target_owners: &[&str], owners: &[&str], approvers: &[&str]) -> Plan {
+        Plan {
+            targets: target_owners
+                .iter()
+                .enumerate()
+                .map(|(i, o)| crate::runbook::plan::PlannedHost {
+                    name: format!("web{}", i + 1),
+                    owner: o.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            owners: owners.iter().map(|o| o.to_string()).collect(),
+            approvals: approvers
+                .iter()
+                .map(|p| ApprovalRequirement {
+                    party: p.to_string(),
+                    quorum: 1,
+                    reasons: Vec::new(),
+                })
+                .collect(),
+            ..Default::default()
+        }
     }
 
     fn person(name: &str, party: &str, roles: &[Role]) -> User {
@@ -577,10 +575,7 @@ secrets:
     #[test]
     fn rule11_who_may_cancel() {
         // A provider run on an internal host, touching an API owned by `third`.
-        let plan = serde_json::json!({
-            "targets": [{"name": "web1", "owner": "internal"}],
-            "owners": ["third"],
-        });
+        let plan = stored_plan(&["internal"], &["third"], &[]);
         let owners = run_owners(&plan);
         // (party, roles, initiator party, may cancel)
         let table: [(&str, &[Role], &str, bool); 14] = [
@@ -603,7 +598,7 @@ secrets:
         for (party, roles, initiator, want) in table {
             let u = person("u", party, roles);
             let owners = if initiator == "internal" && party == "provider" {
-                run_owners(&serde_json::json!({"targets": [{"name": "web1", "owner": "internal"}]}))
+                run_owners(&stored_plan(&["internal"], &[], &[]))
             } else {
                 owners.clone()
             };

@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{status, App, RunError};
+use super::{lifecycle, App, RunError};
 use crate::approval::{decider_party, evaluate, GateState, Vote};
-use crate::audit::Actor;
+use crate::audit::{Actor, Event};
 use crate::config::{Role, User};
 use crate::notify::Prompt;
 use crate::policy::ApprovalRequirement;
 use crate::runbook::plan::Plan;
 use crate::runbook::Runbook;
-use crate::store::{GateRow, RunRow, Tx};
+use crate::state::{Decision, GateStatus, RunStatus};
+use crate::store::{GateRow, RunRow};
 
 /// When a gate opened now expires (RFC 3339, same form as the store's timestamps, so the
 /// strings compare in time order).
@@ -48,80 +49,26 @@ pub(super) fn review_parties(rb: &Runbook, plan: &Plan) -> Vec<String> {
     out
 }
 
-fn requirements_of(v: &Value) -> Vec<ApprovalRequirement> {
-    let reqs: Vec<Value> = v.as_array().cloned().unwrap_or_default();
-    reqs.iter()
-        .filter_map(|r| {
-            Some(ApprovalRequirement {
-                party: r["party"].as_str()?.to_string(),
-                quorum: r["quorum"].as_u64().unwrap_or(1) as u32,
-                reasons: r["reasons"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-        })
-        .collect()
-}
-
 fn state_of(gate: &GateRow, digest: &str) -> GateState {
-    let reqs = requirements_of(&gate.requirements);
+    let reqs = &gate.requirements;
     let votes: Vec<Vote<'_>> = gate
         .decisions
         .iter()
         .map(|d| Vote {
             party: &d.party,
             user: &d.user,
-            approve: d.decision == "approve",
+            approve: d.decision == Decision::Approve,
             digest: &d.digest,
         })
         .collect();
-    evaluate(&reqs, &votes, digest)
-}
-
-/// What the run ends as when a gate is denied or expires.
-fn end_status(rb_expiry_denies: bool, gate_status: &str) -> &'static str {
-    match gate_status {
-        "denied" => status::DENIED,
-        _ if rb_expiry_denies => status::DENIED,
-        _ => status::EXPIRED,
-    }
-}
-
-/// Ends a run that never started because its start gate closed without approval.
-fn end_unstarted(
-    tx: &Tx<'_>,
-    actor: &Actor,
-    id: &str,
-    final_status: &str,
-    why: &str,
-) -> Result<(), crate::store::StoreError> {
-    tx.set_run_status(id, final_status, Some(why))?;
-    tx.close_hosts(id, "not_started")?;
-    tx.log(
-        id,
-        None,
-        super::output::EVENT_STREAM,
-        &format!("run {final_status}: {why}"),
-    )?;
-    tx.audit(
-        actor,
-        Some(id),
-        "run_finished",
-        json!({"status": final_status, "error": why}),
-    )?;
-    Ok(())
+    evaluate(reqs, &votes, digest)
 }
 
 impl App {
     /// Sends one prompt about a run.
     pub(super) fn prompt(
         &self,
-        event: &str,
+        event: Event,
         party: &str,
         id: &str,
         rb: &Runbook,
@@ -142,7 +89,7 @@ impl App {
         self.notifier.send(
             &self.config().notify,
             Prompt {
-                event: event.to_string(),
+                event,
                 party: party.to_string(),
                 run_id: id.to_string(),
                 runbook: rb.name.clone(),
@@ -173,8 +120,8 @@ impl App {
             let Some(run) = tx.run(id)? else {
                 return Ok(Err(RunError::UnknownRun(id.to_string())));
             };
-            let open = run.status == status::AWAITING_APPROVAL || run.status == status::RUNNING;
-            let Some(gate) = run.gates.iter().find(|g| g.status == "pending").filter(|_| open) else {
+            let open = matches!(run.status, RunStatus::AwaitingApproval | RunStatus::Running);
+            let Some(gate) = run.gates.iter().find(|g| g.status == GateStatus::Pending).filter(|_| open) else {
                 return Ok(Err(RunError::Conflict(format!("run {id} is {} and has no pending approval", run.status))));
             };
             // Rule 5 holds at the instant of the decision, not only at the next sweep.
@@ -186,22 +133,20 @@ impl App {
             }
             if let Some(d) = digest {
                 if d != run.digest {
-                    tx.audit(&actor, Some(id), "approval_refused", json!({"gate": gate.gate, "reason": "digest mismatch", "presented": d, "digest": run.digest}))?;
+                    tx.audit(&actor, Some(id), Event::ApprovalRefused, json!({"gate": gate.gate, "reason": "digest mismatch", "presented": d, "digest": run.digest}))?;
                     return Ok(Err(RunError::Conflict(
                         "the run is not what you were shown (plan digest mismatch); reload it and decide again".into(),
                     )));
                 }
             }
-            let reqs = requirements_of(&gate.requirements);
-            let initiator = run.initiator["user"].as_str().unwrap_or_default();
-            let req = match decider_party(user, &reqs, initiator) {
+            let req = match decider_party(user, &gate.requirements, &run.initiator.user) {
                 Ok(r) => r,
                 Err(denied) => {
-                    tx.audit(&actor, Some(id), "approval_refused", json!({"gate": gate.gate, "reason": denied.0}))?;
+                    tx.audit(&actor, Some(id), Event::ApprovalRefused, json!({"gate": gate.gate, "reason": denied.0}))?;
                     return Ok(Err(RunError::Forbidden(denied.0)));
                 }
             };
-            let decision = if approve { "approve" } else { "deny" };
+            let decision = if approve { Decision::Approve } else { Decision::Deny };
             let recorded = tx.insert_decision(&crate::store::NewDecision {
                 run_id: id,
                 gate: gate.gate,
@@ -214,7 +159,7 @@ impl App {
             if !recorded {
                 return Ok(Err(RunError::Conflict(format!("{} already decided on this approval", user.name))));
             }
-            let event = if approve { "approval_granted" } else { "approval_denied" };
+            let event = if approve { Event::ApprovalGranted } else { Event::ApprovalDenied };
             tx.audit(&actor, Some(id), event, json!({"gate": gate.gate, "party": req.party, "digest": run.digest, "comment": comment}))?;
             let gate = tx
                 .run(id)?
@@ -223,25 +168,29 @@ impl App {
             match state_of(&gate, &run.digest) {
                 GateState::Pending { .. } => Ok(Ok(Next::Nothing)),
                 GateState::Approved => {
-                    tx.close_gate(id, gate.gate, "approved")?;
-                    tx.audit(&Actor::system(), Some(id), "approval_complete", json!({"gate": gate.gate, "digest": run.digest}))?;
-                    if gate.gate == 0 {
-                        tx.set_run_status(id, status::QUEUED, None)?;
-                        // A scheduled run approved ahead of its slot starts at the slot.
-                        if run.slot.is_some() {
-                            Ok(Ok(Next::Nothing))
-                        } else {
-                            Ok(Ok(Next::Start(run.runbook.clone())))
-                        }
-                    } else {
+                    tx.close_gate(id, gate.gate, GateStatus::Approved)?;
+                    let detail = json!({"gate": gate.gate, "digest": run.digest});
+                    if gate.gate != 0 {
+                        tx.audit(&Actor::system(), Some(id), Event::ApprovalComplete, detail)?;
+                        return Ok(Ok(Next::Nothing));
+                    }
+                    // The run was read in this transaction awaiting approval, so the move
+                    // cannot be refused; if it were, nothing starts.
+                    if !lifecycle::accept(tx, id, &Actor::system(), Event::ApprovalComplete, detail)? {
+                        return Ok(Ok(Next::Nothing));
+                    }
+                    // A scheduled run approved ahead of its slot starts at the slot.
+                    if run.slot.is_some() {
                         Ok(Ok(Next::Nothing))
+                    } else {
+                        Ok(Ok(Next::Start(run.runbook.clone())))
                     }
                 }
                 GateState::Denied { by } => {
-                    tx.close_gate(id, gate.gate, "denied")?;
+                    tx.close_gate(id, gate.gate, GateStatus::Denied)?;
                     if gate.gate == 0 {
                         let why = format!("denied by {by}{}", comment.map(|c| format!(": {c}")).unwrap_or_default());
-                        end_unstarted(tx, &Actor::system(), id, status::DENIED, &why)?;
+                        lifecycle::end(tx, id, &[RunStatus::AwaitingApproval], RunStatus::Denied, Some(&why), &Actor::system())?;
                     }
                     Ok(Ok(Next::Nothing))
                 }
@@ -264,7 +213,7 @@ impl App {
         let n = self.store.tx(|tx| {
             let due = tx.due_gates(&now)?;
             for (id, gate) in &due {
-                tx.close_gate(id, *gate, "expired")?;
+                tx.close_gate(id, *gate, GateStatus::Expired)?;
                 let run = tx.run(id)?;
                 let denies = run
                     .as_ref()
@@ -274,16 +223,17 @@ impl App {
                 tx.audit(
                     &Actor::system(),
                     Some(id),
-                    "approval_expired",
+                    Event::ApprovalExpired,
                     json!({"gate": gate, "on_expiry": if denies { "deny" } else { "expire" }}),
                 )?;
                 if *gate == 0 {
-                    end_unstarted(
+                    lifecycle::end(
                         tx,
-                        &Actor::system(),
                         id,
-                        end_status(denies, "expired"),
-                        "no approval before the gate expired",
+                        &[RunStatus::AwaitingApproval],
+                        lifecycle::after_gate(denies, Some(GateStatus::Expired)),
+                        Some("no approval before the gate expired"),
+                        &Actor::system(),
                     )?;
                 }
             }
@@ -301,12 +251,10 @@ impl App {
         Ok(runs
             .into_iter()
             .filter(|r| {
-                let Some(g) = r.gates.iter().find(|g| g.status == "pending") else {
+                let Some(g) = r.gates.iter().find(|g| g.status == GateStatus::Pending) else {
                     return false;
                 };
-                let reqs = requirements_of(&g.requirements);
-                let initiator = r.initiator["user"].as_str().unwrap_or_default();
-                decider_party(user, &reqs, initiator).is_ok()
+                decider_party(user, &g.requirements, &r.initiator.user).is_ok()
                     && !g.decisions.iter().any(|d| d.user == user.name)
                     && self.sees(user, r)
             })
@@ -323,21 +271,21 @@ impl App {
                 "run {id} was not a break-glass run; there is nothing to review"
             )));
         };
-        let parties: Vec<&str> = review
-            .parties
-            .as_array()
-            .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
-            .unwrap_or_default();
-        let may = parties.contains(&user.party.as_str())
+        let parties = &review.parties;
+        let may = parties.contains(&user.party)
             && (user.has_role(Role::Approver) || user.has_role(Role::Admin))
-            && run.initiator["user"] != user.name.as_str();
+            && run.initiator.user != user.name;
         if !may {
             let why = format!(
                 "the review belongs to approvers of [{}] other than the initiator",
                 parties.join(", ")
             );
-            self.store
-                .audit(&actor, Some(id), "review_refused", json!({"reason": why}))?;
+            self.store.audit(
+                &actor,
+                Some(id),
+                Event::ReviewRefused,
+                json!({"reason": why}),
+            )?;
             return Err(RunError::Forbidden(why));
         }
         if comment.trim().is_empty() {
@@ -349,7 +297,7 @@ impl App {
                 tx.audit(
                     &actor,
                     Some(id),
-                    "review_acknowledged",
+                    Event::ReviewAcknowledged,
                     json!({"comment": comment}),
                 )?;
             }
@@ -371,36 +319,23 @@ impl App {
         &self,
         id: &str,
         rb: &Runbook,
-        plan_json: &Value,
+        plan: &Plan,
         host: Option<&str>,
         reason: &str,
         actor: &Actor,
     ) -> Result<i64, crate::store::StoreError> {
         let quorum = rb.approval.as_ref().map_or(1, |a| a.quorum);
+        // The owners of the APIs and secrets in scope hold the gate too (rule 3).
         let mut parties: Vec<String> = Vec::new();
-        for p in plan_json["approvals"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["party"].as_str())
-            .chain(
-                plan_json["targets"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t["owner"].as_str()),
-            )
-            // The owners of the APIs and secrets in scope hold the gate too (rule 3).
-            .chain(
-                plan_json["owners"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|o| o.as_str()),
-            )
+        for p in plan
+            .approvals
+            .iter()
+            .map(|a| &a.party)
+            .chain(plan.targets.iter().map(|t| &t.owner))
+            .chain(plan.owners.iter())
         {
-            if !parties.iter().any(|x| x == p) {
-                parties.push(p.to_string());
+            if !parties.contains(p) {
+                parties.push(p.clone());
             }
         }
         if parties.is_empty() {
@@ -420,22 +355,18 @@ impl App {
                 return Ok((g, false));
             }
             let g = tx.next_gate(id)?;
-            tx.open_gate(id, g, reason, host, &json!(reqs), &expires_at)?;
-            tx.audit(actor, Some(id), "approval_requested", json!({"gate": g, "reason": reason, "host": host, "from": reqs, "expires_at": expires_at}))?;
+            tx.open_gate(id, g, reason, host, &reqs, &expires_at)?;
+            tx.audit(actor, Some(id), Event::ApprovalRequested, json!({"gate": g, "reason": reason, "host": host, "from": reqs, "expires_at": expires_at}))?;
             tx.log(id, host, super::output::EVENT_STREAM, &format!("waiting for approval: {reason}"))?;
             Ok((g, true))
         })?;
         if opened {
-            let who = format!(
-                "{} ({})",
-                plan_json["initiator"]["user"].as_str().unwrap_or_default(),
-                plan_json["initiator"]["party"].as_str().unwrap_or_default()
-            );
+            let who = format!("{} ({})", plan.initiator.user, plan.initiator.party);
             for p in &parties {
                 self.notifier.send(
                     &self.config().notify,
                     Prompt {
-                        event: "approval_requested".into(),
+                        event: Event::ApprovalRequested,
                         party: p.clone(),
                         run_id: id.to_string(),
                         runbook: rb.name.clone(),

@@ -11,27 +11,11 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 
 use super::{App, RunError};
-use crate::audit::Actor;
+use crate::audit::{Actor, Event};
 use crate::config::{Host, User};
 use crate::policy;
 use crate::runbook::plan::Plan;
 use crate::store::{FreezeRow, StoreError};
-
-/// Audit events of rules 10 and 11.
-pub mod event {
-    /// A cancel refused by rule 11.
-    pub const CANCEL_DENIED: &str = "cancel_denied";
-    /// A host was frozen by its owner.
-    pub const HOST_FROZEN: &str = "host_frozen";
-    /// A host's freeze was lifted by its owner.
-    pub const HOST_UNFROZEN: &str = "host_unfrozen";
-    /// A freeze or unfreeze refused (another party's host, or the wrong role).
-    pub const FREEZE_DENIED: &str = "freeze_denied";
-    /// An action refused because its host is frozen; the run fails.
-    pub const ACTION_FROZEN: &str = "action_frozen";
-    /// A run refused at submit (rule 1, break-glass, or a frozen target).
-    pub const START_DENIED: &str = "start_denied";
-}
 
 /// The prefix of every refusal caused by a freeze, in run errors and API messages.
 pub const FROZEN: &str = "frozen";
@@ -117,7 +101,7 @@ impl App {
                     self.store.audit(
                         &Actor::user(&user.name, &user.party),
                         None,
-                        event::FREEZE_DENIED,
+                        Event::FreezeDenied,
                         json!({"action": verb, "host": h.name, "party": h.owner, "reason": denied.0}),
                     )?;
                     return Err(RunError::Forbidden(denied.0));
@@ -146,7 +130,7 @@ impl App {
                     tx.audit(
                         &actor,
                         None,
-                        event::HOST_FROZEN,
+                        Event::HostFrozen,
                         json!({"host": h, "reason": reason}),
                     )?;
                     newly.push(h.clone());
@@ -170,7 +154,7 @@ impl App {
             let mut lifted = Vec::new();
             for h in &hosts {
                 if tx.unfreeze_host(h)? {
-                    tx.audit(&actor, None, event::HOST_UNFROZEN, json!({"host": h}))?;
+                    tx.audit(&actor, None, Event::HostUnfrozen, json!({"host": h}))?;
                     lifted.push(h.clone());
                 }
             }
@@ -201,7 +185,7 @@ impl App {
         self.store.audit(
             actor,
             None,
-            event::START_DENIED,
+            Event::StartDenied,
             json!({"runbook": plan.runbook, "reason": why, "frozen": frozen}),
         )?;
         Err(RunError::Conflict(why))

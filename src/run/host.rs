@@ -10,17 +10,18 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::output::{self, ActionOutput, RunBudget};
-use super::{status, App, RunControl};
-use crate::audit::{Actor, Redactor, StreamRedactor};
+use super::{App, RunControl};
+use crate::audit::{Actor, Event, Redactor, StreamRedactor};
 use crate::config::{Identity, Transport};
 use crate::exec::ssh::{Credential, SshSession, Target};
 use crate::exec::{ExecError, OutputSink, Stop};
 use crate::policy::command::requote;
 use crate::policy::scope::check_command;
-use crate::runbook::plan::PlannedHost;
+use crate::runbook::plan::{Plan, PlannedHost};
 use crate::runbook::Runbook;
 use crate::script::{self, ActionError, HostApi, HttpOutput, ScriptInput, ShOutput};
-use crate::store::StoreError;
+use crate::state::{GateStatus, HostStatus, RunStatus};
+use crate::store::{Intent, Outcome, RunStore, StoreError};
 
 /// What all hosts of one run share.
 pub(super) struct RunShared {
@@ -37,9 +38,9 @@ pub(super) struct RunShared {
     /// Set when an action was refused because its host is frozen (rule 11): the run stops.
     pub frozen: Mutex<Option<String>>,
     /// Set when a mid-run gate was denied or expired: the run ends with that status.
-    pub gate_end: Mutex<Option<&'static str>>,
+    pub gate_end: Mutex<Option<RunStatus>>,
     /// The run's stored plan (approvals, targets, initiator), for mid-run gates.
-    pub plan: Value,
+    pub plan: Plan,
     /// When the maintenance window of a scheduled run closes.
     pub window_end: Option<chrono::DateTime<chrono::Utc>>,
     /// Every configured secret value, hidden from all output whether or not the script
@@ -72,7 +73,7 @@ impl RunShared {
         self.frozen.lock().ok().and_then(|f| f.clone())
     }
 
-    pub fn gate_end(&self) -> Option<&'static str> {
+    pub fn gate_end(&self) -> Option<RunStatus> {
         self.gate_end.lock().ok().and_then(|g| *g)
     }
 
@@ -108,7 +109,9 @@ pub(super) fn run_host(
     });
     let store = &shared.app.store;
     if let Some(h) = &host_name {
-        if let Err(e) = store.tx(|tx| tx.set_host(&shared.run_id, h, "running", None, None)) {
+        if let Err(e) =
+            store.tx(|tx| tx.set_host(&shared.run_id, h, HostStatus::Running, None, None))
+        {
             return Err(format!("cannot record host start: {e}"));
         }
     }
@@ -128,9 +131,11 @@ pub(super) fn run_host(
     let outcome = result.map_err(|e| ctx.redact(&e.to_string()));
     if let Some(h) = &host_name {
         let (st, err) = match &outcome {
-            Ok(()) => ("succeeded", None),
-            Err(_) if shared.cancelled() => ("cancelled", outcome.as_ref().err().cloned()),
-            Err(e) => ("failed", Some(e.clone())),
+            Ok(()) => (HostStatus::Succeeded, None),
+            Err(_) if shared.cancelled() => {
+                (HostStatus::Cancelled, outcome.as_ref().err().cloned())
+            }
+            Err(e) => (HostStatus::Failed, Some(e.clone())),
         };
         let code = ctx.last_code.lock().ok().and_then(|c| *c);
         let recorded = store.tx(|tx| {
@@ -233,7 +238,7 @@ impl HostContext {
             tx.audit(
                 &self.shared.actor,
                 Some(run_id),
-                output::OUTPUT_TRUNCATED,
+                Event::OutputTruncated,
                 detail.clone(),
             )?;
             Ok(())
@@ -267,7 +272,7 @@ impl HostContext {
         if let Err(e) = self.shared.app.store.audit(
             &self.shared.actor,
             Some(&self.shared.run_id),
-            "scope_denied",
+            Event::ScopeDenied,
             json!({"host": self.host_name(), "kind": kind, "target": what, "reason": reason}),
         ) {
             tracing::error!(run = %self.shared.run_id, error = %e, "audit log unavailable; scope_denied not recorded");
@@ -299,7 +304,7 @@ impl HostContext {
             .audit(
                 &self.shared.actor,
                 Some(&self.shared.run_id),
-                super::freeze::event::ACTION_FROZEN,
+                Event::ActionFrozen,
                 json!({"host": host, "kind": kind, "target": what}),
             )
             .map_err(|_| {
@@ -329,10 +334,13 @@ impl HostContext {
         self.shared
             .app
             .store
-            .tx(|tx| {
-                let id = tx.action_intent(run_id, self.host_name(), kind, &self.redact(target))?;
-                tx.audit(&self.shared.actor, Some(run_id), "action_intent", d.clone())?;
-                Ok(id)
+            .record_intent(&Intent {
+                run_id,
+                host: self.host_name(),
+                kind,
+                target: &self.redact(target),
+                actor: &self.shared.actor,
+                detail: d,
             })
             .map_err(|e| {
                 tracing::error!(run = %run_id, error = %e, "audit log unavailable; action not run");
@@ -369,16 +377,15 @@ impl HostContext {
             m.insert("host".into(), json!(self.host_name()));
             m.insert("kind".into(), json!(kind));
         }
-        let r = self.shared.app.store.tx(|tx| {
-            for (stream, bytes) in tail {
-                tx.log_chunk(run_id, self.host_name(), stream, bytes)?;
-            }
-            tx.action_done(action_id, "done")?;
-            tx.audit(&self.shared.actor, Some(run_id), "action_result", d.clone())?;
-            if let Some((stream, text)) = line {
-                tx.log(run_id, self.host_name(), stream, &self.redact(text))?;
-            }
-            Ok(())
+        let redacted_line = line.map(|(stream, text)| (stream, self.redact(text)));
+        let r = self.shared.app.store.record_result(&Outcome {
+            action_id,
+            run_id,
+            host: self.host_name(),
+            actor: &self.shared.actor,
+            detail: d,
+            tail,
+            line: redacted_line.as_ref().map(|(s, t)| (*s, t.as_str())),
         });
         self.shared.app.changed.notify_waiters();
         r.map_err(|_| {
@@ -543,7 +550,7 @@ impl HostApi for HostContext {
                     if let Err(err) = self.shared.app.store.audit(
                         &self.shared.actor,
                         Some(&self.shared.run_id),
-                        "hostkey_mismatch",
+                        Event::HostkeyMismatch,
                         json!({"host": target.name, "address": format!("{}:{}", target.address, target.port), "expected": expected, "presented": presented}),
                     ) {
                         tracing::error!(run = %self.shared.run_id, error = %err, "audit log unavailable; hostkey_mismatch not recorded");
@@ -739,28 +746,24 @@ impl HostApi for HostContext {
                 .map_err(|_| {
                     ActionError::Fatal("state store unavailable while waiting for approval".into())
                 })?;
-            match status.as_deref() {
-                Some("approved") => return Ok(()),
+            match status {
+                Some(GateStatus::Approved) => return Ok(()),
                 // Decisions arrive through the API in another thread; a short poll of
                 // one indexed row keeps this independent of which thread decides.
-                Some("pending") => std::thread::sleep(Duration::from_millis(100)),
+                Some(GateStatus::Pending) => std::thread::sleep(Duration::from_millis(100)),
                 other => {
                     let expiry_denies = shared
                         .runbook
                         .approval
                         .as_ref()
                         .is_some_and(|a| a.on_expiry == crate::runbook::OnExpiry::Deny);
-                    let end = match other {
-                        Some("denied") => status::DENIED,
-                        Some("expired") if expiry_denies => status::DENIED,
-                        _ => status::EXPIRED,
-                    };
+                    let end = super::lifecycle::after_gate(expiry_denies, other);
                     if let Ok(mut g) = shared.gate_end.lock() {
                         g.get_or_insert(end);
                     }
                     return Err(ActionError::Fatal(format!(
                         "gate `{reason}` {}",
-                        other.unwrap_or("vanished")
+                        other.map_or("vanished", GateStatus::as_str)
                     )));
                 }
             }

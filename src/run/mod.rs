@@ -9,6 +9,9 @@
 mod approve;
 pub mod freeze;
 mod host;
+pub mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod output;
 mod reads;
 pub mod schedule;
@@ -21,33 +24,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::audit::Actor;
+use crate::audit::{Actor, Event};
 use crate::config::{Config, User};
 use crate::policy;
 use crate::runbook::plan::{make_plan, Initiator, Plan, PlanError};
 use crate::runbook::{Catalog, Runbook};
-use crate::store::{NewRun, RunRow, Store, StoreError};
-
-/// Run statuses (SPEC §4).
-pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const AWAITING_APPROVAL: &str = "awaiting_approval";
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
-    pub const INTERRUPTED: &str = "interrupted";
-    pub const DENIED: &str = "denied";
-    pub const EXPIRED: &str = "expired";
-
-    /// Whether a run in this status is over.
-    pub fn is_final(s: &str) -> bool {
-        matches!(
-            s,
-            SUCCEEDED | FAILED | CANCELLED | INTERRUPTED | DENIED | EXPIRED
-        )
-    }
-}
+use crate::state::RunStatus;
+use crate::store::{AuditEntry, NewRun, RunRow, Store, StoreError};
 
 /// Why a request was not turned into a run. Each maps to one HTTP status in the server.
 #[derive(Debug, thiserror::Error)]
@@ -138,37 +121,38 @@ fn record_run(
     break_glass: Option<(&str, &[String])>,
 ) -> Result<(), StoreError> {
     let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
-    let plan_json = serde_json::to_value(plan).unwrap_or(Value::Null);
-    tx.insert_run(&NewRun {
+    let run = NewRun {
         id,
         runbook: &rb.name,
         version: &rb.version,
         status: if gate_expires.is_some() {
-            status::AWAITING_APPROVAL
+            RunStatus::AwaitingApproval
         } else {
-            status::QUEUED
+            RunStatus::Queued
         },
         initiator_user: &plan.initiator.user,
         initiator_party: &plan.initiator.party,
         digest: &plan.digest,
-        plan: &plan_json,
+        plan,
         break_glass: break_glass.is_some(),
         reason: break_glass.map(|b| b.0),
         slot: plan.slot.as_deref(),
         hosts: &hosts,
-    })?;
-    tx.audit(
-        actor,
-        Some(id),
-        "run_requested",
-        json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot}),
+    };
+    tx.create_run(
+        &run,
+        &AuditEntry {
+            actor,
+            event: Event::RunRequested,
+            detail: json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot}),
+        },
     )?;
     if let Some(expires_at) = gate_expires {
-        tx.open_gate(id, 0, "start", None, &json!(plan.approvals), expires_at)?;
+        tx.open_gate(id, 0, "start", None, &plan.approvals, expires_at)?;
         tx.audit(
             actor,
             Some(id),
-            "approval_requested",
+            Event::ApprovalRequested,
             json!({"gate": 0, "digest": plan.digest, "from": plan.approvals, "expires_at": expires_at}),
         )?;
     }
@@ -176,14 +160,14 @@ fn record_run(
         tx.audit(
             actor,
             Some(id),
-            "break_glass",
+            Event::BreakGlass,
             json!({"reason": reason, "approvals_skipped": plan.approvals, "digest": plan.digest}),
         )?;
-        tx.open_review(id, &json!(parties))?;
+        tx.open_review(id, parties)?;
         tx.audit(
             actor,
             Some(id),
-            "review_requested",
+            Event::ReviewRequested,
             json!({"parties": parties}),
         )?;
     }
@@ -290,46 +274,62 @@ impl App {
         }
     }
 
-    /// Rule 8 after a crash: runs left `running` (or accepted but not started) become
-    /// `interrupted`, their in-flight actions `outcome_unknown`. Nothing is re-run.
+    /// Rule 8 after a stop: runs left `running` become `interrupted`, their in-flight
+    /// actions `outcome_unknown`. Nothing is re-run. A run accepted but not started (its
+    /// approval came while the daemon drained, or just before a crash) never ran anything:
+    /// it stays `queued`, and [`App::start_held`] starts it. A scheduled run queued for a
+    /// slot long past (beyond the scheduler's grace) is interrupted: its slot is over.
     pub fn recover(&self) -> Result<usize, StoreError> {
         let open = self.store.open_actions()?;
-        // A scheduled run approved ahead of its slot is queued but has not started: it
-        // stays queued and runs at its slot.
         let now = chrono::Utc::now();
-        let runs: Vec<String> = self
-            .store
-            .runs_in(&[status::RUNNING, status::QUEUED])?
-            .into_iter()
-            .filter(|(_, st, slot)| {
-                !(st == status::QUEUED
-                    && slot
-                        .as_deref()
-                        .and_then(schedule::slot_time)
-                        .is_some_and(|t| t > now))
-            })
-            .map(|(id, _, _)| id)
-            .collect();
+        let runs: Vec<(String, RunStatus)> =
+            self.store
+                .runs_in(&[RunStatus::Running, RunStatus::Queued])?
+                .into_iter()
+                .filter(|(_, st, slot)| match (st, slot.as_deref()) {
+                    (RunStatus::Queued, None) => false,
+                    (RunStatus::Queued, Some(slot)) => !schedule::slot_time(slot)
+                        .is_some_and(|t| t >= now - schedule::MISFIRE_GRACE),
+                    _ => true,
+                })
+                .map(|(id, st, _)| (id, st))
+                .collect();
+        let mut interrupted = 0;
         self.store.tx(|tx| {
             for a in &open {
-                tx.action_done(a.id, "outcome_unknown")?;
+                tx.action_done(a.id, crate::state::ActionStatus::OutcomeUnknown)?;
                 tx.audit(
                     &Actor::system(),
                     Some(&a.run_id),
-                    "action_result",
-                    json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": "outcome_unknown",
+                    Event::ActionResult,
+                    json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": crate::state::ActionStatus::OutcomeUnknown,
                            "reason": "the daemon stopped while the action was in flight"}),
                 )?;
             }
-            for id in &runs {
-                tx.set_run_status(id, status::INTERRUPTED, Some("interrupted: the daemon stopped during the run; nothing was re-run"))?;
-                tx.close_hosts(id, "interrupted")?;
-                tx.close_pending_gates(id, "interrupted")?;
-                tx.audit(&Actor::system(), Some(id), "run_finished", json!({"status": status::INTERRUPTED}))?;
+            for (id, st) in &runs {
+                let why = match st {
+                    RunStatus::Running => "interrupted: the daemon stopped during the run; nothing was re-run",
+                    _ => "interrupted: the daemon was down at the run's slot; it never started",
+                };
+                if lifecycle::end(tx, id, &[*st], RunStatus::Interrupted, Some(why), &Actor::system())? {
+                    interrupted += 1;
+                }
             }
             Ok(())
         })?;
-        Ok(runs.len())
+        Ok(interrupted)
+    }
+
+    /// Starts the runs accepted but not started by the last daemon (approved while it was
+    /// draining): queued runs that wait for no slot. Call after [`App::recover`].
+    pub fn start_held(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let held = crate::store::RunStore::startable_runs(self.store.as_ref())?;
+        for (id, runbook) in &held {
+            // A runbook removed meanwhile still gets its run started: `execute` fails it on
+            // the digest check (rule 4), on record.
+            self.spawn(id.clone(), runbook);
+        }
+        Ok(held.len())
     }
 
     /// Makes the plan for `rb` as `initiator` would run it now.
@@ -358,7 +358,7 @@ impl App {
             self.store.audit(
                 &actor,
                 None,
-                freeze::event::START_DENIED,
+                Event::StartDenied,
                 json!({"runbook": rb.name, "reason": denied.0}),
             )?;
             return Err(RunError::Forbidden(denied.0));
@@ -373,7 +373,7 @@ impl App {
                 self.store.audit(
                     &actor,
                     None,
-                    freeze::event::START_DENIED,
+                    Event::StartDenied,
                     json!({"runbook": rb.name, "reason": why}),
                 )?;
                 return Err(RunError::Forbidden(why));
@@ -414,12 +414,12 @@ impl App {
         let who = format!("{} ({})", user.name, user.party);
         if needs_approval {
             for a in &plan.approvals {
-                self.prompt("approval_requested", &a.party, &id, rb, &who, &plan);
+                self.prompt(Event::ApprovalRequested, &a.party, &id, rb, &who, &plan);
             }
         } else {
             if req.break_glass {
                 for p in &review_parties {
-                    self.prompt("review_requested", p, &id, rb, &who, &plan);
+                    self.prompt(Event::ReviewRequested, p, &id, rb, &who, &plan);
                 }
             }
             self.spawn(id.clone(), &rb.name);
@@ -427,13 +427,22 @@ impl App {
         self.store.run(&id)?.ok_or(RunError::UnknownRun(id))
     }
 
-    /// Starts carrying out a run in the background.
-    fn spawn(self: &Arc<Self>, id: String, runbook: &str) {
+    /// Starts carrying out a queued run in the background, unless the daemon is draining:
+    /// then the run stays queued and the next daemon starts it ([`App::start_held`]).
+    /// `false` when it was held back.
+    fn spawn(self: &Arc<Self>, id: String, runbook: &str) -> bool {
         let control = Arc::new(RunControl {
             cancel: AtomicBool::new(false),
             runbook: runbook.to_string(),
         });
-        if let Ok(mut active) = self.active.lock() {
+        {
+            // The drain flag is read under the lock `drain` sets it under, so a run is
+            // either in `active` before the drain looks, or never started by this daemon.
+            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            if self.shutting_down.load(Ordering::SeqCst) {
+                tracing::info!(run = %id, "draining: the run stays queued for the next start");
+                return false;
+            }
             active.insert(id.clone(), control.clone());
         }
         let app = self.clone();
@@ -454,6 +463,12 @@ impl App {
                 app.idle.notify_waiters();
             }
         });
+        true
+    }
+
+    /// Whether the daemon is draining (SIGTERM): nothing new starts.
+    pub fn draining(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Whether this run is being carried out now.
@@ -477,44 +492,57 @@ impl App {
     pub fn cancel(&self, user: &User, id: &str) -> Result<RunRow, RunError> {
         let run = self.visible_run(user, id)?;
         let actor = Actor::user(&user.name, &user.party);
-        let initiator_party = run.initiator["party"].as_str().unwrap_or_default();
         if let Err(denied) =
-            policy::may_cancel(user, initiator_party, &policy::run_owners(&run.plan))
+            policy::may_cancel(user, &run.initiator.party, &policy::run_owners(&run.plan))
         {
             self.store.audit(
                 &actor,
                 Some(id),
-                freeze::event::CANCEL_DENIED,
+                Event::CancelDenied,
                 json!({"reason": denied.0}),
             )?;
             return Err(RunError::Forbidden(denied.0));
         }
-        if status::is_final(&run.status) {
-            return Err(RunError::Conflict(format!(
-                "run {id} already ended {}",
-                run.status
-            )));
-        }
-        let control = self.active.lock().ok().and_then(|a| a.get(id).cloned());
-        match control {
-            Some(c) => {
-                c.cancel.store(true, Ordering::SeqCst);
-                self.store
-                    .audit(&actor, Some(id), "cancel_requested", json!({}))?;
+        // Not started yet (awaiting approval, or approved and queued): it ends here, and the
+        // executor's start, should one be on its way, is refused.
+        let ended = self.store.tx(|tx| {
+            let why = "cancelled before it started";
+            let ended = lifecycle::end(
+                tx,
+                id,
+                RunStatus::NOT_STARTED,
+                RunStatus::Cancelled,
+                Some(why),
+                &actor,
+            )?;
+            Ok(ended.then_some(()).ok_or(tx.run_status(id)?))
+        })?;
+        match ended {
+            Ok(()) => {}
+            Err(Some(RunStatus::Running)) => {
+                // Under way: the executor stops at its next check and ends it `cancelled`.
+                let control = self.active.lock().ok().and_then(|a| a.get(id).cloned());
+                match control {
+                    Some(c) => {
+                        c.cancel.store(true, Ordering::SeqCst);
+                        self.store
+                            .audit(&actor, Some(id), Event::CancelRequested, json!({}))?;
+                    }
+                    // It ended between the two looks.
+                    None => {
+                        let now = self.store.run(id)?.map(|r| r.status);
+                        return Err(RunError::Conflict(format!(
+                            "run {id} already ended {}",
+                            now.map_or("(unknown)", RunStatus::as_str)
+                        )));
+                    }
+                }
             }
-            None => {
-                // Not executing (awaiting approval): it ends here.
-                self.store.tx(|tx| {
-                    tx.set_run_status(id, status::CANCELLED, Some("cancelled before it started"))?;
-                    tx.close_pending_gates(id, "cancelled")?;
-                    tx.close_hosts(id, "not_started")?;
-                    tx.audit(
-                        &actor,
-                        Some(id),
-                        "run_finished",
-                        json!({"status": status::CANCELLED}),
-                    )
-                })?;
+            Err(now) => {
+                return Err(RunError::Conflict(format!(
+                    "run {id} already ended {}",
+                    now.map_or("(unknown)", RunStatus::as_str)
+                )))
             }
         }
         self.changed.notify_waiters();
@@ -525,7 +553,13 @@ impl App {
 
     /// Stops accepting runs and waits for active ones to end (SIGTERM).
     pub async fn drain(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
+        {
+            // Under the lock `spawn` reads it under (see there).
+            let _active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            self.shutting_down.store(true, Ordering::SeqCst);
+        }
+        // The scheduler stops at its next look.
+        self.schedule_wake.notify_one();
         loop {
             let idle = self.idle.notified();
             if self.active.lock().map(|a| a.is_empty()).unwrap_or(true) {
@@ -544,16 +578,7 @@ impl App {
             .await
             .map_err(|e| RunError::Invalid(e.to_string()))??
             .ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
-        let initiator = Initiator {
-            user: run.initiator["user"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            party: run.initiator["party"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        };
+        let initiator = run.initiator.clone();
         let actor = actor_of(&initiator);
         let catalog = self.catalog();
 
@@ -562,8 +587,7 @@ impl App {
             .get(&run.runbook)
             .ok_or_else(|| RunError::UnknownRunbook(run.runbook.clone()))
             .and_then(|rb| {
-                let params: Map<String, Value> =
-                    run.plan["params"].as_object().cloned().unwrap_or_default();
+                let params: Map<String, Value> = run.plan.params.clone().into_iter().collect();
                 Ok((
                     rb,
                     self.plan(rb, &params, initiator.clone(), run.slot.clone())?,
@@ -576,36 +600,37 @@ impl App {
                     Ok((_, p)) => format!("plan digest changed since the request ({} → {}): the runbook, targets or host keys were edited", short(&run.digest), short(&p.digest)),
                     Err(e) => e.to_string(),
                 };
+                // Refused at the start: ends only a run still queued (a cancel may have
+                // ended it first).
                 self.finish(
                     id,
                     &actor,
-                    status::FAILED,
+                    &[RunStatus::Queued],
+                    RunStatus::Failed,
                     Some(&format!("digest_mismatch: {why}")),
-                    "not_started",
                 )?;
                 return Ok(());
             }
         };
 
+        // Starting is a move of its own, taken before the first action: a run cancelled
+        // (or otherwise ended) before this point never starts.
         // The store blocks (fsync): let tokio move this worker's other tasks elsewhere.
-        tokio::task::block_in_place(|| {
+        let started = tokio::task::block_in_place(|| {
             self.store.tx(|tx| {
-                tx.set_run_status(id, status::RUNNING, None)?;
-                tx.audit(
-                    &actor,
-                    Some(id),
-                    "run_started",
-                    json!({"digest": plan.digest, "version": rb.version}),
-                )?;
-                tx.log(
+                lifecycle::start(
+                    tx,
                     id,
-                    None,
-                    output::EVENT_STREAM,
+                    &actor,
+                    json!({"digest": plan.digest, "version": rb.version}),
                     &format!("run started: {} ({} hosts)", rb.name, plan.targets.len()),
                 )
             })
         })?;
         self.changed.notify_waiters();
+        if !started {
+            return Ok(());
+        }
 
         let ast = match crate::script::compile(&rb.script) {
             Ok(ast) => Arc::new(ast),
@@ -613,9 +638,9 @@ impl App {
                 self.finish(
                     id,
                     &actor,
-                    status::FAILED,
+                    &[RunStatus::Running],
+                    RunStatus::Failed,
                     Some(&format!("script does not compile: {e}")),
-                    "not_started",
                 )?;
                 return Ok(());
             }
@@ -632,7 +657,7 @@ impl App {
             violation: Mutex::new(None),
             frozen: Mutex::new(None),
             gate_end: Mutex::new(None),
-            plan: run.plan.clone(),
+            plan: run.plan,
             window_end: schedule::window_end(rb, run.slot.as_deref()),
             redactor: {
                 let config = self.config();
@@ -649,25 +674,27 @@ impl App {
         });
         let outcome = self.rollout(shared.clone(), ast, &plan).await;
         let (final_status, error) = match (&outcome, shared.violation()) {
-            (_, Some(v)) => (status::FAILED, Some(format!("scope_violation: {v}"))),
+            (_, Some(v)) => (RunStatus::Failed, Some(format!("scope_violation: {v}"))),
             (_, None) if shared.frozen().is_some() => (
-                status::FAILED,
+                RunStatus::Failed,
                 shared.frozen().map(|f| format!("{}: {f}", freeze::FROZEN)),
             ),
             (_, None) if shared.gate_end().is_some() => {
-                let end = shared.gate_end().unwrap_or(status::FAILED);
+                let end = shared.gate_end().unwrap_or(RunStatus::Failed);
                 (end, Some(format!("a mid-run approval gate was {end}")))
             }
-            (_, None) if shared.cancelled() => (status::CANCELLED, Some("cancelled".to_string())),
-            (Ok(()), None) => (status::SUCCEEDED, None),
-            (Err(e), None) => (status::FAILED, Some(e.clone())),
+            (_, None) if shared.cancelled() => {
+                (RunStatus::Cancelled, Some("cancelled".to_string()))
+            }
+            (Ok(()), None) => (RunStatus::Succeeded, None),
+            (Err(e), None) => (RunStatus::Failed, Some(e.clone())),
         };
         self.finish(
             id,
             &shared.actor,
+            &[RunStatus::Running],
             final_status,
             error.as_deref(),
-            "not_started",
         )?;
         Ok(())
     }
@@ -760,43 +787,24 @@ impl App {
         }
     }
 
-    /// Ends a run: final status, hosts never started, `run_finished`.
+    /// Ends a run the executor holds (see [`lifecycle::end`]). A refusal means someone
+    /// else ended it first; it is logged and left alone.
     fn finish(
         &self,
         id: &str,
         actor: &Actor,
-        final_status: &str,
+        from: &[RunStatus],
+        to: RunStatus,
         error: Option<&str>,
-        leftover: &str,
     ) -> Result<(), StoreError> {
-        let run_error = error.map(|e| e.to_string());
         // Called from the async orchestrator; the store blocks (fsync).
-        tokio::task::block_in_place(|| {
-            self.store.tx(|tx| {
-                tx.set_run_status(id, final_status, run_error.as_deref())?;
-                tx.close_hosts(id, leftover)?;
-                // A gate still open when the run ends (cancel, timeout) can no longer be decided.
-                tx.close_pending_gates(id, "closed")?;
-                tx.log(
-                    id,
-                    None,
-                    output::EVENT_STREAM,
-                    &format!(
-                        "run {final_status}{}",
-                        run_error
-                            .as_deref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    ),
-                )?;
-                tx.audit(
-                    actor,
-                    Some(id),
-                    "run_finished",
-                    json!({"status": final_status, "error": run_error}),
-                )
-            })
+        let ended = tokio::task::block_in_place(|| {
+            self.store
+                .tx(|tx| lifecycle::end(tx, id, from, to, error, actor))
         })?;
+        if !ended {
+            tracing::warn!(run = %id, status = %to, "the run had already left {from:?}; not ended again");
+        }
         self.changed.notify_waiters();
         Ok(())
     }

@@ -18,10 +18,6 @@ use crate::exec::{OutputSink, Stream};
 use crate::runbook::OutputLimits;
 use crate::store::StoreError;
 
-/// Audit event: output past a limit was dropped; detail `{host, kind, target, limit,
-/// limit_bytes}`.
-pub const OUTPUT_TRUNCATED: &str = "output_truncated";
-
 /// The log stream of engine events: host outcomes, gates, truncation markers.
 pub const EVENT_STREAM: &str = "event";
 

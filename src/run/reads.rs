@@ -19,12 +19,10 @@ impl App {
     /// asked to decide it (an approval, or the review of a break-glass run), or holds a read
     /// grant for a party that does.
     pub fn sees(&self, user: &User, run: &RunRow) -> bool {
-        let initiator = run.initiator["party"].as_str().unwrap_or_default();
-        let mut parties = policy::run_parties(initiator, &run.plan);
+        let mut parties = policy::run_parties(&run.initiator.party, &run.plan);
         // The review is not in the plan: it is opened when the run starts break-glass.
         if let Some(review) = &run.review {
-            let asked = review.parties.as_array().into_iter().flatten();
-            parties.extend(asked.filter_map(|p| p.as_str()).map(str::to_string));
+            parties.extend(review.parties.iter().cloned());
         }
         policy::may_see_run(&user.party, &parties, &self.config().read_grants)
     }
@@ -44,7 +42,7 @@ impl App {
     pub fn visible_runs(
         &self,
         user: &User,
-        status: Option<&str>,
+        status: Option<crate::state::RunStatus>,
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRow>, RunError> {
@@ -52,9 +50,14 @@ impl App {
         if let Some(b) = before {
             self.visible_run(user, b)?;
         }
-        Ok(self
-            .store
-            .runs_where(status, before, limit, |run| self.sees(user, run))?)
+        let may_see = |run: &RunRow| self.sees(user, run);
+        Ok(crate::store::RunStore::runs_visible(
+            self.store.as_ref(),
+            status,
+            before,
+            limit,
+            &may_see,
+        )?)
     }
 
     /// Break-glass runs whose review is open and that concern `user`'s party.

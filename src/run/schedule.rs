@@ -6,23 +6,27 @@
 //! so 10,000 idle schedules cost nothing between slots.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{new_run_id, record_run, status, App};
-use crate::audit::Actor;
+use super::{lifecycle, new_run_id, record_run, App};
+use crate::audit::{Actor, Event};
 use crate::runbook::plan::{Initiator, Plan};
 use crate::runbook::Runbook;
 use crate::scheduler::{Misfire, Overlap, Schedule};
+use crate::state::{GateStatus, RunStatus};
 use crate::store::{StoreError, Tx};
 
 /// A slot whose fire time passed more than this long ago was missed (the daemon was down),
 /// rather than merely reached a little late.
-const MISFIRE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+pub(super) const MISFIRE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+
+/// How soon a schedule whose pass could not be recorded is tried again.
+pub(super) const RETRY_AFTER_FAILURE: chrono::Duration = chrono::Duration::seconds(5);
 
 /// At most this many missed slots are handled (and audited) per schedule after downtime.
 const MAX_MISSED: usize = 1000;
@@ -95,37 +99,66 @@ impl App {
 
     /// Handles every schedule whose next event is due at `now`: fires slots, audits skipped
     /// and missed ones, requests approvals `approval.lead` ahead. Returns each handled
-    /// schedule's next event time.
-    fn schedule_pass(
+    /// schedule's next event time. Each schedule is handled in a transaction of its own: one
+    /// that cannot be recorded is logged, audited as `slot_failed` where the audit log
+    /// still takes it, left unfired (its last handled slot is not advanced) and tried again
+    /// shortly, without holding back the others. A draining daemon handles none: its slots
+    /// wait for the next start.
+    pub(super) fn schedule_pass(
         self: &Arc<Self>,
         names: &[String],
         now: DateTime<Utc>,
-    ) -> Result<NextEvents, StoreError> {
+    ) -> NextEvents {
         let catalog = self.catalog();
         let config = self.config();
-        let mut after = Vec::new();
         let mut next = Vec::new();
-        self.store.tx(|tx| {
-            for name in names {
-                let Some(rb) = catalog.get(name) else {
-                    continue;
-                };
-                let Some(spec) = &rb.schedule else { continue };
-                let Ok(sch) = Schedule::parse(spec) else {
-                    continue;
-                };
-                let at = self.schedule_one(tx, rb, &sch, &config, now, &mut after)?;
-                next.push((name.clone(), at));
+        for name in names {
+            if self.draining() {
+                break;
             }
-            Ok(())
-        })?;
+            let Some(rb) = catalog.get(name) else {
+                continue;
+            };
+            let Some(spec) = &rb.schedule else { continue };
+            let Ok(sch) = Schedule::parse(spec) else {
+                continue;
+            };
+            let mut after = Vec::new();
+            let handled = self
+                .store
+                .tx(|tx| self.schedule_one(tx, rb, &sch, &config, now, &mut after));
+            match handled {
+                Ok(at) => {
+                    next.push((name.clone(), at));
+                    self.after_schedule(&catalog, after);
+                }
+                Err(e) => {
+                    tracing::error!(runbook = %name, error = %e, "scheduler: the pass could not be recorded; its slots are not fired and are tried again");
+                    let detail = json!({"runbook": name, "at": ts(now), "error": e.to_string()});
+                    if let Err(e2) =
+                        self.store
+                            .audit(&Actor::system(), None, Event::SlotFailed, detail)
+                    {
+                        tracing::error!(runbook = %name, error = %e2, "scheduler: slot_failed could not be audited either");
+                    }
+                    next.push((name.clone(), Some(now + RETRY_AFTER_FAILURE)));
+                }
+            }
+        }
+        next
+    }
+
+    /// Starts and prompts what a committed scheduler transaction decided.
+    fn after_schedule(self: &Arc<Self>, catalog: &crate::runbook::Catalog, after: Vec<After>) {
         for a in after {
             match a {
-                After::Spawn(id, runbook) => self.spawn(id, &runbook),
+                After::Spawn(id, runbook) => {
+                    self.spawn(id, &runbook);
+                }
                 After::Prompt(id, party, plan) => {
                     if let Some(rb) = catalog.get(&plan.runbook) {
                         self.prompt(
-                            "approval_requested",
+                            Event::ApprovalRequested,
                             &party,
                             &id,
                             rb,
@@ -136,7 +169,6 @@ impl App {
                 }
             }
         }
-        Ok(next)
     }
 
     fn schedule_one(
@@ -150,9 +182,14 @@ impl App {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let system = Actor::system();
         let last = match tx.schedule_last(&rb.name)? {
-            Some(l) => DateTime::parse_from_rfc3339(&l)
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or(now),
+            Some(l) => match DateTime::parse_from_rfc3339(&l) {
+                Ok(t) => t.with_timezone(&Utc),
+                Err(e) => {
+                    // A bad row: start over from now rather than never fire again; said aloud.
+                    tracing::error!(runbook = %rb.name, last = %l, error = %e, "scheduler: the stored last slot is not a time; counting from now");
+                    now
+                }
+            },
             None => {
                 // A new schedule starts from now: nothing before it counts as missed.
                 tx.set_schedule_last(&rb.name, &ts(now))?;
@@ -176,7 +213,7 @@ impl App {
                 tx.audit(
                     &system,
                     None,
-                    "slot_missed",
+                    Event::SlotMissed,
                     json!({"runbook": rb.name, "slot": ts(*slot), "misfire": sch.misfire.name()}),
                 )?;
                 continue;
@@ -264,7 +301,7 @@ impl App {
             if let (Value::Object(d), Value::Object(e)) = (&mut detail, extra) {
                 d.extend(e);
             }
-            tx.audit(&system, None, "slot_skipped", detail)?;
+            tx.audit(&system, None, Event::SlotSkipped, detail)?;
             Ok(())
         };
         if let Some((calendar, why)) = sch.blackout_at(&config.calendars, slot) {
@@ -272,46 +309,39 @@ impl App {
         }
         // A run requested ahead for approval, or an earlier pass's run for this slot.
         if let Some((id, st)) = tx.run_for_slot(&key)? {
-            return match st.as_str() {
-                status::QUEUED if !self.is_active(&id) => {
+            return match st {
+                RunStatus::Queued if !self.is_active(&id) => {
                     after.push(After::Spawn(id, rb.name.clone()));
                     Ok(())
                 }
-                // A standing approval given after the request covers the slot too.
-                status::AWAITING_APPROVAL
-                    if whole.is_some_and(|w| {
-                        self.standing_covers(tx, rb, w, slot).unwrap_or(false)
-                    }) =>
-                {
-                    tx.close_pending_gates(&id, "superseded")?;
-                    tx.set_run_status(&id, status::QUEUED, None)?;
-                    tx.audit(
-                        &system,
-                        Some(&id),
-                        "approval_standing",
-                        json!({"digest": whole.map(|w| w.digest.clone()), "superseded_gate": 0}),
-                    )?;
-                    after.push(After::Spawn(id, rb.name.clone()));
-                    Ok(())
-                }
-                status::AWAITING_APPROVAL => {
-                    tx.close_pending_gates(&id, "expired")?;
-                    tx.set_run_status(
+                RunStatus::AwaitingApproval => {
+                    // A standing approval given after the request covers the slot too.
+                    let covered = match whole {
+                        Some(w) => self.standing_covers(tx, rb, w, slot)?,
+                        None => false,
+                    };
+                    if covered {
+                        tx.close_pending_gates(&id, GateStatus::Superseded)?;
+                        let detail = json!({"digest": whole.map(|w| w.digest.clone()), "superseded_gate": 0});
+                        if lifecycle::accept(tx, &id, &system, Event::ApprovalStanding, detail)? {
+                            after.push(After::Spawn(id, rb.name.clone()));
+                        }
+                        return Ok(());
+                    }
+                    lifecycle::end(
+                        tx,
                         &id,
-                        status::EXPIRED,
+                        &[RunStatus::AwaitingApproval],
+                        RunStatus::Expired,
                         Some("the slot was reached without approval"),
-                    )?;
-                    tx.close_hosts(&id, "not_started")?;
-                    tx.audit(
                         &system,
-                        Some(&id),
-                        "run_finished",
-                        json!({"status": status::EXPIRED}),
                     )?;
                     skip("unapproved", json!({"run_id": id}))
                 }
-                status::EXPIRED | status::DENIED => skip("unapproved", json!({"run_id": id})),
-                status::CANCELLED | status::INTERRUPTED => skip(&st, json!({"run_id": id})),
+                RunStatus::Expired | RunStatus::Denied => skip("unapproved", json!({"run_id": id})),
+                RunStatus::Cancelled | RunStatus::Interrupted => {
+                    skip(st.as_str(), json!({"run_id": id}))
+                }
                 _ => Ok(()),
             };
         }
@@ -334,7 +364,7 @@ impl App {
             tx.audit(
                 &system,
                 Some(&id),
-                "approval_standing",
+                Event::ApprovalStanding,
                 json!({"digest": whole.digest, "parties": whole.approvals}),
             )?;
         }
@@ -346,7 +376,7 @@ impl App {
     }
 
     /// Starts the oldest queued scheduled run of each runbook with nothing active.
-    fn start_queued(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(super) fn start_queued(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let queued = self.store.tx(|tx| tx.queued_slot_runs())?;
         let mut seen = std::collections::HashSet::new();
         for (id, runbook, slot) in queued {
@@ -366,6 +396,12 @@ impl App {
         let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, String)>> = BinaryHeap::new();
         let mut generation = u64::MAX;
         loop {
+            // A draining daemon starts nothing: the slots wait for the next start, which
+            // handles them as due or missed (`misfire`).
+            if self.draining() {
+                tracing::info!("scheduler stopped: the daemon is draining");
+                return;
+            }
             // (Re)build the heap when the catalog changed: every schedule is due now, which
             // also handles slots missed while the daemon was down.
             let catalog = self.catalog();
@@ -392,24 +428,22 @@ impl App {
                 let app = self.clone();
                 let names = due.clone();
                 match tokio::task::spawn_blocking(move || app.schedule_pass(&names, now)).await {
-                    Ok(Ok(next)) => {
-                        let mut seen: HashMap<String, ()> = HashMap::new();
+                    Ok(next) => {
+                        // A schedule that failed to parse or vanished is dropped.
                         for (name, at) in next {
-                            seen.insert(name.clone(), ());
                             if let Some(at) = at {
                                 heap.push(Reverse((at, name)));
                             }
                         }
-                        // A schedule that failed to parse or vanished is dropped.
-                        let _ = seen;
                     }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "scheduler pass failed; retrying in 5 s");
+                    Err(e) => {
+                        // Nothing of the pass is known to be recorded: every schedule in it
+                        // is tried again, never dropped.
+                        tracing::error!(error = %e, "scheduler task failed; retrying in 5 s");
                         for name in due {
-                            heap.push(Reverse((now + chrono::Duration::seconds(5), name)));
+                            heap.push(Reverse((now + RETRY_AFTER_FAILURE, name)));
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "scheduler task failed"),
                 }
             }
             let app = self.clone();
@@ -451,7 +485,7 @@ impl App {
                     (None, _) => Value::Null,
                     (Some(_), Some(w)) if w.approvals.is_empty() => json!(true),
                     (Some(slot), Some(w)) => {
-                        let pre = tx.run_for_slot(&slot_key(&rb.name, *slot))?.is_some_and(|(_, s)| s == status::QUEUED);
+                        let pre = tx.run_for_slot(&slot_key(&rb.name, *slot))?.is_some_and(|(_, s)| s == RunStatus::Queued);
                         json!(pre || self.standing_covers(tx, rb, w, *slot)?)
                     }
                     (Some(_), None) => json!(false),
@@ -518,7 +552,7 @@ impl App {
                 self.store.audit(
                     &actor,
                     None,
-                    "approval_refused",
+                    Event::ApprovalRefused,
                     json!({"runbook": runbook, "standing": true, "reason": d.0}),
                 )?;
                 return Err(RunError::Forbidden(d.0));
@@ -529,7 +563,7 @@ impl App {
         let until_s = crate::store::now_at(until);
         self.store.tx(|tx| {
             let id = tx.insert_standing(runbook, &whole.digest, &req, &user.name, &until_s, comment)?;
-            tx.audit(&actor, None, "approval_standing_granted", json!({"runbook": runbook, "digest": whole.digest, "party": req, "until": until_s, "id": id}))
+            tx.audit(&actor, None, Event::ApprovalStandingGranted, json!({"runbook": runbook, "digest": whole.digest, "party": req, "until": until_s, "id": id}))
         })?;
         self.schedule_wake.notify_one();
         Ok(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Runbook;
@@ -11,14 +11,14 @@ use crate::config::{Config, Host, Transport};
 use crate::policy::ApprovalRequirement;
 
 /// Who asked for a run: a user of a party, or `system` acting for a runbook's owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Initiator {
     pub user: String,
     pub party: String,
 }
 
 /// A target host as planned, with the host key that will be required.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedHost {
     pub name: String,
     pub address: String,
@@ -30,8 +30,8 @@ pub struct PlannedHost {
     pub tags: Vec<String>,
 }
 
-/// Everything a run is bound to.
-#[derive(Debug, Clone, Serialize)]
+/// Everything a run is bound to. Stored with the run as JSON and read back into this type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub runbook: String,
     pub version: String,
@@ -44,8 +44,10 @@ pub struct Plan {
     /// 10), sorted, each once. Part of the digest input, unlike `approvals`: the targets bind
     /// their hosts' owners, but an API's or a secret's owner lives only in `tandem.yaml`, and
     /// an approval given by the old owner must not carry over when it changes hands.
+    #[serde(default)]
     pub owners: Vec<String>,
     /// Who must approve; derived from the above, so not part of the digest input.
+    #[serde(default)]
     pub approvals: Vec<ApprovalRequirement>,
     /// Hex SHA-256 of the canonical JSON of the bound fields.
     pub digest: String,
@@ -127,6 +129,18 @@ pub fn resolve_targets<'c>(rb: &Runbook, config: &'c Config) -> Result<Vec<&'c H
         }
     }
     Ok(out)
+}
+
+impl Plan {
+    /// The parties that own something the plan may touch (rule 11): the owners of its
+    /// target hosts and its `owners` (owners of the APIs and secrets in its scope).
+    pub fn touched_owners(&self) -> std::collections::BTreeSet<String> {
+        self.targets
+            .iter()
+            .map(|t| t.owner.clone())
+            .chain(self.owners.iter().cloned())
+            .collect()
+    }
 }
 
 /// Makes the plan for one run of `rb`.

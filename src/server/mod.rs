@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::{Role, User};
-use crate::run::{status, App, RunError, StartRequest};
+use crate::run::{App, RunError, StartRequest};
+use crate::state::RunStatus;
 use crate::store::StoreError;
 
 /// An API error. Every variant has one status; internal details are logged, never sent.
@@ -237,10 +238,14 @@ async fn list_runs(
 ) -> ApiResult<Response> {
     let user = caller(&app, &headers)?;
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    let runs = blocking(move || {
-        Ok(app.visible_runs(&user, q.status.as_deref(), q.before.as_deref(), limit)?)
-    })
-    .await?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<RunStatus>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("status: {e}")))?;
+    let runs =
+        blocking(move || Ok(app.visible_runs(&user, status, q.before.as_deref(), limit)?)).await?;
     Ok(Json(runs).into_response())
 }
 
@@ -463,8 +468,7 @@ fn party_view(
                 Some(v) => *v,
                 None => {
                     let v = app.store.run(id)?.map(|run| {
-                        let initiator = run.initiator["party"].as_str().unwrap_or_default();
-                        let parties = run_parties(initiator, &run.plan);
+                        let parties = run_parties(&run.initiator.party, &run.plan);
                         may_see_run(party, &parties, &config.read_grants)
                     });
                     runs.insert(id.clone(), v);
@@ -733,7 +737,7 @@ fn follow(
             };
             st.after = last;
             match run {
-                Some(r) if body.is_empty() && status::is_final(&r.status) => {
+                Some(r) if body.is_empty() && r.status.is_final() => {
                     st.done = true;
                     body.extend_from_slice(b"event: end\ndata: ");
                     body.extend_from_slice(

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::config::{Config, User};
 use crate::run::{App, RunError};
+use crate::state::{GateStatus, ReviewStatus};
 use crate::store::{LogLine, RunRow};
 
 const COOKIE: &str = "tandem_session";
@@ -339,11 +340,9 @@ async fn list_page(
     let mine: Vec<RunRow> = reviews
         .into_iter()
         .filter(|r| {
-            r.review.as_ref().is_some_and(|v| {
-                v.parties
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|x| x == user.party.as_str()))
-            })
+            r.review
+                .as_ref()
+                .is_some_and(|v| v.parties.contains(&user.party))
         })
         .collect();
     if !mine.is_empty() {
@@ -360,9 +359,9 @@ fn run_table(runs: &[RunRow]) -> String {
             t,
             "<tr><td><a class=\"run\" href=\"/approvals/{id}\">{id}</a></td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td></tr>",
             esc(&r.runbook),
-            esc(r.initiator["user"].as_str().unwrap_or_default()),
-            esc(r.initiator["party"].as_str().unwrap_or_default()),
-            esc(&r.status),
+            esc(&r.initiator.user),
+            esc(&r.initiator.party),
+            esc(r.status.as_str()),
             esc(&r.created_at),
             id = esc(&r.id),
         );
@@ -484,9 +483,9 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
 <tr><th>Plan digest</th><td><code id=\"digest\">{}</code></td></tr>",
         esc(&run.runbook),
         esc(&run.version),
-        esc(&run.status),
-        esc(run.initiator["user"].as_str().unwrap_or_default()),
-        esc(run.initiator["party"].as_str().unwrap_or_default()),
+        esc(run.status.as_str()),
+        esc(&run.initiator.user),
+        esc(&run.initiator.party),
         esc(&run.created_at),
         esc(&run.digest),
     );
@@ -501,28 +500,28 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
         let _ = write!(b, "<tr><th>Error</th><td>{}</td></tr>", esc(e));
     }
     b.push_str("</table><h2>Parameters</h2><table>");
-    for (k, v) in plan["params"].as_object().into_iter().flatten() {
+    for (k, v) in &plan.params {
         let _ = write!(b, "<tr><th>{}</th><td>{}</td></tr>", esc(k), json_cell(v));
     }
     b.push_str("</table><h2>Targets</h2><table><tr><th>Host</th><th>Address</th><th>Owner</th><th>Pinned host key</th></tr>");
-    for t in plan["targets"].as_array().into_iter().flatten() {
+    for t in &plan.targets {
         let _ = write!(
             b,
             "<tr><td>{}</td><td>{}@{}:{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            json_cell(&t["name"]),
-            json_cell(&t["user"]),
-            json_cell(&t["address"]),
-            json_cell(&t["port"]),
-            json_cell(&t["owner"]),
-            t["host_key"]
-                .as_str()
+            esc(&t.name),
+            esc(&t.user),
+            esc(&t.address),
+            t.port,
+            esc(&t.owner),
+            t.host_key
+                .as_deref()
                 .map(esc)
                 .unwrap_or_else(|| "local".into())
         );
     }
     b.push_str("</table><h2>Scope</h2><table>");
     for key in ["commands", "http", "secrets"] {
-        let items: Vec<String> = plan["scope"][key]
+        let items: Vec<String> = plan.scope[key]
             .as_array()
             .into_iter()
             .flatten()
@@ -546,17 +545,15 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
     for g in &run.gates {
         let need: Vec<String> = g
             .requirements
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| format!("{} ×{}", json_cell(&r["party"]), json_cell(&r["quorum"])))
+            .iter()
+            .map(|r| format!("{} ×{}", esc(&r.party), r.quorum))
             .collect();
         let _ = write!(
             b,
             "<p>Gate {} ({}): <b class=\"gate-status\">{}</b>; needs {}; expires {}</p><ul>",
             g.gate,
             esc(&g.reason),
-            esc(&g.status),
+            esc(g.status.as_str()),
             need.join(", "),
             esc(&g.expires_at)
         );
@@ -566,13 +563,13 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
                 "<li>{} ({}) {}: {}</li>",
                 esc(&d.user),
                 esc(&d.party),
-                esc(&d.decision),
+                esc(d.decision.as_str()),
                 esc(d.comment.as_deref().unwrap_or_default())
             );
         }
         b.push_str("</ul>");
     }
-    let pending = run.gates.iter().find(|g| g.status == "pending");
+    let pending = run.gates.iter().find(|g| g.status == GateStatus::Pending);
     if let Some(g) = pending {
         let decided = g.decisions.iter().any(|d| d.user == user.name);
         if decided {
@@ -596,7 +593,7 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
         let _ = write!(
             b,
             "<h2>Break-glass review</h2><p>Review: <b id=\"review-status\">{}</b>",
-            esc(&r.status)
+            esc(r.status.as_str())
         );
         if let Some(by) = &r.reviewed_by {
             let _ = write!(
@@ -607,7 +604,7 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
             );
         }
         b.push_str("</p>");
-        if r.status == "open" {
+        if r.status == ReviewStatus::Open {
             let _ = write!(
                 b,
                 "<form method=\"post\" action=\"/approvals/{id}/review\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\

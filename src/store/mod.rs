@@ -25,10 +25,15 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::audit::{Actor, Record, GENESIS};
+use crate::audit::{Actor, Event, Record, GENESIS};
+use crate::policy::ApprovalRequirement;
+use crate::runbook::plan::{Initiator, Plan};
+use crate::state::{ActionStatus, Decision, GateStatus, HostStatus, ReviewStatus, RunStatus};
 
 mod log;
+mod seam;
 pub use log::{render_line, LineRef, LogLine, RawChunk};
+pub use seam::{Ending, Intent, Outcome, RunStore};
 
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it
 /// into a plain "internal error" for clients.
@@ -45,6 +50,8 @@ pub enum StoreError {
     TooNew(i64),
     #[error("state store: commit failed: {0}")]
     Commit(String),
+    #[error("state store: cannot encode a record: {0}")]
+    Encode(String),
     #[error("state store: cannot make {path} private to its owner: {source}")]
     Private {
         path: String,
@@ -270,13 +277,13 @@ pub struct RunRow {
     pub id: String,
     pub runbook: String,
     pub version: String,
-    pub status: String,
-    pub initiator: Value,
+    pub status: RunStatus,
+    pub initiator: Initiator,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub digest: String,
-    pub plan: Value,
+    pub plan: Plan,
     pub error: Option<String>,
     pub break_glass: bool,
     pub reason: Option<String>,
@@ -294,10 +301,9 @@ pub struct GateRow {
     pub gate: i64,
     pub reason: String,
     pub host: Option<String>,
-    /// Who must approve: `[{party, quorum, reasons}]`.
-    pub requirements: Value,
-    /// `pending`, `approved`, `denied`, `expired` or `interrupted`.
-    pub status: String,
+    /// Who must approve.
+    pub requirements: Vec<ApprovalRequirement>,
+    pub status: GateStatus,
     pub requested_at: String,
     pub expires_at: String,
     pub decided_at: Option<String>,
@@ -309,8 +315,7 @@ pub struct GateRow {
 pub struct DecisionRow {
     pub party: String,
     pub user: String,
-    /// `approve` or `deny`.
-    pub decision: String,
+    pub decision: Decision,
     pub comment: Option<String>,
     pub digest: String,
     pub ts: String,
@@ -319,9 +324,8 @@ pub struct DecisionRow {
 /// The review a break-glass run owes its owners.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReviewRow {
-    pub parties: Value,
-    /// `open` or `acknowledged`.
-    pub status: String,
+    pub parties: Vec<String>,
+    pub status: ReviewStatus,
     pub requested_at: String,
     pub reviewed_by: Option<String>,
     pub comment: Option<String>,
@@ -332,7 +336,7 @@ pub struct ReviewRow {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct HostResult {
     pub host: String,
-    pub status: String,
+    pub status: HostStatus,
     pub exit_code: Option<i64>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -346,15 +350,40 @@ pub struct NewRun<'a> {
     pub id: &'a str,
     pub runbook: &'a str,
     pub version: &'a str,
-    pub status: &'a str,
+    /// `queued` or `awaiting_approval`: a run is created before anything of it starts.
+    pub status: RunStatus,
     pub initiator_user: &'a str,
     pub initiator_party: &'a str,
     pub digest: &'a str,
-    pub plan: &'a Value,
+    pub plan: &'a Plan,
     pub break_glass: bool,
     pub reason: Option<&'a str>,
     pub slot: Option<&'a str>,
     pub hosts: &'a [String],
+}
+
+/// The audit record a [`Tx::transition`] writes with the change it describes.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    pub actor: &'a Actor,
+    pub event: Event,
+    pub detail: Value,
+}
+
+/// What a [`Tx::transition`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transitioned {
+    /// The run moved; `seq` is the audit record written with the move.
+    Moved { seq: u64 },
+    /// The run was not in `from` (its status now; `None`: no such run). Nothing was written.
+    Refused(Option<RunStatus>),
+}
+
+impl Transitioned {
+    /// Whether the run moved.
+    pub fn moved(&self) -> bool {
+        matches!(self, Transitioned::Moved { .. })
+    }
 }
 
 /// One approver's decision on one gate, as recorded.
@@ -364,8 +393,7 @@ pub struct NewDecision<'a> {
     pub gate: i64,
     pub party: &'a str,
     pub user: &'a str,
-    /// `approve` or `deny`.
-    pub decision: &'a str,
+    pub decision: Decision,
     pub comment: Option<&'a str>,
     /// The digest the decision is bound to.
     pub digest: &'a str,
@@ -503,7 +531,7 @@ impl Store {
         &self,
         actor: &Actor,
         run_id: Option<&str>,
-        event: &str,
+        event: Event,
         detail: Value,
     ) -> Result<Record, StoreError> {
         self.tx(|tx| tx.audit(actor, run_id, event, detail))
@@ -515,7 +543,7 @@ impl Store {
     }
 
     /// Runs, newest first, optionally only those in `status`.
-    pub fn runs(&self, status: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+    pub fn runs(&self, status: Option<RunStatus>, limit: usize) -> Result<Vec<RunRow>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(&format!(
             "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
@@ -562,10 +590,10 @@ impl Store {
     pub fn open_actions(&self) -> Result<Vec<OpenAction>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(
-            "SELECT id, run_id, host, kind, target FROM actions WHERE status = 'intent' ORDER BY id",
+            "SELECT id, run_id, host, kind, target FROM actions WHERE status = ?1 ORDER BY id",
         )?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([ActionStatus::Intent], |r| {
                 Ok(OpenAction {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
@@ -579,7 +607,7 @@ impl Store {
     }
 
     /// The status of one gate.
-    pub fn gate_status(&self, run_id: &str, gate: i64) -> Result<Option<String>, StoreError> {
+    pub fn gate_status(&self, run_id: &str, gate: i64) -> Result<Option<GateStatus>, StoreError> {
         let conn = self.lock();
         Ok(conn
             .query_row(
@@ -593,21 +621,25 @@ impl Store {
     /// Runs with a pending gate, oldest first.
     pub fn runs_with_pending_gates(&self) -> Result<Vec<RunRow>, StoreError> {
         self.runs_listed(
-            "SELECT DISTINCT run_id FROM gates WHERE status = 'pending' ORDER BY requested_at",
+            "SELECT DISTINCT run_id FROM gates WHERE status = ?1 ORDER BY requested_at",
+            GateStatus::Pending.as_str(),
         )
     }
 
     /// Break-glass runs whose review is still open.
     pub fn open_reviews(&self) -> Result<Vec<RunRow>, StoreError> {
-        self.runs_listed("SELECT run_id FROM reviews WHERE status = 'open' ORDER BY requested_at")
+        self.runs_listed(
+            "SELECT run_id FROM reviews WHERE status = ?1 ORDER BY requested_at",
+            ReviewStatus::Open.as_str(),
+        )
     }
 
-    /// The whole runs whose ids `ids_sql` selects, in its order.
-    fn runs_listed(&self, ids_sql: &str) -> Result<Vec<RunRow>, StoreError> {
+    /// The whole runs whose ids `ids_sql` selects (with `status` as `?1`), in its order.
+    fn runs_listed(&self, ids_sql: &str, status: &str) -> Result<Vec<RunRow>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(ids_sql)?;
         let ids = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
+            .query_map([status], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -621,8 +653,8 @@ impl Store {
     /// (id, status, slot) of runs in one of `statuses`.
     pub fn runs_in(
         &self,
-        statuses: &[&str],
-    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        statuses: &[RunStatus],
+    ) -> Result<Vec<(String, RunStatus, Option<String>)>, StoreError> {
         let conn = self.lock();
         let mut out = Vec::new();
         for s in statuses {
@@ -640,19 +672,29 @@ impl Store {
 
 const RUN_SELECT: &str = "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot FROM runs";
 
+/// A JSON column read into its type; a row that does not parse is an error, not a default.
+fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
-    let plan: String = r.get(10)?;
     Ok(RunRow {
         id: r.get(0)?,
         runbook: r.get(1)?,
         version: r.get(2)?,
         status: r.get(3)?,
-        initiator: serde_json::json!({"user": r.get::<_, String>(4)?, "party": r.get::<_, String>(5)?}),
+        initiator: Initiator {
+            user: r.get(4)?,
+            party: r.get(5)?,
+        },
         created_at: r.get(6)?,
         started_at: r.get(7)?,
         finished_at: r.get(8)?,
         digest: r.get(9)?,
-        plan: serde_json::from_str(&plan).unwrap_or(Value::Null),
+        plan: json_column(r, 10)?,
         error: r.get(11)?,
         break_glass: r.get::<_, i64>(12)? != 0,
         reason: r.get(13)?,
@@ -678,9 +720,8 @@ fn review(conn: &Connection, run_id: &str) -> Result<Option<ReviewRow>, StoreErr
             "SELECT parties, status, requested_at, reviewed_by, comment, reviewed_at FROM reviews WHERE run_id = ?1",
             [run_id],
             |x| {
-                let parties: String = x.get(0)?;
                 Ok(ReviewRow {
-                    parties: serde_json::from_str(&parties).unwrap_or(Value::Null),
+                    parties: json_column(x, 0)?,
                     status: x.get(1)?,
                     requested_at: x.get(2)?,
                     reviewed_by: x.get(3)?,
@@ -698,12 +739,11 @@ fn gates(conn: &Connection, run_id: &str) -> Result<Vec<GateRow>, StoreError> {
     )?;
     let mut rows = stmt
         .query_map([run_id], |r| {
-            let req: String = r.get(3)?;
             Ok(GateRow {
                 gate: r.get(0)?,
                 reason: r.get(1)?,
                 host: r.get(2)?,
-                requirements: serde_json::from_str(&req).unwrap_or(Value::Null),
+                requirements: json_column(r, 3)?,
                 status: r.get(4)?,
                 requested_at: r.get(5)?,
                 expires_at: r.get(6)?,
@@ -828,7 +868,7 @@ impl Tx<'_> {
         &self,
         actor: &Actor,
         run_id: Option<&str>,
-        event: &str,
+        event: Event,
         detail: Value,
     ) -> Result<Record, StoreError> {
         let last: Option<(i64, String)> = self
@@ -848,7 +888,7 @@ impl Tx<'_> {
             ts: now(),
             actor: actor.clone(),
             run_id: run_id.map(str::to_string),
-            event: event.to_string(),
+            event: event.as_str().to_string(),
             detail,
             prev_hash,
             hash: String::new(),
@@ -883,7 +923,7 @@ impl Tx<'_> {
                 run.initiator_party,
                 now(),
                 run.digest,
-                run.plan.to_string(),
+                serde_json::to_string(run.plan).map_err(|e| StoreError::Encode(e.to_string()))?,
                 run.break_glass as i64,
                 run.reason,
                 run.slot
@@ -891,37 +931,50 @@ impl Tx<'_> {
         )?;
         for (i, h) in run.hosts.iter().enumerate() {
             self.tx.execute(
-                "INSERT INTO host_results (run_id, host, position, status) VALUES (?1, ?2, ?3, 'pending')",
-                params![run.id, h, i as i64],
+                "INSERT INTO host_results (run_id, host, position, status) VALUES (?1, ?2, ?3, ?4)",
+                params![run.id, h, i as i64, HostStatus::Pending],
             )?;
         }
         Ok(())
     }
 
-    /// Moves a run to `status`; `started`/`finished` stamp the times; `error` is kept if given.
-    pub fn set_run_status(
+    /// The one way a run's status changes: a compare-and-set from one of `from` to `to`,
+    /// with its audit record, in this transaction. `Refused` (nothing written) when the run
+    /// is no longer in `from`, e.g. a cancel committed first; the caller then does nothing.
+    /// Moving to `running` stamps `started_at`, to a final status `finished_at`; `error` is
+    /// kept if given. Which moves are allowed is `run::lifecycle`'s business, not the store's.
+    pub fn transition(
         &self,
         id: &str,
-        status: &str,
+        from: &[RunStatus],
+        to: RunStatus,
         error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let ts = now();
-        let (started, finished) = match status {
-            "running" => (Some(ts.as_str()), None),
-            "succeeded" | "failed" | "cancelled" | "interrupted" | "denied" | "expired" => {
-                (None, Some(ts.as_str()))
-            }
-            _ => (None, None),
+        audit: AuditEntry<'_>,
+    ) -> Result<Transitioned, StoreError> {
+        // The write connection is exclusive and this runs inside its transaction, so the
+        // status read here is the one the guarded update below replaces.
+        let Some(now_status) = self.run_status(id)? else {
+            return Ok(Transitioned::Refused(None));
         };
-        self.tx.execute(
-            "UPDATE runs SET status = ?2, started_at = COALESCE(started_at, ?3), finished_at = COALESCE(?4, finished_at), error = COALESCE(?5, error) WHERE id = ?1",
-            params![id, status, started, finished, error],
+        if !from.contains(&now_status) {
+            return Ok(Transitioned::Refused(Some(now_status)));
+        }
+        let ts = now();
+        let started = (to == RunStatus::Running).then_some(ts.as_str());
+        let finished = to.is_final().then_some(ts.as_str());
+        let n = self.tx.execute(
+            "UPDATE runs SET status = ?2, started_at = COALESCE(started_at, ?3), finished_at = COALESCE(?4, finished_at), error = COALESCE(?5, error) WHERE id = ?1 AND status = ?6",
+            params![id, to, started, finished, error, now_status],
         )?;
-        Ok(())
+        if n != 1 {
+            return Ok(Transitioned::Refused(Some(now_status)));
+        }
+        let record = self.audit(audit.actor, Some(id), audit.event, audit.detail)?;
+        Ok(Transitioned::Moved { seq: record.seq })
     }
 
     /// The current status of a run.
-    pub fn run_status(&self, id: &str) -> Result<Option<String>, StoreError> {
+    pub fn run_status(&self, id: &str) -> Result<Option<RunStatus>, StoreError> {
         Ok(self
             .tx
             .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
@@ -933,13 +986,13 @@ impl Tx<'_> {
         &self,
         run_id: &str,
         host: &str,
-        status: &str,
+        status: HostStatus,
         exit_code: Option<i64>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let ts = now();
-        let started = (status == "running").then_some(ts.as_str());
-        let finished = (status != "running" && status != "pending").then_some(ts.as_str());
+        let started = (status == HostStatus::Running).then_some(ts.as_str());
+        let finished = status.is_final().then_some(ts.as_str());
         self.tx.execute(
             "UPDATE host_results SET status = ?3, exit_code = COALESCE(?4, exit_code), started_at = COALESCE(started_at, ?5), finished_at = COALESCE(?6, finished_at), error = COALESCE(?7, error) WHERE run_id = ?1 AND host = ?2",
             params![run_id, host, status, exit_code, started, finished, error],
@@ -948,10 +1001,10 @@ impl Tx<'_> {
     }
 
     /// Marks every still-pending or running host of a run with `status`.
-    pub fn close_hosts(&self, run_id: &str, status: &str) -> Result<(), StoreError> {
+    pub fn close_hosts(&self, run_id: &str, status: HostStatus) -> Result<(), StoreError> {
         self.tx.execute(
-            "UPDATE host_results SET status = ?2, finished_at = COALESCE(finished_at, ?3) WHERE run_id = ?1 AND status IN ('pending', 'running')",
-            params![run_id, status, now()],
+            "UPDATE host_results SET status = ?2, finished_at = COALESCE(finished_at, ?3) WHERE run_id = ?1 AND status IN (?4, ?5)",
+            params![run_id, status, now(), HostStatus::Pending, HostStatus::Running],
         )?;
         Ok(())
     }
@@ -965,8 +1018,8 @@ impl Tx<'_> {
         target: &str,
     ) -> Result<i64, StoreError> {
         self.tx.execute(
-            "INSERT INTO actions (run_id, host, kind, target, status, started_at) VALUES (?1, ?2, ?3, ?4, 'intent', ?5)",
-            params![run_id, host, kind, target, now()],
+            "INSERT INTO actions (run_id, host, kind, target, status, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run_id, host, kind, target, ActionStatus::Intent, now()],
         )?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -981,7 +1034,7 @@ impl Tx<'_> {
         &self,
         run_id: &str,
         reason: &str,
-    ) -> Result<Option<(i64, String)>, StoreError> {
+    ) -> Result<Option<(i64, GateStatus)>, StoreError> {
         Ok(self
             .tx
             .query_row(
@@ -1002,10 +1055,10 @@ impl Tx<'_> {
     }
 
     /// Marks every pending gate of a run with `status`.
-    pub fn close_pending_gates(&self, run_id: &str, status: &str) -> Result<(), StoreError> {
+    pub fn close_pending_gates(&self, run_id: &str, status: GateStatus) -> Result<(), StoreError> {
         self.tx.execute(
-            "UPDATE gates SET status = ?2, decided_at = ?3 WHERE run_id = ?1 AND status = 'pending'",
-            params![run_id, status, now()],
+            "UPDATE gates SET status = ?2, decided_at = ?3 WHERE run_id = ?1 AND status = ?4",
+            params![run_id, status, now(), GateStatus::Pending],
         )?;
         Ok(())
     }
@@ -1032,7 +1085,7 @@ impl Tx<'_> {
     }
 
     /// The id and status of the run recorded for a slot key, if any.
-    pub fn run_for_slot(&self, slot: &str) -> Result<Option<(String, String)>, StoreError> {
+    pub fn run_for_slot(&self, slot: &str) -> Result<Option<(String, RunStatus)>, StoreError> {
         Ok(self
             .tx
             .query_row("SELECT id, status FROM runs WHERE slot = ?1", [slot], |r| {
@@ -1044,8 +1097,8 @@ impl Tx<'_> {
     /// Whether a scheduled run of this runbook is queued or running (for `overlap`).
     pub fn scheduled_run_active(&self, runbook: &str) -> Result<bool, StoreError> {
         let n: i64 = self.tx.query_row(
-            "SELECT COUNT(*) FROM runs WHERE runbook = ?1 AND slot IS NOT NULL AND status IN ('queued', 'running')",
-            [runbook],
+            "SELECT COUNT(*) FROM runs WHERE runbook = ?1 AND slot IS NOT NULL AND status IN (?2, ?3)",
+            params![runbook, RunStatus::Queued, RunStatus::Running],
             |r| r.get(0),
         )?;
         Ok(n > 0)
@@ -1055,10 +1108,12 @@ impl Tx<'_> {
     /// daemon with thousands of schedules pays for the few runs that wait, not for them all.
     pub fn queued_slot_runs(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         let mut stmt = self.tx.prepare(
-            "SELECT id, runbook, slot FROM runs WHERE status = 'queued' AND slot IS NOT NULL ORDER BY slot",
+            "SELECT id, runbook, slot FROM runs WHERE status = ?1 AND slot IS NOT NULL ORDER BY slot",
         )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([RunStatus::Queued], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -1097,7 +1152,7 @@ impl Tx<'_> {
     }
 
     /// The newest scheduled run of a runbook: (slot, status).
-    pub fn last_scheduled(&self, runbook: &str) -> Result<Option<(String, String)>, StoreError> {
+    pub fn last_scheduled(&self, runbook: &str) -> Result<Option<(String, RunStatus)>, StoreError> {
         Ok(self
             .tx
             .query_row(
@@ -1115,21 +1170,28 @@ impl Tx<'_> {
         gate: i64,
         reason: &str,
         host: Option<&str>,
-        requirements: &Value,
+        requirements: &[ApprovalRequirement],
         expires_at: &str,
     ) -> Result<(), StoreError> {
+        let requirements =
+            serde_json::to_string(requirements).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.tx.execute(
-            "INSERT INTO gates (run_id, gate, reason, host, requirements, status, requested_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
-            params![run_id, gate, reason, host, requirements.to_string(), now(), expires_at],
+            "INSERT INTO gates (run_id, gate, reason, host, requirements, status, requested_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![run_id, gate, reason, host, requirements, GateStatus::Pending, now(), expires_at],
         )?;
         Ok(())
     }
 
-    /// Sets a gate's status (`approved`, `denied`, `expired`, `interrupted`).
-    pub fn close_gate(&self, run_id: &str, gate: i64, status: &str) -> Result<(), StoreError> {
+    /// Closes a pending gate with `status` (`approved`, `denied`, `expired`, …).
+    pub fn close_gate(
+        &self,
+        run_id: &str,
+        gate: i64,
+        status: GateStatus,
+    ) -> Result<(), StoreError> {
         self.tx.execute(
-            "UPDATE gates SET status = ?3, decided_at = ?4 WHERE run_id = ?1 AND gate = ?2 AND status = 'pending'",
-            params![run_id, gate, status, now()],
+            "UPDATE gates SET status = ?3, decided_at = ?4 WHERE run_id = ?1 AND gate = ?2 AND status = ?5",
+            params![run_id, gate, status, now(), GateStatus::Pending],
         )?;
         Ok(())
     }
@@ -1147,18 +1209,22 @@ impl Tx<'_> {
     pub fn due_gates(&self, now_ts: &str) -> Result<Vec<(String, i64)>, StoreError> {
         let mut stmt = self
             .tx
-            .prepare("SELECT run_id, gate FROM gates WHERE status = 'pending' AND expires_at <= ?1 ORDER BY expires_at")?;
+            .prepare("SELECT run_id, gate FROM gates WHERE status = ?2 AND expires_at <= ?1 ORDER BY expires_at")?;
         let rows = stmt
-            .query_map([now_ts], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![now_ts, GateStatus::Pending], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
     /// Opens the after-the-fact review of a break-glass run.
-    pub fn open_review(&self, run_id: &str, parties: &Value) -> Result<(), StoreError> {
+    pub fn open_review(&self, run_id: &str, parties: &[String]) -> Result<(), StoreError> {
+        let parties =
+            serde_json::to_string(parties).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.tx.execute(
-            "INSERT OR IGNORE INTO reviews (run_id, parties, status, requested_at) VALUES (?1, ?2, 'open', ?3)",
-            params![run_id, parties.to_string(), now()],
+            "INSERT OR IGNORE INTO reviews (run_id, parties, status, requested_at) VALUES (?1, ?2, ?3, ?4)",
+            params![run_id, parties, ReviewStatus::Open, now()],
         )?;
         Ok(())
     }
@@ -1171,14 +1237,14 @@ impl Tx<'_> {
         comment: &str,
     ) -> Result<bool, StoreError> {
         let n = self.tx.execute(
-            "UPDATE reviews SET status = 'acknowledged', reviewed_by = ?2, comment = ?3, reviewed_at = ?4 WHERE run_id = ?1 AND status = 'open'",
-            params![run_id, user, comment, now()],
+            "UPDATE reviews SET status = ?5, reviewed_by = ?2, comment = ?3, reviewed_at = ?4 WHERE run_id = ?1 AND status = ?6",
+            params![run_id, user, comment, now(), ReviewStatus::Acknowledged, ReviewStatus::Open],
         )?;
         Ok(n == 1)
     }
 
     /// Closes an action with `status` (`done` or `outcome_unknown`).
-    pub fn action_done(&self, id: i64, status: &str) -> Result<(), StoreError> {
+    pub fn action_done(&self, id: i64, status: ActionStatus) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE actions SET status = ?2, finished_at = ?3 WHERE id = ?1",
             params![id, status, now()],
@@ -1194,7 +1260,7 @@ impl Store {
     /// indexed reads. The scan stops as soon as `limit` runs are kept.
     pub fn runs_where(
         &self,
-        status: Option<&str>,
+        status: Option<RunStatus>,
         before: Option<&str>,
         limit: usize,
         keep: impl Fn(&RunRow) -> bool,
@@ -1308,7 +1374,7 @@ mod tests {
         let state = dir.path().join("state");
         let store = Store::open(&state).unwrap();
         store
-            .tx(|tx| tx.audit(&Actor::system(), None, "test", Value::Null))
+            .tx(|tx| tx.audit(&Actor::system(), None, Event::ConfigLoaded, Value::Null))
             .unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state), 0o700);
@@ -1342,7 +1408,7 @@ mod tests {
                                 tx.audit(
                                     &actor(),
                                     None,
-                                    "test",
+                                    Event::ConfigLoaded,
                                     serde_json::json!({"t": t, "i": i}),
                                 )
                             })
@@ -1374,7 +1440,12 @@ mod tests {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     store.tx(|tx| {
-                        tx.audit(&actor(), None, "test", serde_json::json!({"t": t}))?;
+                        tx.audit(
+                            &actor(),
+                            None,
+                            Event::ConfigLoaded,
+                            serde_json::json!({"t": t}),
+                        )?;
                         if t % 2 == 1 {
                             return Err(StoreError::Commit("refused by the test".into()));
                         }
@@ -1398,11 +1469,11 @@ mod tests {
                     id,
                     runbook: "rb",
                     version: "v",
-                    status: "succeeded",
+                    status: RunStatus::Succeeded,
                     initiator_user: "u",
                     initiator_party: party,
                     digest: "d",
-                    plan: &Value::Null,
+                    plan: &Plan::default(),
                     break_glass: false,
                     reason: None,
                     slot: None,
@@ -1419,7 +1490,7 @@ mod tests {
         for i in 0..7 {
             insert(&store, &format!("r{i}"), if i % 2 == 0 { "a" } else { "b" });
         }
-        let keep = |r: &RunRow| r.initiator["party"] == "a";
+        let keep = |r: &RunRow| r.initiator.party == "a";
         let page = |before: Option<&str>| -> Vec<String> {
             store
                 .runs_where(None, before, 2, keep)
@@ -1478,7 +1549,14 @@ mod tests {
             .map(|t| {
                 let store = store.clone();
                 std::thread::spawn(move || {
-                    store.tx(|tx| tx.audit(&actor(), None, "test", serde_json::json!({"t": t})))
+                    store.tx(|tx| {
+                        tx.audit(
+                            &actor(),
+                            None,
+                            Event::ConfigLoaded,
+                            serde_json::json!({"t": t}),
+                        )
+                    })
                 })
             })
             .collect();
@@ -1495,7 +1573,7 @@ mod tests {
         assert!(store.audit_records(0, 10).unwrap().is_empty());
         // The store goes on working.
         store
-            .tx(|tx| tx.audit(&actor(), None, "test", Value::Null))
+            .tx(|tx| tx.audit(&actor(), None, Event::ConfigLoaded, Value::Null))
             .unwrap();
         assert_eq!(store.audit_len().unwrap(), 1);
     }

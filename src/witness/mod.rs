@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::audit::anchor::{event, AuditKey, Checkpoint};
+use crate::audit::anchor::{AuditKey, Checkpoint};
+use crate::audit::Event;
 use crate::audit::{Actor, GENESIS};
 use crate::config::{Witness, WitnessTarget};
 use crate::run::App;
@@ -67,7 +68,7 @@ pub fn sign_checkpoint(
     store.audit(
         &Actor::system(),
         None,
-        event::CHECKPOINT_SIGNED,
+        Event::CheckpointSigned,
         json!({"seq": cp.seq, "head": cp.head, "ts": cp.ts, "key": cp.key, "reason": trigger.as_str()}),
     )?;
     Ok(cp)
@@ -214,11 +215,11 @@ impl Anchor {
                 "attempts": attempts,
             });
             let name = match outcome {
-                Ok(()) => event::CHECKPOINT_DELIVERED,
+                Ok(()) => Event::CheckpointDelivered,
                 Err(e) => {
                     tracing::warn!(party = %witness.party, witness = index, error = %e, "checkpoint not delivered");
                     detail["error"] = json!(e);
-                    event::CHECKPOINT_DELIVERY_FAILED
+                    Event::CheckpointDeliveryFailed
                 }
             };
             let written = tokio::task::spawn_blocking(move || {
@@ -228,9 +229,11 @@ impl Anchor {
             match written {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, event = name, "cannot audit a checkpoint delivery")
+                    tracing::error!(error = %e, event = %name, "cannot audit a checkpoint delivery")
                 }
-                Err(e) => tracing::error!(error = %e, event = name, "checkpoint audit task failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, event = %name, "checkpoint audit task failed")
+                }
             }
         })
     }
@@ -305,7 +308,7 @@ fn count_since(store: &Store, after: u64) -> Result<(u64, u64), StoreError> {
         scanned = last.seq;
         counted += page
             .iter()
-            .filter(|r| !event::is_checkpoint_event(&r.event))
+            .filter(|r| !Event::is_checkpoint_name(&r.event))
             .count() as u64;
     }
 }
