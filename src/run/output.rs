@@ -214,10 +214,14 @@ impl<'a> ActionOutput<'a> {
     fn buffer(&mut self, i: usize, mut data: &[u8]) {
         while !data.is_empty() {
             let s = &mut self.streams[i];
-            if s.buf.capacity() == 0 {
-                s.buf.reserve_exact(CHUNK_BYTES);
-            }
             let take = data.len().min(CHUNK_BYTES - s.buf.len());
+            // Grown by doubling up to one chunk: a command that prints a line holds a
+            // line's worth, not a chunk's, while the host runs.
+            let need = s.buf.len() + take;
+            if need > s.buf.capacity() {
+                let cap = need.next_power_of_two().clamp(256, CHUNK_BYTES);
+                s.buf.reserve_exact(cap.max(need) - s.buf.len());
+            }
             s.buf.extend_from_slice(&data[..take]);
             s.since.get_or_insert_with(Instant::now);
             data = &data[take..];

@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::audit::{Actor, Record, GENESIS};
 
 mod log;
-pub use log::{render_line, LineRef, LogLine, RawChunk};
+pub use log::{render_line, LineRef, LiveChunk, LogLine, RawChunk};
 
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it
 /// into a plain "internal error" for clients.
@@ -225,6 +225,8 @@ pub struct Store {
     queued: AtomicUsize,
     /// The read connection: it sees committed data only.
     reader: Mutex<Connection>,
+    /// Log chunks handed to live followers as they are written, before their commit.
+    live: log::LiveFeed,
 }
 
 /// The write connection and its commit groups.
@@ -447,6 +449,7 @@ impl Store {
             resolved: Condvar::new(),
             queued: AtomicUsize::new(0),
             reader: Mutex::new(reader),
+            live: log::LiveFeed::default(),
         })
     }
 
@@ -476,7 +479,7 @@ impl Store {
                 w.numbered
             }
         };
-        let out = in_savepoint(&mut w.conn, f);
+        let out = in_savepoint(&mut w.conn, &self.live, f);
         // The last writer in line commits; the others wait for it. Every member blocks until
         // its group resolves, so a group grows to at most the number of writing threads. A
         // member that wakes to find its group still open with nobody queued (its committer
@@ -770,11 +773,20 @@ fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<i64> {
 /// it returns `Err` (or panics).
 fn in_savepoint<T>(
     conn: &mut Connection,
+    live: &log::LiveFeed,
     f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let sp = conn.savepoint()?;
-    let out = f(&Tx { tx: &sp })?;
+    let tx = Tx {
+        tx: &sp,
+        live,
+        appended: Default::default(),
+    };
+    let out = f(&tx)?;
+    let appended = tx.appended.take();
     sp.commit()?;
+    // Still under the writer lock: followers get chunks in line order.
+    live.publish(appended);
     Ok(out)
 }
 
@@ -796,6 +808,9 @@ fn run_by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>, StoreError> 
 /// rolls back.
 pub struct Tx<'a> {
     tx: &'a Connection,
+    live: &'a log::LiveFeed,
+    /// Chunks this transaction appended to logs someone follows, published once it holds.
+    appended: std::cell::RefCell<Vec<(String, std::sync::Arc<LiveChunk>)>>,
 }
 
 impl Tx<'_> {
