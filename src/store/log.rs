@@ -165,7 +165,7 @@ impl LiveFeed {
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn followed(&self, run_id: &str) -> bool {
+    pub(super) fn followed(&self, run_id: &str) -> bool {
         self.lock().contains_key(run_id)
     }
 

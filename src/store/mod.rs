@@ -1427,6 +1427,57 @@ mod tests {
             .unwrap();
     }
 
+    /// A followed run's chunks reach its live feed numbered as the store numbers them, once
+    /// their transaction holds; a transaction that fails publishes nothing, and a run nobody
+    /// follows is not fed.
+    #[test]
+    fn live_followers_get_chunks_numbered_as_stored_and_nothing_rolled_back() {
+        let (_dir, store) = store();
+        insert(&store, "r1", "a");
+        insert(&store, "r2", "a");
+        let mut rx = store.follow_live("r1");
+        store
+            .tx(|tx| tx.log_chunk("r1", Some("web1"), "stdout", b"one\ntwo\n"))
+            .unwrap();
+        let failed = store.tx(|tx| {
+            tx.log_chunk("r1", Some("web1"), "stdout", b"lost\n")?;
+            Err::<(), _>(StoreError::Commit("refused by the test".into()))
+        });
+        assert!(failed.is_err());
+        store
+            .tx(|tx| tx.log_chunk("r2", None, "event", b"elsewhere\n"))
+            .unwrap();
+        store
+            .tx(|tx| tx.log_chunk("r1", None, "event", b"three"))
+            .unwrap();
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.first_line, first.last_line), (1, 2));
+        assert_eq!(first.host.as_deref(), Some("web1"));
+        let second = rx.try_recv().unwrap();
+        assert_eq!((second.first_line, second.last_line), (3, 3));
+        assert_eq!(second.bytes, b"three");
+        assert!(rx.try_recv().is_err(), "nothing else was published");
+        let mut seen = Vec::new();
+        second.visit_lines(0, |l| seen.push((l.id, l.bytes.to_vec())));
+        assert_eq!(seen, vec![(3, b"three".to_vec())]);
+        let stored: Vec<(i64, String)> = store
+            .log_lines("r1", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.id, l.line))
+            .collect();
+        assert_eq!(
+            stored,
+            vec![(1, "one".into()), (2, "two".into()), (3, "three".into())]
+        );
+        // The last follower gone, the run is forgotten at its next chunk.
+        drop(rx);
+        store
+            .tx(|tx| tx.log_chunk("r1", None, "event", b"four\n"))
+            .unwrap();
+        assert!(!store.live.followed("r1"));
+    }
+
     /// A filtered scan pages by cursor: each page is full while kept runs remain.
     #[test]
     fn runs_where_pages_through_what_keep_admits() {
