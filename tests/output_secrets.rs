@@ -276,9 +276,8 @@ fn rule9_a_token_split_across_reads_never_reaches_a_live_follower() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let mut received = String::new();
-    let mut lines = BufReader::new(response).lines();
     let mut ended = false;
-    while let Some(line) = lines.next() {
+    for line in BufReader::new(response).lines() {
         let line = line.unwrap();
         received.push_str(&line);
         received.push('\n');
