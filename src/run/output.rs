@@ -97,9 +97,7 @@ pub fn size_text(n: u64) -> String {
 
 /// Where a chunk ends: after the last newline of `buf`, or all of it when it has none.
 fn cut_at_line(buf: &[u8]) -> usize {
-    buf.iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(buf.len(), |i| i + 1)
+    memchr::memrchr(b'\n', buf).map_or(buf.len(), |i| i + 1)
 }
 
 /// One output stream of one action on its way to the log.
@@ -131,6 +129,7 @@ pub(super) struct ActionOutput<'a> {
     script_cut: bool,
     /// The first failure to store; the action's result reports it (fail closed).
     failed: Option<StoreError>,
+    failures_before: u64,
 }
 
 /// What an action's output came to.
@@ -145,6 +144,16 @@ pub(super) struct OutputSummary {
     /// What is still buffered, at most one chunk per stream: the caller stores it with the
     /// action's result.
     pub tail: Vec<(&'static str, Vec<u8>)>,
+    /// The store's count of failed commits when the action's output began.
+    failures_before: u64,
+}
+
+impl OutputSummary {
+    /// Whether a commit failed since the action's output began: its chunks, stored without
+    /// waiting, may be lost. Asked after the action's result is durable.
+    pub fn commits_failed(&self, store: &crate::store::Store) -> bool {
+        store.commit_failures() != self.failures_before
+    }
 }
 
 impl<'a> ActionOutput<'a> {
@@ -166,6 +175,7 @@ impl<'a> ActionOutput<'a> {
             cut: None,
             script_cut: false,
             failed: None,
+            failures_before: ctx.shared.app.store.commit_failures(),
         }
     }
 
@@ -265,7 +275,7 @@ impl<'a> ActionOutput<'a> {
             let end = if waited >= PARTIAL_LINE_DELAY {
                 buf.len()
             } else {
-                buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+                memchr::memrchr(b'\n', buf).map_or(0, |i| i + 1)
             };
             self.store(i, end);
         }
@@ -306,6 +316,7 @@ impl<'a> ActionOutput<'a> {
             cut: self.cut,
             failed: self.failed,
             tail,
+            failures_before: self.failures_before,
         }
     }
 }

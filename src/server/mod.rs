@@ -775,13 +775,18 @@ fn follow(
                     };
                     if page(&mut body, &mut last)? > 0 {
                         // While output flows, a page costs one indexed read.
-                        return Ok((body, last, None));
+                        return Ok((body, last, Some(None)));
                     }
                     // Nothing new: has the run ended? Its last lines commit with or before
                     // its final status, so a read of the log after the run's sees all of them.
-                    let run = a.store.run(&id)?;
+                    // The status alone first: this runs after every commit.
+                    let run = match a.store.run_status(&id)? {
+                        Some(s) if status::is_final(&s) => a.store.run(&id)?,
+                        Some(_) => return Ok((body, last, Some(None))),
+                        None => None,
+                    };
                     page(&mut body, &mut last)?;
-                    Ok((body, last, run))
+                    Ok((body, last, run.map(Some)))
                 })
                 .await;
                 let Ok(Ok((read, last, run))) = read else {
@@ -801,9 +806,10 @@ fn follow(
                     st.read_store = true;
                 }
                 st.send_held(&mut body);
+                // `None`: no such run; `Some(None)`: still running (or not looked at).
                 match run {
                     None if !more => st.done = true,
-                    Some(r) if !more && status::is_final(&r.status) => {
+                    Some(Some(r)) if !more && status::is_final(&r.status) => {
                         // Everything the run stored is sent; a chunk still held never
                         // committed (its group failed) and is not in the log.
                         st.held.clear();

@@ -37,7 +37,7 @@ pub struct RawChunk {
 /// Lines in a chunk: each newline ends one, and bytes after the last newline are a line
 /// of their own (a chunk cut inside a very long line, or output without a final newline).
 pub fn count_lines(bytes: &[u8]) -> i64 {
-    let newlines = bytes.iter().filter(|&&b| b == b'\n').count();
+    let newlines = memchr::memchr_iter(b'\n', bytes).count();
     (newlines + usize::from(bytes.last().is_some_and(|&b| b != b'\n'))) as i64
 }
 
@@ -279,6 +279,17 @@ impl Store {
                 rx
             }
         }
+    }
+
+    /// A run's status alone (`None`: no such run): what a follower checks after each commit.
+    pub fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT status FROM runs WHERE id = ?1")?;
+        let mut rows = stmt.query(params![run_id])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
     }
 
     /// The number of lines in a run's log.
