@@ -201,16 +201,13 @@ impl HostContext {
         }
     }
 
-    /// Stores one chunk of redacted output and wakes followers. The host does not wait for
-    /// the chunk to be durable (live followers have it already): the action's result,
-    /// written after it, is, and [`output::OutputSummary::commits_failed`] says whether a
-    /// commit failed in between.
+    /// Stores one chunk of redacted output and wakes followers.
     pub(super) fn store_chunk(&self, stream: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let run_id = &self.shared.run_id;
-        self.shared.app.store.tx_nowait(|tx| {
-            tx.log_chunk(run_id, self.host_name(), stream, bytes)?;
-            Ok(())
-        })?;
+        self.shared
+            .app
+            .store
+            .tx(|tx| tx.log_chunk(run_id, self.host_name(), stream, bytes))?;
         self.shared.app.changed.notify_waiters();
         Ok(())
     }
@@ -517,16 +514,6 @@ impl HostApi for HostContext {
                 "run log unavailable: the action's output could not be stored (fail closed)".into(),
             ));
         }
-        // The action's chunks were stored without waiting; its result below is waited for,
-        // and a commit that failed meanwhile may have taken chunks with it (fail closed).
-        let chunks_lost = || {
-            out.commits_failed(&self.shared.app.store).then(|| {
-                tracing::error!(run = %self.shared.run_id, "a commit failed while the action's output was stored; stopping");
-                ActionError::Fatal(
-                    "run log unavailable: the action's output could not be stored (fail closed)".into(),
-                )
-            })
-        };
         match result {
             Ok(code) => {
                 if let Ok(mut c) = self.last_code.lock() {
@@ -539,9 +526,6 @@ impl HostApi for HostContext {
                     None,
                     &out.tail,
                 )?;
-                if let Some(e) = chunks_lost() {
-                    return Err(e);
-                }
                 Ok(ShOutput {
                     code,
                     stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -575,9 +559,6 @@ impl HostApi for HostContext {
                     Some(("stderr", &e.to_string())),
                     &out.tail,
                 )?;
-                if let Some(e) = chunks_lost() {
-                    return Err(e);
-                }
                 Err(exec_to_action(e))
             }
         }

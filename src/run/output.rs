@@ -129,7 +129,6 @@ pub(super) struct ActionOutput<'a> {
     script_cut: bool,
     /// The first failure to store; the action's result reports it (fail closed).
     failed: Option<StoreError>,
-    failures_before: u64,
 }
 
 /// What an action's output came to.
@@ -144,16 +143,6 @@ pub(super) struct OutputSummary {
     /// What is still buffered, at most one chunk per stream: the caller stores it with the
     /// action's result.
     pub tail: Vec<(&'static str, Vec<u8>)>,
-    /// The store's count of failed commits when the action's output began.
-    failures_before: u64,
-}
-
-impl OutputSummary {
-    /// Whether a commit failed since the action's output began: its chunks, stored without
-    /// waiting, may be lost. Asked after the action's result is durable.
-    pub fn commits_failed(&self, store: &crate::store::Store) -> bool {
-        store.commit_failures() != self.failures_before
-    }
 }
 
 impl<'a> ActionOutput<'a> {
@@ -175,7 +164,6 @@ impl<'a> ActionOutput<'a> {
             cut: None,
             script_cut: false,
             failed: None,
-            failures_before: ctx.shared.app.store.commit_failures(),
         }
     }
 
@@ -316,7 +304,6 @@ impl<'a> ActionOutput<'a> {
             cut: self.cut,
             failed: self.failed,
             tail,
-            failures_before: self.failures_before,
         }
     }
 }

@@ -227,8 +227,6 @@ pub struct Store {
     reader: Mutex<Connection>,
     /// Log chunks handed to live followers as they are written, before their commit.
     live: log::LiveFeed,
-    /// Commits that failed since the store was opened (see [`Store::tx_nowait`]).
-    failure_count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The write connection and its commit groups.
@@ -241,10 +239,6 @@ struct Writer {
     resolved: u64,
     /// The latest groups whose commit failed, with the error.
     failed: VecDeque<(u64, String)>,
-    /// How many commits failed since the store was opened.
-    failures: u64,
-    /// The same, readable without the writer lock.
-    failure_count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Writer {
@@ -260,8 +254,6 @@ impl Writer {
                 self.failed.pop_front();
             }
             self.failed.push_back((group, e.to_string()));
-            self.failures += 1;
-            self.failure_count.store(self.failures, Ordering::SeqCst);
         }
         self.resolved = group;
         resolved.notify_all();
@@ -446,7 +438,6 @@ impl Store {
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         reader.pragma_update(None, "query_only", true)?;
-        let failure_count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         Ok(Store {
             writer: Mutex::new(Writer {
                 conn,
@@ -454,10 +445,7 @@ impl Store {
                 numbered: 0,
                 resolved: 0,
                 failed: VecDeque::new(),
-                failures: 0,
-                failure_count: failure_count.clone(),
             }),
-            failure_count,
             resolved: Condvar::new(),
             queued: AtomicUsize::new(0),
             reader: Mutex::new(reader),
@@ -511,45 +499,6 @@ impl Store {
             Some((_, e)) => Err(StoreError::Commit(e.clone())),
             None => Ok(out),
         }
-    }
-
-    /// Runs `f` in the open commit group and returns without waiting for the group to be
-    /// durable (unless nobody is queued behind it: then it commits the group itself, as
-    /// every last writer in line does). For writes that something written later in the same
-    /// thread makes durable: groups commit in order, so once a later [`Store::tx`] returns,
-    /// this write is on disk too, unless a commit failed in between, which
-    /// [`Store::commit_failures`] tells.
-    pub fn tx_nowait(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let mut w = self.lock_writer();
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        let group = match w.open {
-            Some(g) => g,
-            None => {
-                w.conn.execute_batch("BEGIN IMMEDIATE")?;
-                w.numbered += 1;
-                w.open = Some(w.numbered);
-                w.numbered
-            }
-        };
-        let out = in_savepoint(&mut w.conn, &self.live, f);
-        if self.queued.load(Ordering::SeqCst) == 0 {
-            w.commit(&self.resolved);
-            if let Some((_, e)) = w.failed.iter().find(|(g, _)| *g == group) {
-                return Err(StoreError::Commit(e.clone()));
-            }
-        }
-        out
-    }
-
-    /// How many commits have failed since the store was opened: a write made with
-    /// [`Store::tx_nowait`] is durable once a later [`Store::tx`] returned and this number
-    /// has not changed since before the write.
-    pub fn commit_failures(&self) -> u64 {
-        self.failure_count.load(Ordering::SeqCst)
     }
 
     /// Appends one audit record on its own.
@@ -1476,52 +1425,6 @@ mod tests {
                 })
             })
             .unwrap();
-    }
-
-    /// Writes made without waiting are on disk, in order, once a later waited-for write of
-    /// the same thread returns: every thread's chunks, then its result, all readable.
-    #[test]
-    fn writes_not_waited_for_are_durable_with_the_next_waited_one() {
-        let (_dir, store) = store();
-        insert(&store, "r1", "a");
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    for i in 0..20 {
-                        store
-                            .tx_nowait(|tx| {
-                                tx.log_chunk(
-                                    "r1",
-                                    None,
-                                    "stdout",
-                                    format!("{t}-{i}\n").as_bytes(),
-                                )?;
-                                Ok(())
-                            })
-                            .unwrap();
-                    }
-                    store
-                        .tx(|tx| tx.audit(&actor(), None, "test", serde_json::json!({"t": t})))
-                        .unwrap();
-                    // Returned: this thread's 20 chunks are committed and readable.
-                    let mine = store
-                        .log_lines("r1", 0, 1000)
-                        .unwrap()
-                        .into_iter()
-                        .filter(|l| l.line.starts_with(&format!("{t}-")))
-                        .count();
-                    assert_eq!(mine, 20);
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(store.log_len("r1").unwrap(), 8 * 20);
-        assert_eq!(store.commit_failures(), 0);
-        let w = store.lock_writer();
-        assert!(w.open.is_none() && w.resolved == w.numbered);
     }
 
     /// A followed run's chunks reach its live feed numbered as the store numbers them, once
