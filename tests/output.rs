@@ -471,3 +471,85 @@ fn the_run_page_shows_the_last_lines_rendered_safe_with_a_link_to_more() {
     assert!(first.contains("[web1] 1\n[web1] 2\n"), "{first}");
     assert!(first.contains("later lines"), "{first}");
 }
+
+/// Six hosts print at once while a follower joins mid-run: what it receives (history from
+/// the store, then chunks from the live feed before they are durable, and the store again
+/// for whatever the feed got ahead of) is every line of the stored log exactly once, in
+/// line order, with the stored text.
+#[test]
+fn a_follower_joining_mid_run_gets_every_stored_line_once_in_order() {
+    let sshd = Sshd::start();
+    let env = Env::new();
+    let hosts = ["web1", "web2", "web3", "web4", "web5", "web6"];
+    let mut config = StandardConfig::new();
+    for h in hosts {
+        config = config.host(HostSpec::ssh(h, "internal", &sshd));
+    }
+    env.write_config(&config.to_yaml());
+    let command = "for i in $(seq 1 600); do echo line-$i; [ $i = 200 ] && sleep 0.3; [ $i = 400 ] && sleep 0.3; done; true";
+    env.write_runbook(
+        "many.yaml",
+        &format!(
+            "name: many\nowner: internal\ntargets: [{}]\nrollout: {{ parallel: 6 }}\nscope:\n  commands: [\"sh -c *\"]\ntimeout: 120s\nscript: |\n  sh(\"sh -c '{command}'\");\n  sh(\"sh -c '{command}'\");\n",
+            hosts.join(", ")
+        ),
+    );
+    let daemon = Daemon::start(&env);
+    let id = id_of(&start_run(&daemon, "alice", "many", json!({})));
+    // Join once output is flowing.
+    wait_for(RUN_TIMEOUT, "the first lines", || {
+        (!log_lines(&daemon, &id).is_empty()).then_some(())
+    });
+    let response = reqwest::blocking::Client::builder()
+        .timeout(RUN_TIMEOUT)
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/runs/{id}/log?follow=1", daemon.url()))
+        .bearer_auth(token("alice"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut followed = Vec::new();
+    let mut end = Value::Null;
+    for line in BufReader::new(response).lines() {
+        let line = line.unwrap();
+        if let Some(data) = line.strip_prefix("data:") {
+            let v: Value = serde_json::from_str(data.trim()).unwrap();
+            if v["status"].is_string() {
+                end = v;
+                break;
+            }
+            followed.push((v["id"].as_i64().unwrap(), v["line"].clone()));
+        }
+    }
+    assert_eq!(end["status"], "succeeded", "{end}");
+    let mut stored = Vec::new();
+    loop {
+        let after = stored.last().map_or(0, |(id, _)| *id);
+        let (status, page) = daemon.get(
+            &format!("/api/v1/runs/{id}/log?after={after}&limit=5000"),
+            &token("alice"),
+        );
+        assert_eq!(status, 200, "{page}");
+        let page = page.as_array().unwrap().clone();
+        if page.is_empty() {
+            break;
+        }
+        stored.extend(
+            page.iter()
+                .map(|l| (l["id"].as_i64().unwrap(), l["line"].clone())),
+        );
+    }
+    assert!(
+        stored
+            .iter()
+            .filter(|(_, l)| l.as_str().is_some_and(|s| s.starts_with("line-")))
+            .count()
+            == hosts.len() * 2 * 600,
+        "every host's lines are stored"
+    );
+    let ids: Vec<i64> = followed.iter().map(|(id, _)| *id).collect();
+    let expected: Vec<i64> = (1..=stored.len() as i64).collect();
+    assert_eq!(ids, expected, "each line once, in order, none missing");
+    assert!(followed == stored, "the follower saw the stored text");
+}

@@ -236,3 +236,74 @@ fn rule9_base64_hex_and_url_encoded_forms_of_a_secret_are_redacted() {
         &[("forms.txt", b"{TOKEN_FORMS}".to_vec())],
     );
 }
+
+/// A follower connected while the run prints gets lines before they are durable (the live
+/// feed), yet a token printed in two pieces, half a second apart (two reads of the channel,
+/// two pushes through the redactor), reaches it only as `[redacted]`.
+#[test]
+fn rule9_a_token_split_across_reads_never_reaches_a_live_follower() {
+    use std::io::{BufRead, BufReader};
+
+    use crate::run_flow::{start_run, RUN_TIMEOUT};
+
+    let sshd = Sshd::start();
+    let env = env_with_secrets(&sshd);
+    let (pem, _) = fresh_pem();
+    let tok = fresh_token();
+    let half = tok.len() / 2;
+    let file = env.write("split.txt", format!("before {tok} after\n").as_bytes());
+    let go = env.path().join("go-on");
+    let cut = "before ".len() + half;
+    let script = format!(
+        "echo ready; while [ ! -e {go} ]; do sleep 0.02; done; head -c {cut} {f}; sleep 0.5; tail -c +{from} {f}; echo done-marker",
+        go = go.display(),
+        f = file.display(),
+        from = cut + 1,
+    );
+    env.write_runbook(
+        "split.yaml",
+        &runbook("split", &["sh -c *"], &format!("sh(\"sh -c '{script}'\");")),
+    );
+    let daemon = Daemon::start_with(&env, &[(PEM_VAR, pem.as_str()), (TOKEN_VAR, tok.as_str())]);
+    let id = id_of(&start_run(&daemon, "alice", "split", json!({})));
+    let response = reqwest::blocking::Client::builder()
+        .timeout(RUN_TIMEOUT)
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/runs/{id}/log?follow=1", daemon.url()))
+        .bearer_auth(token("alice"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut received = String::new();
+    let mut ended = false;
+    for line in BufReader::new(response).lines() {
+        let line = line.unwrap();
+        received.push_str(&line);
+        received.push('\n');
+        if line.contains("\"line\":\"ready\"") {
+            // The follower is live: now the command prints the token.
+            std::fs::write(&go, b"").unwrap();
+        }
+        if line.starts_with("event: end") {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the stream ended before the run did:\n{received}");
+    assert!(received.contains("done-marker"), "{received}");
+    assert!(
+        received.contains("before [redacted] after"),
+        "the line reached the follower redacted:\n{received}"
+    );
+    for (form, f) in token_forms(&tok) {
+        assert!(
+            !received.contains(&f),
+            "the token ({form}) reached a follower"
+        );
+    }
+    assert!(
+        !received.contains(&tok[..half + 2]),
+        "a piece of the token leaked"
+    );
+}

@@ -93,9 +93,7 @@ pub fn size_text(n: u64) -> String {
 
 /// Where a chunk ends: after the last newline of `buf`, or all of it when it has none.
 fn cut_at_line(buf: &[u8]) -> usize {
-    buf.iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(buf.len(), |i| i + 1)
+    memchr::memrchr(b'\n', buf).map_or(buf.len(), |i| i + 1)
 }
 
 /// One output stream of one action on its way to the log.
@@ -210,10 +208,14 @@ impl<'a> ActionOutput<'a> {
     fn buffer(&mut self, i: usize, mut data: &[u8]) {
         while !data.is_empty() {
             let s = &mut self.streams[i];
-            if s.buf.capacity() == 0 {
-                s.buf.reserve_exact(CHUNK_BYTES);
-            }
             let take = data.len().min(CHUNK_BYTES - s.buf.len());
+            // Grown by doubling up to one chunk: a command that prints a line holds a
+            // line's worth, not a chunk's, while the host runs.
+            let need = s.buf.len() + take;
+            if need > s.buf.capacity() {
+                let cap = need.next_power_of_two().clamp(256, CHUNK_BYTES);
+                s.buf.reserve_exact(cap.max(need) - s.buf.len());
+            }
             s.buf.extend_from_slice(&data[..take]);
             s.since.get_or_insert_with(Instant::now);
             data = &data[take..];
@@ -257,7 +259,7 @@ impl<'a> ActionOutput<'a> {
             let end = if waited >= PARTIAL_LINE_DELAY {
                 buf.len()
             } else {
-                buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+                memchr::memrchr(b'\n', buf).map_or(0, |i| i + 1)
             };
             self.store(i, end);
         }

@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{Role, User};
 use crate::run::{App, RunError, StartRequest};
 use crate::state::RunStatus;
-use crate::store::StoreError;
+use crate::store::{LiveChunk, StoreError};
 
 /// An API error. Every variant has one status; internal details are logged, never sent.
 #[derive(Debug)]
@@ -671,27 +671,85 @@ struct Follow {
     app: Arc<App>,
     id: String,
     after: i64,
+    /// The run's chunks as they are written (before they are durable).
+    live: tokio::sync::broadcast::Receiver<Arc<LiveChunk>>,
+    /// Chunks received that cannot be sent yet: lines before them are not sent.
+    held: std::collections::VecDeque<Arc<LiveChunk>>,
+    /// Read the store next: at the start, after a commit, when chunks are missing.
+    read_store: bool,
     /// When something was last sent, for keep-alive comments.
     sent: tokio::time::Instant,
     done: bool,
+}
+
+impl Follow {
+    /// Appends the `line` events of the held chunks that follow on from what was sent.
+    fn send_held(&mut self, body: &mut Vec<u8>) {
+        while let Some(chunk) = self.held.front() {
+            if chunk.first_line > self.after + 1 {
+                // Lines before it were written before this follower subscribed, or lost to
+                // a lag: they come from the store, once committed.
+                return;
+            }
+            self.after = chunk.visit_lines(self.after, |l| line_event(body, &l));
+            self.held.pop_front();
+        }
+    }
+
+    /// Takes the chunks already received.
+    fn receive(&mut self) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match self.live.try_recv() {
+                Ok(chunk) => self.hold(chunk),
+                Err(TryRecvError::Lagged(_)) => self.lagged(),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn hold(&mut self, chunk: Arc<LiveChunk>) {
+        if chunk.last_line > self.after {
+            self.held.push_back(chunk);
+        }
+    }
+
+    fn lagged(&mut self) {
+        self.held.clear();
+        self.read_store = true;
+    }
+}
+
+fn line_event(body: &mut Vec<u8>, l: &crate::store::LineRef<'_>) {
+    body.extend_from_slice(b"event: line\ndata: ");
+    l.write_json(body);
+    body.extend_from_slice(b"\n\n");
 }
 
 /// A comment line sent on a quiet stream, so proxies keep the connection open.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 
 /// Server-sent events: one `line` event per log line (data: the line's JSON), then one
-/// `end` event with the final run when the run is over. A page of lines is written as one
-/// piece of the body, straight from the stored chunks: following a run whose hosts print
-/// megabytes costs little more than reading them.
+/// `end` event with the final run when the run is over. Lines come from the run's live feed
+/// as soon as their chunk is written (redacted already: the store only ever sees redacted
+/// output), without waiting for the chunk's commit; from the store for what was written
+/// before the follower came, what it fell behind on, and to learn that the run ended. A
+/// page of lines is written as one piece of the body, straight from the chunks: following
+/// a run whose hosts print megabytes costs little more than reading them.
 fn follow(
     app: Arc<App>,
     id: String,
     after: i64,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    // Subscribed before the first read of the store: every chunk is read, received, or both.
+    let live = app.store.follow_live(&id);
     let state = Follow {
         app,
         id,
         after,
+        live,
+        held: Default::default(),
+        read_store: true,
         sent: tokio::time::Instant::now(),
         done: false,
     };
@@ -700,59 +758,99 @@ fn follow(
             if st.done {
                 return None;
             }
-            // Subscribe before reading, so a change between the read and the wait is seen.
+            let mut body = Vec::new();
+            // Subscribe before reading, so a commit between the read and the wait is seen.
             let app = st.app.clone();
             let notified = app.changed.notified();
-            let (a, id, after) = (st.app.clone(), st.id.clone(), st.after);
-            let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-                let mut body = Vec::new();
-                let mut last = after;
-                let page = |body: &mut Vec<u8>, last: &mut i64| {
-                    a.store.visit_lines(&id, *last, FOLLOW_PAGE, |l| {
-                        body.extend_from_slice(b"event: line\ndata: ");
-                        l.write_json(body);
-                        body.extend_from_slice(b"\n\n");
-                        *last = l.id;
-                    })
+            st.receive();
+            st.send_held(&mut body);
+            let mut ended = None;
+            if st.read_store {
+                st.read_store = false;
+                let (a, id, after) = (st.app.clone(), st.id.clone(), st.after);
+                let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+                    let mut body = Vec::new();
+                    let mut last = after;
+                    let page = |body: &mut Vec<u8>, last: &mut i64| {
+                        a.store.visit_lines(&id, *last, FOLLOW_PAGE, |l| {
+                            line_event(body, &l);
+                            *last = l.id;
+                        })
+                    };
+                    if page(&mut body, &mut last)? > 0 {
+                        // While output flows, a page costs one indexed read.
+                        return Ok((body, last, Some(None)));
+                    }
+                    // Nothing new: has the run ended? Its last lines commit with or before
+                    // its final status, so a read of the log after the run's sees all of them.
+                    // The status alone first: this runs after every commit.
+                    let run = match a.store.run_status(&id)? {
+                        Some(s) if s.is_final() => a.store.run(&id)?,
+                        Some(_) => return Ok((body, last, Some(None))),
+                        None => None,
+                    };
+                    page(&mut body, &mut last)?;
+                    Ok((body, last, run.map(Some)))
+                })
+                .await;
+                let Ok(Ok((read, last, run))) = read else {
+                    st.done = true;
+                    return Some((
+                        Ok(Bytes::from_static(
+                            b"event: error\ndata: internal error\n\n",
+                        )),
+                        st,
+                    ));
                 };
-                if page(&mut body, &mut last)? > 0 {
-                    // While output flows, a page costs one indexed read.
-                    return Ok((body, last, None));
+                let more = last > st.after;
+                if more {
+                    body.extend_from_slice(&read);
+                    st.after = last;
+                    // A full page: there may be more.
+                    st.read_store = true;
                 }
-                // Nothing new: has the run ended? Its last lines commit with or before its
-                // final status, so a read of the log after the run's sees all of them.
-                let run = a.store.run(&id)?;
-                page(&mut body, &mut last)?;
-                Ok((body, last, run))
-            })
-            .await;
-            let Ok(Ok((mut body, last, run))) = read else {
-                st.done = true;
-                return Some((
-                    Ok(Bytes::from_static(
-                        b"event: error\ndata: internal error\n\n",
-                    )),
-                    st,
-                ));
-            };
-            st.after = last;
-            match run {
-                Some(r) if body.is_empty() && r.status.is_final() => {
+                st.send_held(&mut body);
+                // `None`: no such run; `Some(None)`: still running (or not looked at).
+                match run {
+                    None if !more => st.done = true,
+                    Some(Some(r)) if !more && r.status.is_final() => {
+                        // Everything the run stored is sent; a chunk still held never
+                        // committed (its group failed) and is not in the log.
+                        st.held.clear();
+                        ended = Some(r);
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(r) = ended {
+                if body.is_empty() {
                     st.done = true;
                     body.extend_from_slice(b"event: end\ndata: ");
                     body.extend_from_slice(
                         serde_json::to_string(&r).unwrap_or_default().as_bytes(),
                     );
                     body.extend_from_slice(b"\n\n");
+                } else {
+                    st.read_store = true;
                 }
-                Some(_) if body.is_empty() => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
-                    if st.sent.elapsed() >= KEEP_ALIVE_EVERY {
-                        body.extend_from_slice(b": keep-alive\n\n");
-                    }
+            }
+            if body.is_empty() && !st.done && !st.read_store {
+                tokio::select! {
+                    r = st.live.recv() => match r {
+                        Ok(chunk) => st.hold(chunk),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => st.lagged(),
+                        // The feed forgot this run (cannot happen while subscribed): poll.
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            st.read_store = true;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    _ = notified => st.read_store = true,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => st.read_store = true,
                 }
-                None if body.is_empty() => st.done = true,
-                _ => {}
+                if st.sent.elapsed() >= KEEP_ALIVE_EVERY {
+                    body.extend_from_slice(b": keep-alive\n\n");
+                }
             }
             if !body.is_empty() {
                 st.sent = tokio::time::Instant::now();

@@ -4,9 +4,12 @@
 //! gives back its exact bytes. Lines are split and rendered only when read.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::params;
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use super::{now, Store, StoreError, Tx};
 
@@ -34,7 +37,7 @@ pub struct RawChunk {
 /// Lines in a chunk: each newline ends one, and bytes after the last newline are a line
 /// of their own (a chunk cut inside a very long line, or output without a final newline).
 pub fn count_lines(bytes: &[u8]) -> i64 {
-    let newlines = bytes.iter().filter(|&&b| b == b'\n').count();
+    let newlines = memchr::memchr_iter(b'\n', bytes).count();
     (newlines + usize::from(bytes.last().is_some_and(|&b| b != b'\n'))) as i64
 }
 
@@ -107,6 +110,79 @@ impl LineRef<'_> {
         out.extend_from_slice(b",\"line\":");
         let _ = serde_json::to_writer(&mut *out, render(self.bytes).as_ref());
         out.push(b'}');
+    }
+}
+
+/// A chunk of a run's log as it was written, for live followers: its lines are numbered as
+/// they will be read from the store once the chunk's transaction commits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveChunk {
+    pub first_line: i64,
+    pub last_line: i64,
+    pub ts: String,
+    pub host: Option<String>,
+    pub stream: String,
+    pub bytes: Vec<u8>,
+}
+
+impl LiveChunk {
+    /// Hands the chunk's lines numbered after `after` to `visit`, in order; returns the
+    /// number of the last line handed (or `after`).
+    pub fn visit_lines(&self, after: i64, mut visit: impl FnMut(LineRef<'_>)) -> i64 {
+        let mut last = after;
+        for (id, line) in (self.first_line..).zip(lines(&self.bytes)) {
+            if id <= after {
+                continue;
+            }
+            visit(LineRef {
+                id,
+                ts: &self.ts,
+                host: self.host.as_deref(),
+                stream: &self.stream,
+                bytes: line,
+            });
+            last = id;
+        }
+        last
+    }
+}
+
+/// Chunks a follower may fall behind by before it reads from the store instead.
+const LIVE_BACKLOG: usize = 64;
+
+/// Per run someone follows, a broadcast of the chunks appended to its log, sent when the
+/// appending transaction's savepoint holds (in line order: under the writer lock) rather
+/// than when its group is durable. A run nobody follows costs one map lookup per chunk.
+#[derive(Default)]
+pub(super) struct LiveFeed {
+    runs: Mutex<HashMap<String, broadcast::Sender<Arc<LiveChunk>>>>,
+}
+
+impl LiveFeed {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<LiveChunk>>>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn followed(&self, run_id: &str) -> bool {
+        self.lock().contains_key(run_id)
+    }
+
+    pub(super) fn publish(&self, appended: Vec<(String, Arc<LiveChunk>)>) {
+        if appended.is_empty() {
+            return;
+        }
+        let mut runs = self.lock();
+        for (run_id, chunk) in appended {
+            let Some(tx) = runs.get(&run_id) else {
+                continue;
+            };
+            // No receiver left: forget the run until someone follows it again.
+            if tx.send(chunk).is_err() {
+                runs.remove(&run_id);
+            }
+        }
     }
 }
 
@@ -189,6 +265,33 @@ impl Store {
         Ok(count)
     }
 
+    /// Chunks of a run's log from now on, as they are written, before they are durable
+    /// (see [`LiveFeed`]). Subscribe, then read the store: a chunk is either read or
+    /// received, or both (skip by line number). A follower that falls behind receives
+    /// `Lagged` and reads the store.
+    pub fn follow_live(&self, run_id: &str) -> broadcast::Receiver<Arc<LiveChunk>> {
+        let mut runs = self.live.lock();
+        match runs.get(run_id) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = broadcast::channel(LIVE_BACKLOG);
+                runs.insert(run_id.to_string(), tx);
+                rx
+            }
+        }
+    }
+
+    /// A run's status alone (`None`: no such run): what a follower checks after each commit.
+    pub fn run_status(&self, run_id: &str) -> Result<Option<crate::state::RunStatus>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT status FROM runs WHERE id = ?1")?;
+        let mut rows = stmt.query(params![run_id])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
+    }
+
     /// The number of lines in a run's log.
     pub fn log_len(&self, run_id: &str) -> Result<i64, StoreError> {
         let conn = self.lock();
@@ -248,6 +351,20 @@ impl Tx<'_> {
             return Ok(last);
         }
         let lines = count_lines(bytes);
+        let ts = now();
+        if self.live.followed(run_id) {
+            self.appended.borrow_mut().push((
+                run_id.to_string(),
+                Arc::new(LiveChunk {
+                    first_line: last + 1,
+                    last_line: last + lines,
+                    ts: ts.clone(),
+                    host: host.map(str::to_string),
+                    stream: stream.to_string(),
+                    bytes: bytes.to_vec(),
+                }),
+            ));
+        }
         self.tx
             .prepare_cached(
                 "INSERT INTO log_chunks (run_id, host, stream, first_line, last_line, ts, bytes)
@@ -259,7 +376,7 @@ impl Tx<'_> {
                 stream,
                 last + 1,
                 last + lines,
-                now(),
+                ts,
                 bytes
             ])?;
         Ok(last + lines)

@@ -32,7 +32,7 @@ use crate::state::{ActionStatus, Decision, GateStatus, HostStatus, ReviewStatus,
 
 mod log;
 mod seam;
-pub use log::{render_line, LineRef, LogLine, RawChunk};
+pub use log::{render_line, LineRef, LiveChunk, LogLine, RawChunk};
 pub use seam::{Ending, Intent, Outcome, RunStore};
 
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it
@@ -232,6 +232,8 @@ pub struct Store {
     queued: AtomicUsize,
     /// The read connection: it sees committed data only.
     reader: Mutex<Connection>,
+    /// Log chunks handed to live followers as they are written, before their commit.
+    live: log::LiveFeed,
 }
 
 /// The write connection and its commit groups.
@@ -475,6 +477,7 @@ impl Store {
             resolved: Condvar::new(),
             queued: AtomicUsize::new(0),
             reader: Mutex::new(reader),
+            live: log::LiveFeed::default(),
         })
     }
 
@@ -504,7 +507,7 @@ impl Store {
                 w.numbered
             }
         };
-        let out = in_savepoint(&mut w.conn, f);
+        let out = in_savepoint(&mut w.conn, &self.live, f);
         // The last writer in line commits; the others wait for it. Every member blocks until
         // its group resolves, so a group grows to at most the number of writing threads. A
         // member that wakes to find its group still open with nobody queued (its committer
@@ -810,11 +813,20 @@ fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<i64> {
 /// it returns `Err` (or panics).
 fn in_savepoint<T>(
     conn: &mut Connection,
+    live: &log::LiveFeed,
     f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let sp = conn.savepoint()?;
-    let out = f(&Tx { tx: &sp })?;
+    let tx = Tx {
+        tx: &sp,
+        live,
+        appended: Default::default(),
+    };
+    let out = f(&tx)?;
+    let appended = tx.appended.take();
     sp.commit()?;
+    // Still under the writer lock: followers get chunks in line order.
+    live.publish(appended);
     Ok(out)
 }
 
@@ -836,6 +848,9 @@ fn run_by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>, StoreError> 
 /// rolls back.
 pub struct Tx<'a> {
     tx: &'a Connection,
+    live: &'a log::LiveFeed,
+    /// Chunks this transaction appended to logs someone follows, published once it holds.
+    appended: std::cell::RefCell<Vec<(String, std::sync::Arc<LiveChunk>)>>,
 }
 
 impl Tx<'_> {
@@ -1481,6 +1496,57 @@ mod tests {
                 })
             })
             .unwrap();
+    }
+
+    /// A followed run's chunks reach its live feed numbered as the store numbers them, once
+    /// their transaction holds; a transaction that fails publishes nothing, and a run nobody
+    /// follows is not fed.
+    #[test]
+    fn live_followers_get_chunks_numbered_as_stored_and_nothing_rolled_back() {
+        let (_dir, store) = store();
+        insert(&store, "r1", "a");
+        insert(&store, "r2", "a");
+        let mut rx = store.follow_live("r1");
+        store
+            .tx(|tx| tx.log_chunk("r1", Some("web1"), "stdout", b"one\ntwo\n"))
+            .unwrap();
+        let failed = store.tx(|tx| {
+            tx.log_chunk("r1", Some("web1"), "stdout", b"lost\n")?;
+            Err::<(), _>(StoreError::Commit("refused by the test".into()))
+        });
+        assert!(failed.is_err());
+        store
+            .tx(|tx| tx.log_chunk("r2", None, "event", b"elsewhere\n"))
+            .unwrap();
+        store
+            .tx(|tx| tx.log_chunk("r1", None, "event", b"three"))
+            .unwrap();
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.first_line, first.last_line), (1, 2));
+        assert_eq!(first.host.as_deref(), Some("web1"));
+        let second = rx.try_recv().unwrap();
+        assert_eq!((second.first_line, second.last_line), (3, 3));
+        assert_eq!(second.bytes, b"three");
+        assert!(rx.try_recv().is_err(), "nothing else was published");
+        let mut seen = Vec::new();
+        second.visit_lines(0, |l| seen.push((l.id, l.bytes.to_vec())));
+        assert_eq!(seen, vec![(3, b"three".to_vec())]);
+        let stored: Vec<(i64, String)> = store
+            .log_lines("r1", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.id, l.line))
+            .collect();
+        assert_eq!(
+            stored,
+            vec![(1, "one".into()), (2, "two".into()), (3, "three".into())]
+        );
+        // The last follower gone, the run is forgotten at its next chunk.
+        drop(rx);
+        store
+            .tx(|tx| tx.log_chunk("r1", None, "event", b"four\n"))
+            .unwrap();
+        assert!(!store.live.followed("r1"));
     }
 
     /// A filtered scan pages by cursor: each page is full while kept runs remain.
