@@ -73,7 +73,7 @@ fn follow_ups_start_on_their_when_and_carry_what_the_parent_emitted() {
             name: probe
             owner: internal
             params:
-              case: { type: string }
+              incident: { type: string }
               fail: { type: bool, default: false }
             targets: [web1]
             scope: { commands: ["echo *"] }
@@ -81,10 +81,10 @@ fn follow_ups_start_on_their_when_and_carry_what_the_parent_emitted() {
             then:
               - runbook: on-ok
                 when: succeeded
-                params: { ticket: "{{ emit.ticket }}", case: "{{ params.case }}", count: 3 }
+                params: { ticket: "{{ emit.ticket }}", incident: "{{ params.incident }}", count: 3 }
               - runbook: on-fail
                 when: failed
-                params: { case: "{{ params.case }}" }
+                params: { incident: "{{ params.incident }}" }
               - runbook: on-any
                 when: always
             script: |
@@ -98,13 +98,13 @@ fn follow_ups_start_on_their_when_and_carry_what_the_parent_emitted() {
     for (name, params, line) in [
         (
             "on-ok",
-            "ticket: { type: string }\n  case: { type: string }\n  count: { type: int }",
-            "on-ok: ticket ${params.ticket} case ${params.case} count ${params.count + 1}",
+            "ticket: { type: string }\n  incident: { type: string }\n  count: { type: int }",
+            "on-ok: ticket ${params.ticket} incident ${params.incident} count ${params.count + 1}",
         ),
         (
             "on-fail",
-            "case: { type: string }",
-            "on-fail: case ${params.case}",
+            "incident: { type: string }",
+            "on-fail: incident ${params.incident}",
         ),
         ("on-any", "{}", "on-any ran"),
     ] {
@@ -123,7 +123,7 @@ fn follow_ups_start_on_their_when_and_carry_what_the_parent_emitted() {
     let daemon = Daemon::start(&env);
 
     // Success: `succeeded` and `always` start; `failed` does not.
-    let parent = run_to_end(&daemon, "alice", "probe", json!({"case": "C-1"}));
+    let parent = run_to_end(&daemon, "alice", "probe", json!({"incident": "C-1"}));
     assert_eq!(parent["status"], "succeeded", "{parent:#}");
     let parent_id = id_of(&parent);
     let kids = children(&daemon, "alice", &parent_id, 2);
@@ -142,11 +142,11 @@ fn follow_ups_start_on_their_when_and_carry_what_the_parent_emitted() {
             // its type (count + 1 = 4).
             assert_eq!(
                 run["plan"]["params"],
-                json!({"ticket": "INC-4711", "case": "C-1", "count": 3})
+                json!({"ticket": "INC-4711", "incident": "C-1", "count": 3})
             );
             let log = log_text(&daemon, kid);
             assert!(
-                log.contains("on-ok: ticket INC-4711 case C-1 count 4"),
+                log.contains("on-ok: ticket INC-4711 incident C-1 count 4"),
                 "{log}"
             );
         }
@@ -182,7 +182,7 @@ fn follow_ups_start_on_their_when_and_carry_what_the_parent_emitted() {
         &daemon,
         "alice",
         "probe",
-        json!({"case": "C-2", "fail": true}),
+        json!({"incident": "C-2", "fail": true}),
     );
     assert_eq!(parent["status"], "failed", "{parent:#}");
     let parent_id = id_of(&parent);
@@ -192,7 +192,7 @@ fn follow_ups_start_on_their_when_and_carry_what_the_parent_emitted() {
         let run = wait_final(&daemon, kid, RUN_TIMEOUT);
         assert_eq!(run["status"], "succeeded", "{run:#}");
         if run["runbook"] == "on-fail" {
-            assert!(log_text(&daemon, kid).contains("on-fail: case C-2"));
+            assert!(log_text(&daemon, kid).contains("on-fail: incident C-2"));
         }
     }
     assert_eq!(get_run(&daemon, &parent_id)["status"], "failed");
@@ -560,13 +560,13 @@ fn follow_up_mistakes_are_load_errors_with_file_and_line() {
     );
     let errors = validate_errors(&env);
     for (line, field, message) in [
-        (8, "then[0].params.n", "a template is the whole value"),
+        (7, "then[0].params.n", "a template is the whole value"),
         (
-            11,
+            10,
             "then[1].params.n",
             "runbook `parent` has no param `nope`",
         ),
-        (14, "then[2].params.n", "unknown source `env`"),
+        (13, "then[2].params.n", "unknown source `env`"),
     ] {
         assert_reported(&errors, "parent.yaml", line, field, message);
     }
