@@ -433,7 +433,14 @@ fn a_cycle_of_follow_ups_is_a_load_error_naming_it() {
     env.write_runbook("a.yaml", &rb("a", "b"));
     env.write_runbook("b.yaml", &rb("b", "c"));
     env.write_runbook("c.yaml", &rb("c", "a"));
+    env.write_runbook("d.yaml", &rb("d", "d"));
     let errors = validate_errors(&env);
+    assert!(
+        errors.contains("follow-ups form a cycle: d → d"),
+        "{errors}"
+    );
+    // Each cycle once, whichever runbook the search entered it by.
+    assert_eq!(errors.matches("form a cycle").count(), 2, "{errors}");
     assert!(
         errors.contains("follow-ups form a cycle: a → b → c → a"),
         "{errors}"

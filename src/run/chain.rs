@@ -203,8 +203,8 @@ impl App {
             )
         })?;
         let who = format!(
-            "{} ({}), follow-up of run {}",
-            parent.initiator.user, parent.initiator.party, parent.id
+            "{} ({}), follow-up of {}",
+            parent.initiator.user, parent.initiator.party, parent.runbook.name
         );
         if needs_approval {
             for a in &plan.approvals {

@@ -87,6 +87,7 @@ pub enum ParamSource {
     /// `{{ emit.KEY }}`.
     Emit(String),
     /// `{{ params.NAME }}`.
+    #[serde(rename = "params")]
     Parent(String),
 }
 
