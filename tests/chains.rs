@@ -214,6 +214,8 @@ fn a_follow_up_is_a_run_of_its_own_with_its_own_rule_1_and_approvals() {
             then:
               - runbook: provider-check
               - runbook: provider-only
+              - runbook: typed
+                params: { n: "{{ emit.host }}" }
             script: |
               sh_ok("echo step");
               emit("host", host.name);
@@ -251,18 +253,35 @@ fn a_follow_up_is_a_run_of_its_own_with_its_own_rule_1_and_approvals() {
             "#,
         ),
     );
+    // Takes an int: the emitted host name does not fit, found only after substitution.
+    env.write_runbook(
+        "typed.yaml",
+        "name: typed\nowner: internal\nparams:\n  n: { type: int }\ntargets: []\nscript: |\n  log(\"typed\");\n",
+    );
     let daemon = Daemon::start(&env);
 
     let parent = run_to_end(&daemon, "alice", "internal-step", json!({}));
     assert_eq!(parent["status"], "succeeded", "{parent:#}");
     let parent_id = id_of(&parent);
-    let refused = wait_event(&daemon, &parent_id, "chain_refused");
-    assert_eq!(refused["detail"]["runbook"], "provider-only");
-    let reason = refused["detail"]["reason"].as_str().unwrap();
+    let refusals = wait_for(RUN_TIMEOUT, "two chain_refused records", || {
+        let r = audit_events(&daemon, Some(&parent_id), "chain_refused");
+        (r.len() == 2).then_some(r)
+    });
+    let reason_for = |runbook: &str| {
+        refusals
+            .iter()
+            .find(|r| r["detail"]["runbook"] == runbook)
+            .and_then(|r| r["detail"]["reason"].as_str())
+            .unwrap_or_else(|| panic!("no chain_refused for {runbook}: {refusals:#?}"))
+            .to_string()
+    };
+    let reason = reason_for("provider-only");
     assert!(
         reason.contains("may be started by parties [provider]"),
         "{reason}"
     );
+    let reason = reason_for("typed");
+    assert!(reason.contains("`web1` is not an integer"), "{reason}");
     // The refusal does not touch the parent's outcome.
     assert_eq!(get_run(&daemon, &parent_id)["status"], "succeeded");
 
@@ -497,8 +516,20 @@ fn follow_up_mistakes_are_load_errors_with_file_and_line() {
             "#,
         ),
     );
+    env.write_runbook(
+        "caller.yaml",
+        "name: caller\nowner: internal\ntargets: []\nthen:\n  - runbook: parent\nscript: |\n  log(\"c\");\n",
+    );
     let errors = validate_errors(&env);
     assert!(errors.contains("then[2].when"), "{errors}");
+    // A follow-up naming a runbook whose own file failed says it may be that.
+    assert_reported(
+        &errors,
+        "caller.yaml",
+        5,
+        "then[0].runbook",
+        "unknown runbook `parent` (or its file did not load",
+    );
     // `when: sometimes` stops the file there; fixed, the checks across runbooks speak.
     env.write_runbook(
         "parent.yaml",

@@ -165,8 +165,9 @@ fn fits(from: ParamType, to: ParamType) -> bool {
 /// The checks of `then:` that need the whole catalog: each follow-up names a runbook that
 /// exists, gives only params it declares, with values of their type where the type is
 /// known at load (literals, the parent's params), and every required param; and no chain
-/// of follow-ups comes back to where it started.
-pub fn check_catalog(runbooks: &BTreeMap<String, Runbook>) -> Vec<LoadError> {
+/// of follow-ups comes back to where it started. `some_failed`: other runbook files did
+/// not load, so a runbook named here may be one of them.
+pub fn check_catalog(runbooks: &BTreeMap<String, Runbook>, some_failed: bool) -> Vec<LoadError> {
     let mut errors = Vec::new();
     for rb in runbooks.values() {
         for (i, f) in rb.then.iter().enumerate() {
@@ -181,7 +182,14 @@ pub fn check_catalog(runbooks: &BTreeMap<String, Runbook>) -> Vec<LoadError> {
                 errors.push(at(
                     format!("then[{i}].runbook"),
                     f.line,
-                    format!("unknown runbook `{}`", f.runbook),
+                    if some_failed {
+                        format!(
+                            "unknown runbook `{}` (or its file did not load: see the errors above)",
+                            f.runbook
+                        )
+                    } else {
+                        format!("unknown runbook `{}`", f.runbook)
+                    },
                 ));
                 continue;
             };

@@ -61,7 +61,8 @@ impl Catalog {
             }
         }
         // Follow-ups reach across files: checked once every runbook is in.
-        errors.extend(chain::check_catalog(&runbooks));
+        let some_failed = !errors.is_empty();
+        errors.extend(chain::check_catalog(&runbooks, some_failed));
         if errors.is_empty() {
             Ok(Catalog { runbooks })
         } else {
