@@ -1440,6 +1440,45 @@ mod tests {
         crate::audit::verify(all.into_iter().map(Ok)).unwrap();
     }
 
+    /// A follow-up's row names its parent; the parent lists it; depth counts the links up
+    /// and stops at its limit.
+    #[test]
+    fn chained_runs_link_both_ways_and_depth_is_bounded() {
+        let (_dir, store) = store();
+        let mut parent: Option<String> = None;
+        for i in 0..4 {
+            let id = format!("c{i}");
+            store
+                .tx(|tx| {
+                    tx.insert_run(&NewRun {
+                        id: &id,
+                        runbook: "rb",
+                        version: "v",
+                        status: "succeeded",
+                        initiator_user: "u",
+                        initiator_party: "a",
+                        digest: "d",
+                        plan: &Value::Null,
+                        break_glass: false,
+                        reason: None,
+                        slot: None,
+                        hosts: &[],
+                        parent_run: parent.as_deref(),
+                    })
+                })
+                .unwrap();
+            parent = Some(id);
+        }
+        let c1 = store.run("c1").unwrap().unwrap();
+        assert_eq!(c1.parent_run.as_deref(), Some("c0"));
+        assert_eq!(c1.children, ["c2"]);
+        assert_eq!(store.run("c0").unwrap().unwrap().parent_run, None);
+        assert_eq!(store.chain_depth("c0", 10).unwrap(), 0);
+        assert_eq!(store.chain_depth("c3", 10).unwrap(), 3);
+        assert_eq!(store.chain_depth("c3", 2).unwrap(), 2);
+        assert_eq!(store.chain_depth("nope", 10).unwrap(), 0);
+    }
+
     fn insert(store: &Store, id: &str, party: &str) {
         store
             .tx(|tx| {
