@@ -120,6 +120,13 @@ fn follow_ups_start_on_their_when_and_carry_what_the_parent_emitted() {
             ),
         );
     }
+    // `plan` lists the follow-ups, each to be planned on its own.
+    env.command()
+        .args(["plan", "probe", "-p", "incident=C-0"])
+        .run()
+        .success()
+        .stdout_contains("then:      on-ok (when succeeded; its own plan and approvals)")
+        .stdout_contains("then:      on-fail (when failed;");
     let daemon = Daemon::start(&env);
 
     // Success: `succeeded` and `always` start; `failed` does not.
