@@ -360,7 +360,7 @@ fn isolate_device_leaves_only_tandems_ssh_and_release_device_undoes_it() {
     assert!(log.contains("not isolated by tandem"), "{log}");
 }
 
-/// Issue 14's chain: the provider's SOC isolates internal IT's host break-glass at 3 a.m.;
+/// The incident chain: the provider's SOC isolates internal IT's host break-glass at 3 a.m.;
 /// isolate-device emits the device and its `then:` requests collect-evidence for it. The
 /// evidence run is a run of its own, requested as the SOC operator: it is not break-glass,
 /// so it waits for internal IT's approval although the isolation did not, and then
