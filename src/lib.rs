@@ -12,7 +12,8 @@
 //! | [`error`]    | the crate's error enum and the one mapping from error to exit code        |
 //! | [`config`]   | typed `tandem.yaml` + inventory + secret sources; the only env reader     |
 //! | [`yaml`]     | YAML → typed value with file, line, column and field path in every error  |
-//! | [`runbook`]  | runbook YAML → validated model; params, targets, plan and plan digest    |
+//! | [`runbook`]  | runbook YAML → validated model; params, targets, plan and plan digest;   |
+//! |              | `then:` follow-ups checked across the catalog (`chain`)                  |
 //! | [`policy`]   | pure decisions: who may start, see, cancel, freeze; who must approve;     |
 //! |              | what is in scope (commands judged by a shell grammar narrower than sh)    |
 //! | [`approval`] | the gate state machine: quorum, separation of duties, digest binding      |
@@ -28,7 +29,7 @@
 //! | [`scheduler`]| pure slot arithmetic: crontab in a zone (our own matcher: Vixie's day     |
 //! |              | rule, `#`/`L`), RFC 5545 RRULE (`rrule`), offset, DST gaps and folds,    |
 //! |              | jitter, windows, blackout calendars inline or from .ics (`ics`)           |
-//! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all;  |
+//! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit → follow-ups;  |
 //! |              | the one place reads are scoped to a party (`reads`) and freezes kept;     |
 //! |              | [`run::lifecycle`] owns every move of a run's status                      |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |

@@ -360,6 +360,91 @@ fn isolate_device_leaves_only_tandems_ssh_and_release_device_undoes_it() {
     assert!(log.contains("not isolated by tandem"), "{log}");
 }
 
+/// The incident chain: the provider's SOC isolates internal IT's host break-glass at 3 a.m.;
+/// isolate-device emits the device and its `then:` requests collect-evidence for it. The
+/// evidence run is a run of its own, requested as the SOC operator: it is not break-glass,
+/// so it waits for internal IT's approval although the isolation did not, and then
+/// collects from the isolated host over the management path.
+#[test]
+fn isolation_chains_into_evidence_that_waits_for_its_own_approval() {
+    ensure_tool("nft", "nftables");
+    let host = NetnsHost::start();
+    let env = Env::new();
+    env.write_config(
+        &StandardConfig::new()
+            .host(HostSpec::ssh("web1", "internal", host.sshd()).tags(&["linux"]))
+            .to_yaml(),
+    );
+    install_runbooks(
+        &env,
+        &[
+            "isolate-device.yaml",
+            "release-device.yaml",
+            "collect-evidence.yaml",
+        ],
+    );
+    let daemon = Daemon::start(&env);
+
+    let (status, started) = daemon.post(
+        "/api/v1/runs",
+        &token("paula"),
+        &json!({
+            "runbook": "isolate-device",
+            "params": {"device": "web1", "reason": "EDR alert 4712"},
+            "break_glass": true,
+            "reason": "ransomware alert on web1",
+        }),
+    );
+    assert_eq!(status, 201, "{started}");
+    let parent_id = id_of(&started);
+    let parent = wait_final(&daemon, &parent_id, MISSION_RUN_TIMEOUT);
+    assert_status(&parent, &log_text(&daemon, &parent_id), "succeeded");
+
+    // The follow-up is requested right after the parent's end is recorded.
+    let child_id =
+        crate::harness::wait_for(Duration::from_secs(30), "the evidence follow-up", || {
+            get_run(&daemon, &parent_id)["children"][0]
+                .as_str()
+                .map(str::to_string)
+        });
+    let child = get_run(&daemon, &child_id);
+    assert_eq!(child["runbook"], "collect-evidence", "{child:#}");
+    assert_eq!(child["status"], "awaiting_approval", "{child:#}");
+    assert_eq!(child["break_glass"], false, "{child:#}");
+    assert_eq!(child["parent_run"], parent_id.as_str());
+    assert_eq!(
+        child["initiator"],
+        json!({"user": "paula", "party": "provider"})
+    );
+    // The device the isolation emitted, substituted into the evidence run's params.
+    assert_eq!(child["plan"]["params"]["device"], "web1", "{child:#}");
+    assert_eq!(
+        child["plan"]["approvals"][0]["party"], "internal",
+        "{child:#}"
+    );
+    let chained = audit_records(&daemon)
+        .into_iter()
+        .find(|r| r["event"] == "chain_started")
+        .expect("a chain_started record");
+    assert_eq!(chained["run_id"], parent_id.as_str());
+    assert_eq!(chained["detail"]["child"], child_id.as_str());
+
+    // Internal IT approves; the evidence comes from the isolated host.
+    let (status, body) = approve(&daemon, "ivan", &child_id);
+    assert_eq!(status, 200, "{body}");
+    let child = wait_final(&daemon, &child_id, MISSION_RUN_TIMEOUT);
+    let log = log_text(&daemon, &child_id);
+    assert_status(&child, &log, "succeeded");
+    assert!(
+        log.contains("=== evidence web1: connections (ss -tunap) ==="),
+        "{log}"
+    );
+    let table = host
+        .netns()
+        .run("nft", &["list", "table", "inet", "tandem_isolation"]);
+    assert!(table.contains("policy drop"), "still isolated: {table}");
+}
+
 // Backup restore test.
 
 /// Writes a folder of files and its `MANIFEST.sha256` (paths relative to the folder).

@@ -6,6 +6,7 @@ mod approval_restart;
 mod approvals;
 mod audit_anchor;
 mod audit_tamper;
+mod chains;
 mod crash_safety;
 mod harness;
 mod hostile_scripts;

@@ -51,6 +51,14 @@ crate::state::string_enum! {
         /// considered fired and is tried again.
         SlotFailed = "slot_failed",
         OutputTruncated = "output_truncated",
+        /// A follow-up run was requested; on the parent, with the child's id.
+        ChainStarted = "chain_started",
+        /// A follow-up could not start (rule 1, params, depth, frozen host...); on the parent.
+        ChainRefused = "chain_refused",
+        /// A script published a value with `emit()`.
+        Emitted = "emitted",
+        /// An `emit()` value held a secret and was not kept.
+        EmitWithheld = "emit_withheld",
         NotifySent = "notify_sent",
         NotifyFailed = "notify_failed",
         /// A checkpoint was signed; detail `{seq, head, ts}`.

@@ -457,6 +457,12 @@ pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
         out.push_str(&format!("break-glass: {}\n", s(&r["reason"])));
         out.push_str(&format!("review:     {}\n", s(&r["review"]["status"])));
     }
+    if let Some(p) = r["parent_run"].as_str() {
+        out.push_str(&format!("parent run: {p} (this run is its follow-up)\n"));
+    }
+    for c in r["children"].as_array().into_iter().flatten() {
+        out.push_str(&format!("follow-up:  {}\n", s(c)));
+    }
     out.push_str(&format!("digest:     {}\n", s(&r["digest"])));
     if let Some(e) = r["error"].as_str() {
         out.push_str(&format!("error:      {e}\n"));

@@ -137,6 +137,16 @@ pub fn plan(
         ));
     }
     out.push_str(&format!("digest:    {}\n", plan.digest));
+    // Each follow-up is a run of its own with its own plan and approvals, planned when
+    // this one ends; listed here so nobody is surprised by it.
+    for f in &rb.then {
+        let when = serde_json::to_value(f.when).unwrap_or_default();
+        out.push_str(&format!(
+            "then:      {} (when {}; its own plan and approvals)\n",
+            f.runbook,
+            when.as_str().unwrap_or("?")
+        ));
+    }
     out!("{out}");
     Ok(())
 }

@@ -48,6 +48,8 @@ pub(super) struct RunShared {
     pub redactor: Redactor,
     /// The output the run has stored, against `output.run_max`.
     pub output: RunBudget,
+    /// What the hosts published with `emit()`, for the follow-ups.
+    pub emitted: super::chain::EmitBoard,
     pub rt: tokio::runtime::Handle,
 }
 
@@ -768,6 +770,53 @@ impl HostApi for HostContext {
                 }
             }
         }
+    }
+
+    fn emit(&self, key: &str, value: Value) -> Result<(), ActionError> {
+        crate::runbook::chain::check_emit(key, &value).map_err(ActionError::Failed)?;
+        let text = match &value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        // A value holding a secret (or a form of one) is never kept: no follow-up may carry
+        // it into its params, where it would be stored, shown and audited in the clear.
+        let clean = self.redact(&text) == text;
+        let host = self.host_name().unwrap_or_default();
+        self.shared
+            .emitted
+            .put(key, host, clean.then(|| value.clone()))
+            .map_err(ActionError::Failed)?;
+        let shared = &self.shared;
+        let unavailable = |_| {
+            ActionError::Fatal("audit log unavailable: emit() not recorded (fail closed)".into())
+        };
+        if clean {
+            shared
+                .app
+                .store
+                .audit(
+                    &shared.actor,
+                    Some(&shared.run_id),
+                    Event::Emitted,
+                    json!({"host": self.host_name(), "key": key, "value": value}),
+                )
+                .map_err(unavailable)?;
+        } else {
+            shared
+                .app
+                .store
+                .audit(
+                    &shared.actor,
+                    Some(&shared.run_id),
+                    Event::EmitWithheld,
+                    json!({"host": self.host_name(), "key": key, "reason": "the value holds a secret"}),
+                )
+                .map_err(unavailable)?;
+            self.log(&format!(
+                "emit `{key}` withheld: its value holds a secret; no follow-up can use it"
+            ))?;
+        }
+        Ok(())
     }
 
     fn window_left(&self) -> i64 {

@@ -7,6 +7,7 @@
 //! acting.
 
 mod approve;
+pub mod chain;
 pub mod freeze;
 mod host;
 pub mod lifecycle;
@@ -107,10 +108,19 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// A follow-up's link to the run that started it.
+struct ChainLink<'a> {
+    parent: &'a str,
+    /// 1 for a follow-up of a run nobody chained, and so on.
+    depth: usize,
+}
+
 /// Writes a new run with its hosts and its `run_requested` record; when `gate_expires` is
 /// given, the run waits for approval behind gate 0 until then; `break_glass` (reason and
 /// review parties) flags it and opens its review. Status, initiator and slot come from the
-/// plan, so a scheduled and an on-demand run are recorded the same way.
+/// plan, so a scheduled and an on-demand run are recorded the same way. A follow-up names
+/// its parent (`chain`) in its row and its `run_requested` record.
+#[allow(clippy::too_many_arguments)]
 fn record_run(
     tx: &crate::store::Tx<'_>,
     id: &str,
@@ -119,6 +129,7 @@ fn record_run(
     actor: &Actor,
     gate_expires: Option<&str>,
     break_glass: Option<(&str, &[String])>,
+    chain: Option<&ChainLink<'_>>,
 ) -> Result<(), StoreError> {
     let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
     let run = NewRun {
@@ -138,13 +149,19 @@ fn record_run(
         reason: break_glass.map(|b| b.0),
         slot: plan.slot.as_deref(),
         hosts: &hosts,
+        parent_run: chain.map(|c| c.parent),
     };
+    let mut requested = json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot});
+    if let (Some(c), Some(d)) = (chain, requested.as_object_mut()) {
+        d.insert("parent_run".into(), json!(c.parent));
+        d.insert("chain_depth".into(), json!(c.depth));
+    }
     tx.create_run(
         &run,
         &AuditEntry {
             actor,
             event: Event::RunRequested,
-            detail: json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot}),
+            detail: requested,
         },
     )?;
     if let Some(expires_at) = gate_expires {
@@ -409,6 +426,7 @@ impl App {
                 &actor,
                 expires_at.as_deref(),
                 break_glass,
+                None,
             )
         })?;
         let who = format!("{} ({})", user.name, user.party);
@@ -425,6 +443,11 @@ impl App {
             self.spawn(id.clone(), &rb.name);
         }
         self.store.run(&id)?.ok_or(RunError::UnknownRun(id))
+    }
+
+    /// Whether the daemon is draining and accepts no new runs.
+    fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Starts carrying out a queued run in the background, unless the daemon is draining:
@@ -670,6 +693,7 @@ impl App {
                 r
             },
             output: output::RunBudget::default(),
+            emitted: chain::EmitBoard::default(),
             rt: tokio::runtime::Handle::current(),
         });
         let outcome = self.rollout(shared.clone(), ast, &plan).await;
@@ -696,6 +720,23 @@ impl App {
             final_status,
             error.as_deref(),
         )?;
+        // The one place a run's end starts its follow-ups (`then:`).
+        let end = match final_status {
+            RunStatus::Succeeded => crate::runbook::chain::ParentEnd::Succeeded,
+            RunStatus::Failed => crate::runbook::chain::ParentEnd::Failed,
+            _ => crate::runbook::chain::ParentEnd::Stopped,
+        };
+        let parent_params: Map<String, Value> = plan.params.clone().into_iter().collect();
+        tokio::task::block_in_place(|| {
+            self.start_follow_ups(chain::Parent {
+                id,
+                runbook: rb,
+                params: &parent_params,
+                initiator: &initiator,
+                end,
+                emitted: shared.emitted.settle(),
+            })
+        })?;
         Ok(())
     }
 

@@ -31,9 +31,31 @@ impl App {
     /// party's business.
     pub fn visible_run(&self, user: &User, id: &str) -> Result<RunRow, RunError> {
         match self.store.run(id)? {
-            Some(run) if self.sees(user, &run) => Ok(run),
+            Some(run) if self.sees(user, &run) => self.chain_links_seen(user, run),
             _ => Err(RunError::UnknownRun(id.to_string())),
         }
+    }
+
+    /// `run` with its chain links (`parent_run`, `children`) cut to the runs `user` may
+    /// see: a follow-up on another party's hosts is that party's business too, but the
+    /// rest of the chain may not be (rule 10).
+    fn chain_links_seen(&self, user: &User, mut run: RunRow) -> Result<RunRow, RunError> {
+        let seen = |id: &str| -> Result<bool, RunError> {
+            Ok(self.store.run(id)?.is_some_and(|r| self.sees(user, &r)))
+        };
+        if let Some(p) = run.parent_run.clone() {
+            if !seen(&p)? {
+                run.parent_run = None;
+            }
+        }
+        let mut children = Vec::with_capacity(run.children.len());
+        for c in std::mem::take(&mut run.children) {
+            if seen(&c)? {
+                children.push(c);
+            }
+        }
+        run.children = children;
+        Ok(run)
     }
 
     /// Up to `limit` runs `user` may see, newest first, optionally only in `status`, older
@@ -51,13 +73,10 @@ impl App {
             self.visible_run(user, b)?;
         }
         let may_see = |run: &RunRow| self.sees(user, run);
-        Ok(crate::store::RunStore::runs_visible(
-            self.store.as_ref(),
-            status,
-            before,
-            limit,
-            &may_see,
-        )?)
+        crate::store::RunStore::runs_visible(self.store.as_ref(), status, before, limit, &may_see)?
+            .into_iter()
+            .map(|run| self.chain_links_seen(user, run))
+            .collect()
     }
 
     /// Break-glass runs whose review is open and that concern `user`'s party.

@@ -262,6 +262,7 @@ impl App {
                     &system,
                     Some(&crate::store::now_at(slot)),
                     None,
+                    None,
                 )?;
                 for a in &plan.approvals {
                     after.push(After::Prompt(
@@ -359,7 +360,7 @@ impl App {
             return skip("no plan", json!({}));
         };
         let id = new_run_id();
-        record_run(tx, &id, rb, &plan, &system, None, None)?;
+        record_run(tx, &id, rb, &plan, &system, None, None, None)?;
         if !whole.approvals.is_empty() {
             tx.audit(
                 &system,

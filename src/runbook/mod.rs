@@ -1,6 +1,7 @@
 //! Runbook YAML → validated model ([`Runbook`]), params and targets resolution, and the plan
 //! with its digest ([`plan`]). Pure: no I/O besides reading the runbook files.
 
+pub mod chain;
 mod model;
 pub mod plan;
 
@@ -59,6 +60,9 @@ impl Catalog {
                 Err(e) => errors.extend(e.0),
             }
         }
+        // Follow-ups reach across files: checked once every runbook is in.
+        let some_failed = !errors.is_empty();
+        errors.extend(chain::check_catalog(&runbooks, some_failed));
         if errors.is_empty() {
             Ok(Catalog { runbooks })
         } else {
@@ -385,6 +389,42 @@ impl Runbook {
             }
         }
 
+        // Follow-ups: the shape here; the runbooks they name are checked by the catalog.
+        let mut then = Vec::new();
+        for (i, f) in raw.then.iter().enumerate() {
+            let line = yaml::locate(&text, &format!("then[{i}]")).map(|l| l.0);
+            let mut params = BTreeMap::new();
+            let mut param_lines = BTreeMap::new();
+            for (name, v) in &f.params {
+                let field = format!("then[{i}].params.{name}");
+                let pline =
+                    yaml::refine_line(&text, yaml::locate(&text, &field).map(|l| l.0), name);
+                match chain::parse_source(v) {
+                    Ok(chain::ParamSource::Parent(p)) if !raw.params.contains_key(&p) => errors
+                        .push(err(
+                            field,
+                            name,
+                            format!(
+                                "`{{{{ params.{p} }}}}`: runbook `{}` has no param `{p}`",
+                                raw.name
+                            ),
+                        )),
+                    Ok(s) => {
+                        params.insert(name.clone(), s);
+                    }
+                    Err(m) => errors.push(err(field, name, m)),
+                }
+                param_lines.insert(name.clone(), pline);
+            }
+            then.push(chain::FollowUp {
+                runbook: f.runbook.clone(),
+                when: f.when,
+                params,
+                line,
+                param_lines,
+            });
+        }
+
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
@@ -418,6 +458,7 @@ impl Runbook {
             script,
             path: path.to_path_buf(),
             version,
+            then,
         })
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct RawRunbook {
     pub output: Option<RawOutput>,
     pub script: Option<String>,
     pub script_file: Option<PathBuf>,
+    #[serde(default)]
+    pub then: Vec<super::chain::RawFollowUp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -441,4 +443,6 @@ pub struct Runbook {
     pub path: PathBuf,
     /// Hex SHA-256 of the YAML bytes and the script file bytes.
     pub version: String,
+    /// Follow-up runs started when this one ends (`then:`).
+    pub then: Vec<super::chain::FollowUp>,
 }

@@ -80,6 +80,8 @@ pub trait HostApi: Send + Sync {
     fn log(&self, message: &str) -> Result<(), ActionError>;
     fn sleep(&self, seconds: f64) -> Result<(), ActionError>;
     fn gate(&self, reason: &str) -> Result<(), ActionError>;
+    /// `emit(key, value)`: publishes a value for the run's follow-ups (`then:` params).
+    fn emit(&self, key: &str, value: Value) -> Result<(), ActionError>;
     /// Seconds left in the maintenance window; `i64::MAX` when the run has none.
     fn window_left(&self) -> i64;
     /// Checked between operations: `Some(reason)` stops the script (cancel, violation).
@@ -307,6 +309,10 @@ fn register_host_functions(engine: &mut Engine, api: Arc<dyn HostApi>) {
     engine.register_fn("gate", move |reason: &str| -> Rr<()> {
         a.gate(reason).map_err(to_rhai)
     });
+    let a = api.clone();
+    engine.register_fn("emit", move |key: &str, value: Dynamic| -> Rr<()> {
+        a.emit(key, dynamic_to_json(&value)).map_err(to_rhai)
+    });
     let a = api;
     engine.register_fn("window_left", move || -> i64 { a.window_left() });
     // Anything printed goes to the run log like `log()`.
@@ -445,6 +451,10 @@ mod tests {
             Ok(())
         }
         fn gate(&self, _: &str) -> Result<(), ActionError> {
+            Ok(())
+        }
+        fn emit(&self, k: &str, v: Value) -> Result<(), ActionError> {
+            self.logs.lock().unwrap().push(format!("emit {k}={v}"));
             Ok(())
         }
         fn window_left(&self) -> i64 {

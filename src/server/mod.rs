@@ -415,6 +415,7 @@ async fn runbooks(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<
                 "scope": rb.scope.to_json(),
                 "emergency": rb.emergency,
                 "schedule": rb.schedule,
+                "then": rb.then,
             })
         })
         .collect();

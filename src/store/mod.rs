@@ -210,6 +210,12 @@ const MIGRATIONS: &[&str] = &[
         ) ORDER BY id;
     DROP TABLE logs;
     "#,
+    // 6 (chained runs): a follow-up run names the run whose `then:` started it. Added on
+    // the chain14 branch; if another branch took 6 first, this is renumbered at merge.
+    r#"
+    ALTER TABLE runs ADD COLUMN parent_run TEXT REFERENCES runs(id);
+    CREATE INDEX runs_parent ON runs(parent_run);
+    "#,
 ];
 
 /// Now, as RFC 3339 UTC with milliseconds: the form of every timestamp in the store, so
@@ -295,6 +301,10 @@ pub struct RunRow {
     pub gates: Vec<GateRow>,
     /// The after-the-fact review of a break-glass run.
     pub review: Option<ReviewRow>,
+    /// The run whose `then:` follow-up this run is.
+    pub parent_run: Option<String>,
+    /// The follow-up runs this run started, oldest first.
+    pub children: Vec<String>,
 }
 
 /// One approval gate of a run and the decisions on it.
@@ -362,6 +372,8 @@ pub struct NewRun<'a> {
     pub reason: Option<&'a str>,
     pub slot: Option<&'a str>,
     pub hosts: &'a [String],
+    /// The run whose follow-up this is.
+    pub parent_run: Option<&'a str>,
 }
 
 /// The audit record a [`Tx::transition`] writes with the change it describes.
@@ -545,6 +557,29 @@ impl Store {
         run_by_id(&self.lock(), id)
     }
 
+    /// How many parents a run has above it (0 for a run nobody chained), counted up to
+    /// `limit`: the walk stops there, whatever the rows say.
+    pub fn chain_depth(&self, id: &str, limit: usize) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT parent_run FROM runs WHERE id = ?1")?;
+        let mut current = id.to_string();
+        let mut depth = 0;
+        while depth < limit {
+            let parent: Option<String> = stmt
+                .query_row([&current], |r| r.get(0))
+                .optional()?
+                .flatten();
+            match parent {
+                Some(p) => {
+                    depth += 1;
+                    current = p;
+                }
+                None => break,
+            }
+        }
+        Ok(depth)
+    }
+
     /// Runs, newest first, optionally only those in `status`.
     pub fn runs(&self, status: Option<RunStatus>, limit: usize) -> Result<Vec<RunRow>, StoreError> {
         let conn = self.lock();
@@ -673,7 +708,7 @@ impl Store {
     }
 }
 
-const RUN_SELECT: &str = "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot FROM runs";
+const RUN_SELECT: &str = "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot, parent_run FROM runs";
 
 /// A JSON column read into its type; a row that does not parse is an error, not a default.
 fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
@@ -705,6 +740,8 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         hosts: Vec::new(),
         gates: Vec::new(),
         review: None,
+        parent_run: r.get(15)?,
+        children: Vec::new(),
     })
 }
 
@@ -713,7 +750,18 @@ fn fill(conn: &Connection, r: &mut RunRow) -> Result<(), StoreError> {
     r.hosts = host_results(conn, &r.id)?;
     r.gates = gates(conn, &r.id)?;
     r.review = review(conn, &r.id)?;
+    r.children = children(conn, &r.id)?;
     Ok(())
+}
+
+/// The follow-up runs a run started, oldest first.
+fn children(conn: &Connection, run_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id FROM runs WHERE parent_run = ?1 ORDER BY created_at, id")?;
+    let ids = stmt
+        .query_map([run_id], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
 }
 
 /// The break-glass review of a run, if it has one.
@@ -928,7 +976,7 @@ impl Tx<'_> {
     /// Inserts a new run and its hosts as `pending`.
     pub fn insert_run(&self, run: &NewRun<'_>) -> Result<(), StoreError> {
         self.tx.execute(
-            "INSERT INTO runs (id, runbook, version, status, initiator_user, initiator_party, created_at, digest, plan, break_glass, reason, slot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO runs (id, runbook, version, status, initiator_user, initiator_party, created_at, digest, plan, break_glass, reason, slot, parent_run) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 run.id,
                 run.runbook,
@@ -941,7 +989,8 @@ impl Tx<'_> {
                 serde_json::to_string(run.plan).map_err(|e| StoreError::Encode(e.to_string()))?,
                 run.break_glass as i64,
                 run.reason,
-                run.slot
+                run.slot,
+                run.parent_run
             ],
         )?;
         for (i, h) in run.hosts.iter().enumerate() {
@@ -1477,6 +1526,45 @@ mod tests {
         crate::audit::verify(all.into_iter().map(Ok)).unwrap();
     }
 
+    /// A follow-up's row names its parent; the parent lists it; depth counts the links up
+    /// and stops at its limit.
+    #[test]
+    fn chained_runs_link_both_ways_and_depth_is_bounded() {
+        let (_dir, store) = store();
+        let mut parent: Option<String> = None;
+        for i in 0..4 {
+            let id = format!("c{i}");
+            store
+                .tx(|tx| {
+                    tx.insert_run(&NewRun {
+                        id: &id,
+                        runbook: "rb",
+                        version: "v",
+                        status: RunStatus::Succeeded,
+                        initiator_user: "u",
+                        initiator_party: "a",
+                        digest: "d",
+                        plan: &Plan::default(),
+                        break_glass: false,
+                        reason: None,
+                        slot: None,
+                        hosts: &[],
+                        parent_run: parent.as_deref(),
+                    })
+                })
+                .unwrap();
+            parent = Some(id);
+        }
+        let c1 = store.run("c1").unwrap().unwrap();
+        assert_eq!(c1.parent_run.as_deref(), Some("c0"));
+        assert_eq!(c1.children, ["c2"]);
+        assert_eq!(store.run("c0").unwrap().unwrap().parent_run, None);
+        assert_eq!(store.chain_depth("c0", 10).unwrap(), 0);
+        assert_eq!(store.chain_depth("c3", 10).unwrap(), 3);
+        assert_eq!(store.chain_depth("c3", 2).unwrap(), 2);
+        assert_eq!(store.chain_depth("nope", 10).unwrap(), 0);
+    }
+
     fn insert(store: &Store, id: &str, party: &str) {
         store
             .tx(|tx| {
@@ -1493,6 +1581,7 @@ mod tests {
                     reason: None,
                     slot: None,
                     hosts: &[],
+                    parent_run: None,
                 })
             })
             .unwrap();

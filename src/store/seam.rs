@@ -362,6 +362,7 @@ pub(crate) mod contract {
                     reason: None,
                     slot: plan.slot.as_deref(),
                     hosts: &hosts,
+                    parent_run: None,
                 },
                 AuditEntry {
                     actor: &actor(),
