@@ -26,6 +26,8 @@
 //! |              | rule, `#`/`L`), offset, DST gaps and folds, jitter, windows              |
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit; composes all;  |
 //! |              | the one place reads are scoped to a party (`reads`) and freezes kept      |
+//! | [`trigger`]  | alerts that start runs: config, HMAC/bearer auth, Alertmanager and       |
+//! |              | generic payloads → run requests, replay/dedup/rate bookkeeping (pure)    |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!
@@ -53,6 +55,7 @@ pub mod scheduler;
 pub mod script;
 pub mod server;
 pub mod store;
+pub mod trigger;
 pub mod witness;
 pub mod yaml;
 

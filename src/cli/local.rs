@@ -17,7 +17,22 @@ use crate::store::Store;
 pub fn load(config: &Path, paths: &[PathBuf]) -> Result<(Config, Catalog)> {
     let config = Config::load(config)?;
     let catalog = if paths.is_empty() {
-        Catalog::load_dir(&config.runbooks_dir, &config)?
+        let catalog = Catalog::load_dir(&config.runbooks_dir, &config)?;
+        // Triggers name runbooks and their params: checked when the whole catalog is known.
+        let problems = crate::trigger::check_catalog(&config.triggers, &catalog);
+        if !problems.is_empty() {
+            let text = std::fs::read_to_string(&config.path).unwrap_or_default();
+            let errors = problems
+                .into_iter()
+                .map(|(field, needle, message)| {
+                    let mut e = crate::yaml::error_at(&config.path, &text, &field, message);
+                    e.line = crate::yaml::refine_line(&text, e.line, &needle);
+                    e
+                })
+                .collect();
+            return Err(LoadErrors(errors).into());
+        }
+        catalog
     } else {
         Catalog::load_files(paths, &config)?
     };

@@ -12,6 +12,7 @@ mod host;
 pub mod output;
 mod reads;
 pub mod schedule;
+pub mod trigger;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +25,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::audit::Actor;
 use crate::config::{Config, User};
 use crate::policy;
-use crate::runbook::plan::{make_plan, Initiator, Plan, PlanError};
+use crate::runbook::plan::{make_limited_plan, make_plan, Initiator, Plan, PlanError};
 use crate::runbook::{Catalog, Runbook};
 use crate::store::{NewRun, RunRow, Store, StoreError};
 
@@ -81,6 +82,10 @@ pub struct StartRequest {
     pub params: Map<String, Value>,
     pub break_glass: bool,
     pub reason: Option<String>,
+    /// Narrows the run to these hosts / `tag:NAME` among the runbook's targets.
+    pub limit: Vec<String>,
+    /// The alert a trigger started the run from, shown to approvers.
+    pub trigger: Option<Value>,
 }
 
 /// A config and the catalog validated against it.
@@ -116,6 +121,9 @@ pub struct App {
     generation: std::sync::atomic::AtomicU64,
     /// Frozen hosts (rule 11), mirrored from the store; see [`freeze`].
     frozen: RwLock<HashSet<String>>,
+    /// Recent trigger signatures, alerts and starts (replays, dedup, rate limits). A std
+    /// mutex: held only on blocking threads, across one request's starts.
+    trigger_guard: Mutex<crate::trigger::Guard>,
 }
 
 impl std::fmt::Debug for App {
@@ -157,12 +165,14 @@ fn record_run(
         slot: plan.slot.as_deref(),
         hosts: &hosts,
     })?;
-    tx.audit(
-        actor,
-        Some(id),
-        "run_requested",
-        json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot}),
-    )?;
+    let mut detail = json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot});
+    if !plan.limit.is_empty() {
+        detail["limit"] = json!(plan.limit);
+    }
+    if let Some(t) = &plan.trigger {
+        detail["trigger"] = t.clone();
+    }
+    tx.audit(actor, Some(id), "run_requested", detail)?;
     if let Some(expires_at) = gate_expires {
         tx.open_gate(id, 0, "start", None, &json!(plan.approvals), expires_at)?;
         tx.audit(
@@ -249,6 +259,7 @@ impl App {
             schedule_wake: Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
             frozen: RwLock::new(frozen),
+            trigger_guard: Mutex::new(crate::trigger::Guard::default()),
         }))
     }
 
@@ -388,7 +399,9 @@ impl App {
             user: user.name.clone(),
             party: user.party.clone(),
         };
-        let plan = self.plan(rb, &req.params, initiator, None)?;
+        let mut plan =
+            make_limited_plan(rb, &self.config(), &req.params, initiator, None, &req.limit)?;
+        plan.trigger = req.trigger.clone();
         self.refuse_frozen_targets(&actor, &plan)?;
         let id = new_run_id();
         let needs_approval = !plan.approvals.is_empty() && !req.break_glass;
@@ -564,9 +577,22 @@ impl App {
             .and_then(|rb| {
                 let params: Map<String, Value> =
                     run.plan["params"].as_object().cloned().unwrap_or_default();
+                let limit: Vec<String> = run.plan["limit"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
                 Ok((
                     rb,
-                    self.plan(rb, &params, initiator.clone(), run.slot.clone())?,
+                    make_limited_plan(
+                        rb,
+                        &self.config(),
+                        &params,
+                        initiator.clone(),
+                        run.slot.clone(),
+                        &limit,
+                    )?,
                 ))
             });
         let (rb, plan) = match recomputed {
