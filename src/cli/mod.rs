@@ -54,6 +54,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `tandem trigger …`.
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Offline: what a payload would start (params, targets, approvals, digest), without
+    /// starting anything or checking its signature.
+    Test {
+        /// The trigger's name in `triggers:`.
+        name: String,
+        /// A JSON file: the body the sender would post.
+        #[arg(long, value_name = "FILE")]
+        payload: PathBuf,
+    },
+}
+
 /// How a client command reaches the daemon.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -79,6 +93,11 @@ pub enum Command {
         #[arg(long = "as", value_name = "USER")]
         as_user: Option<String>,
     },
+    /// Triggers (alerts that start runs).
+    Trigger {
+        #[command(subcommand)]
+        command: TriggerCommand,
+    },
     /// Run the daemon: workers, HTTP API.
     Serve {
         /// Address to listen on (default: `listen` from the config).
@@ -99,6 +118,10 @@ pub enum Command {
         /// Why (required with --break-glass).
         #[arg(long)]
         reason: Option<String>,
+        /// Narrow the run to these of the runbook's targets: hosts or `tag:NAME`,
+        /// comma-separated. Part of the plan and its digest.
+        #[arg(long, value_delimiter = ',', value_name = "TARGET,…")]
+        limit: Vec<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -361,8 +384,21 @@ async fn dispatch(cli: Cli) -> Result<()> {
             wait,
             break_glass,
             reason,
+            limit,
             server,
-        } => client::run(&server, &runbook, &params, wait, break_glass, reason, json).await,
+        } => {
+            let req = client::RunRequest {
+                runbook: &runbook,
+                params: &params,
+                break_glass,
+                reason,
+                limit: &limit,
+            };
+            client::run(&server, req, wait, json).await
+        }
+        Command::Trigger {
+            command: TriggerCommand::Test { name, payload },
+        } => local::trigger_test(&cli.config, &name, &payload, json),
         Command::Approve {
             run,
             comment,

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use super::{App, RunError, StartRequest};
 use crate::audit::Actor;
 use crate::config::{Role, User};
-use crate::runbook::plan::{make_limited_plan, Initiator, PlanError};
+use crate::runbook::plan::{make_limited_plan, Initiator};
 use crate::store::StoreError;
-use crate::trigger::{self, AuthFailure, Instance, Trigger, TriggerEvent};
+use crate::trigger::{self, AuthFailure, Trigger, TriggerEvent};
 
 /// What an accepted request did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -67,19 +67,6 @@ impl From<StoreError> for TriggerError {
 /// A trigger name as recorded: clipped, so a caller cannot fill the log with long names.
 fn clip(name: &str) -> String {
     name.chars().take(64).collect()
-}
-
-/// The JSON pointer in the body a plan error is about.
-fn plan_error_field(e: &PlanError, inst: &Instance) -> String {
-    match e {
-        PlanError::UnknownParam(n) | PlanError::MissingParam(n) => {
-            inst.param_fields.get(n).cloned().unwrap_or_default()
-        }
-        PlanError::BadParam { name, .. } => {
-            inst.param_fields.get(name).cloned().unwrap_or_default()
-        }
-        PlanError::UnknownTarget(_) | PlanError::LimitOutside(_) => inst.limit_field.clone(),
-    }
 }
 
 /// The user a trigger's runs are started as: `trigger:NAME`, an operator of its party.
@@ -200,7 +187,7 @@ impl App {
             ) {
                 Ok(plan) => planned.push((inst, !plan.approvals.is_empty())),
                 Err(e) => {
-                    let field = plan_error_field(&e, &inst);
+                    let field = inst.field_of(&e);
                     let message = e.to_string();
                     refuse("bad_params", json!({"field": field, "message": message}))?;
                     return Err(TriggerError::Invalid { field, message });

@@ -500,7 +500,34 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
     if let Some(e) = &run.error {
         let _ = write!(b, "<tr><th>Error</th><td>{}</td></tr>", esc(e));
     }
-    b.push_str("</table><h2>Parameters</h2><table>");
+    b.push_str("</table>");
+    let alert = &plan["trigger"];
+    if alert.is_object() {
+        b.push_str("<h2>Alert</h2><table id=\"alert\">");
+        for (label, key) in [
+            ("Trigger", "trigger"),
+            ("Alert", "alertname"),
+            ("Summary", "summary"),
+            ("Status", "status"),
+            ("Ref", "ref"),
+            ("Fingerprint", "fingerprint"),
+            ("Started", "starts_at"),
+        ] {
+            if !alert[key].is_null() {
+                let _ = write!(
+                    b,
+                    "<tr><th>{label}</th><td>{}</td></tr>",
+                    json_cell(&alert[key])
+                );
+            }
+        }
+        b.push_str("</table>");
+    }
+    if let Some(limit) = plan["limit"].as_array() {
+        let items: Vec<String> = limit.iter().map(json_cell).collect();
+        let _ = write!(b, "<p>Limited to: {}</p>", items.join(", "));
+    }
+    b.push_str("<h2>Parameters</h2><table>");
     for (k, v) in plan["params"].as_object().into_iter().flatten() {
         let _ = write!(b, "<tr><th>{}</th><td>{}</td></tr>", esc(k), json_cell(v));
     }

@@ -656,6 +656,21 @@ pub struct Instance {
     pub context: Value,
 }
 
+impl Instance {
+    /// The JSON pointer in the body a plan error is about (the param's or the target's).
+    pub fn field_of(&self, e: &crate::runbook::plan::PlanError) -> String {
+        use crate::runbook::plan::PlanError;
+        match e {
+            PlanError::UnknownParam(n)
+            | PlanError::MissingParam(n)
+            | PlanError::BadParam { name: n, .. } => {
+                self.param_fields.get(n).cloned().unwrap_or_default()
+            }
+            PlanError::UnknownTarget(_) | PlanError::LimitOutside(_) => self.limit_field.clone(),
+        }
+    }
+}
+
 /// A payload field at fault: a JSON pointer into the body and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
