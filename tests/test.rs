@@ -23,5 +23,6 @@ mod shell_grammar;
 mod ssh_runs;
 mod start_rule;
 mod stopping_runs;
+mod triggers;
 mod validate;
 mod web;

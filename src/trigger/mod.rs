@@ -652,7 +652,8 @@ pub struct Instance {
     pub param_fields: BTreeMap<String, String>,
     /// The dedup key, without the trigger name.
     pub key: String,
-    /// What the approver is shown: alertname, summary, status, ref, labels.
+    /// What the approver is shown: alertname, summary, status, ref (and, per alert, the
+    /// fingerprint and start); never the whole alert.
     pub context: Value,
 }
 
@@ -820,16 +821,15 @@ fn fill(
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let mut context = json!({
+    // Only these fields, never the whole alert: labels may carry anything, and the
+    // context is kept in the run's plan and the audit log.
+    let context = json!({
         "trigger": t.name,
         "alertname": label("alertname"),
         "summary": annotation("summary").or_else(|| annotation("description")),
         "status": obj.get("status").and_then(Value::as_str),
         "ref": reference,
     });
-    if let Some(l) = obj.get(keys.0).filter(|l| l.is_object()) {
-        context["labels"] = l.clone();
-    }
     Ok(Instance {
         params,
         limit,
