@@ -397,6 +397,29 @@ fn a_provider_trigger_on_an_internal_host_waits_for_internal_approval_quoting_th
         .stdout_contains("alert:      Ransomware (firing) via trigger iso-provider")
         .stdout_contains("summary:    ransomware behaviour on web2")
         .stdout_contains("ref:        INC-4242");
+    // So does the approval page an approver opens from the prompt.
+    let client = crate::web::page_client();
+    let here = format!("/approvals/{id}");
+    let (_, cookie) = crate::web::sign_in(&client, &daemon, "ivan", &here);
+    let page = client
+        .get(format!("{}{here}", daemon.url()))
+        .header("cookie", cookie)
+        .send()
+        .expect("GET approval page")
+        .text()
+        .expect("page");
+    for want in [
+        "<h2>Alert</h2>",
+        "Ransomware",
+        "ransomware behaviour on web2",
+        "INC-4242",
+        "iso-provider",
+    ] {
+        assert!(
+            page.contains(want),
+            "{want:?} missing from the approval page"
+        );
+    }
     assert!(!ran(&env, &id, ""));
     let (status, decided) = approve(&daemon, "ivan", &id);
     assert_eq!(status, 200, "{decided}");
