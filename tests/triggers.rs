@@ -100,6 +100,11 @@ fn notification(status: &str, alerts: Vec<Value>) -> Value {
 /// The site: internal hosts web1, web2, db1 (tag db); provider host mon1; an `isolate`
 /// runbook on web1/web2/db1 startable by both parties, an emergency twin, and triggers.
 fn site() -> (Env, Daemon) {
+    site_with("")
+}
+
+/// [`site`] with more top-level YAML (a `notify:` target).
+fn site_with(extra: &str) -> (Env, Daemon) {
     let config = StandardConfig::new()
         .host(HostSpec::local("web1", "internal"))
         .host(HostSpec::local("web2", "internal"))
@@ -120,7 +125,8 @@ fn site() -> (Env, Daemon) {
              \x20   auth: {{bearer: {{token_sha256: {}}}}}\n    match: {{pointers: {{/kind: test}}}}\n\
              \x20   targets: /host\n    dedup: {{key: /id}}\n    rate_limit: {{runs: 2, per: 1h}}\n",
             crate::harness::token_sha256("burst-token")
-        ));
+        ))
+        .extra(extra);
     let env = site_env(&config);
     env.write("int.secret", format!("{INTERNAL_SECRET}\n"));
     env.write("prov.secret", format!("{PROVIDER_SECRET}\n"));
@@ -347,7 +353,11 @@ fn a_burst_past_the_rate_limit_is_429_and_audited() {
 
 #[test]
 fn a_provider_trigger_on_an_internal_host_waits_for_internal_approval_quoting_the_alert() {
-    let (env, daemon) = site();
+    let hook = crate::harness::HttpStub::start();
+    let (env, daemon) = site_with(&format!(
+        "notify:\n  - name: hook\n    kind: webhook\n    url: \"{}/hook\"\n    events: [approval_requested]\n    parties: [internal]\n",
+        hook.url()
+    ));
     let body = notification("firing", vec![alert("web2", "firing", "p1")]);
     let payload = env.write("alert.json", body.to_string());
 
@@ -397,6 +407,15 @@ fn a_provider_trigger_on_an_internal_host_waits_for_internal_approval_quoting_th
         .stdout_contains("alert:      Ransomware (firing) via trigger iso-provider")
         .stdout_contains("summary:    ransomware behaviour on web2")
         .stdout_contains("ref:        INC-4242");
+    // The internal approvers' prompt quotes the alert.
+    let prompts = hook.wait_for_requests("/hook", 1, SETTLE);
+    assert!(
+        prompts[0]
+            .text()
+            .contains("alert Ransomware: ransomware behaviour on web2 (ref INC-4242)"),
+        "{}",
+        prompts[0].text()
+    );
     // So does the approval page an approver opens from the prompt.
     let client = crate::web::page_client();
     let here = format!("/approvals/{id}");

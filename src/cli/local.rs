@@ -9,7 +9,7 @@ use crate::audit::anchor::{parse_checkpoints, verify_anchored, AnchorError, Audi
 use crate::audit::{self, Broken};
 use crate::config::{Config, Role};
 use crate::error::{Error, LoadErrors, Result};
-use crate::runbook::plan::{make_plan, Initiator};
+use crate::runbook::plan::{make_limited_plan, Initiator};
 use crate::runbook::Catalog;
 use crate::store::Store;
 
@@ -67,6 +67,7 @@ pub fn plan(
     name: &str,
     params: &[String],
     as_user: Option<&str>,
+    limit: &[String],
     json: bool,
 ) -> Result<()> {
     let (config, catalog) = load(config_path, &[])?;
@@ -100,7 +101,7 @@ pub fn plan(
             }),
     };
     let params = super::parse_params(params)?;
-    let plan = make_plan(rb, &config, &params, initiator, None)
+    let plan = make_limited_plan(rb, &config, &params, initiator, None, limit)
         .map_err(|e| Error::Usage(e.to_string()))?;
     if json {
         outln!(
@@ -137,6 +138,9 @@ pub fn plan(
             t.owner,
             t.host_key.as_deref().unwrap_or("local")
         ));
+    }
+    if !plan.limit.is_empty() {
+        out.push_str(&format!("limit:     {}\n", plan.limit.join(",")));
     }
     out.push_str(&format!("scope:     {}\n", plan.scope));
     out.push_str(&format!("owners:    {}\n", plan.owners.join(", ")));
@@ -357,7 +361,6 @@ pub fn next(config: &Path, name: &str, from: Option<&str>, count: usize, json: b
 /// signature is not checked and nothing is recorded or started; duplicates and the rate
 /// limit depend on the daemon's recent history and are not judged here.
 pub fn trigger_test(config_path: &Path, name: &str, payload: &Path, json: bool) -> Result<()> {
-    use crate::runbook::plan::make_limited_plan;
     let (config, catalog) = load(config_path, &[])?;
     let t = config
         .trigger(name)

@@ -92,6 +92,9 @@ pub enum Command {
         /// Plan as this user (default: the runbook owner's first operator).
         #[arg(long = "as", value_name = "USER")]
         as_user: Option<String>,
+        /// Narrow the plan to these of the runbook's targets (hosts or `tag:NAME`).
+        #[arg(long, value_delimiter = ',', value_name = "TARGET,…")]
+        limit: Vec<String>,
     },
     /// Triggers (alerts that start runs).
     Trigger {
@@ -349,7 +352,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
             runbook,
             params,
             as_user,
-        } => local::plan(&cli.config, &runbook, &params, as_user.as_deref(), json),
+            limit,
+        } => local::plan(
+            &cli.config,
+            &runbook,
+            &params,
+            as_user.as_deref(),
+            &limit,
+            json,
+        ),
         Command::Serve { listen } => serve::serve(&cli.config, listen).await,
         Command::Audit {
             command:
