@@ -506,6 +506,23 @@ fn trigger_config_mistakes_name_file_line_and_field() {
         .status(2)
         .stderr_contains("triggers[0].runbook")
         .stderr_contains("unknown runbook `missing`");
+    // A provider trigger on a runbook only internal's operators may start could never run.
+    env.write_config(
+        &StandardConfig::new()
+            .extra(
+                "secrets:\n  s: {file: s.secret, owner: provider}\ntriggers:\n  - name: t1\n    party: provider\n    runbook: mine\n    auth: {hmac: {secret: s}}\n    break_glass: true\n",
+            )
+            .to_yaml(),
+    );
+    env.write_runbook(
+        "mine.yaml",
+        "name: mine\nowner: internal\ntargets: []\nscope: {commands: []}\nscript: 'log(\"x\")'\n",
+    );
+    env.tandem(["validate"])
+        .status(2)
+        .stderr_contains("triggers[0].party")
+        .stderr_contains("does not let operators of `provider` start it")
+        .stderr_contains("triggers[0].break_glass");
 }
 
 #[test]

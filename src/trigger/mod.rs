@@ -503,6 +503,19 @@ pub fn check_catalog(
                 ));
             }
         }
+        // A trigger starts runs as an operator of its party: rule 1 must admit that.
+        if !rb.allowed.parties.contains(&t.party)
+            || !rb.allowed.roles.contains(&crate::config::Role::Operator)
+        {
+            out.push((
+                format!("triggers[{i}].party"),
+                t.party.clone(),
+                format!(
+                    "runbook `{}` does not let operators of `{}` start it (its `allowed`), so                      this trigger could never start a run",
+                    rb.name, t.party
+                ),
+            ));
+        }
         if t.break_glass && !rb.emergency {
             out.push((
                 format!("triggers[{i}].break_glass"),
