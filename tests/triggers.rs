@@ -382,6 +382,19 @@ fn a_provider_trigger_on_an_internal_host_waits_for_internal_approval_quoting_th
         .run();
     let planned = json_out.success().json();
     let offline_digest = planned["runs"][0]["digest"].as_str().unwrap().to_string();
+    let bad = env.write(
+        "bad.json",
+        notification("firing", vec![alert("web9", "firing", "p0")]).to_string(),
+    );
+    env.tandem([
+        "trigger",
+        "test",
+        "iso-provider",
+        "--payload",
+        bad.to_str().unwrap(),
+    ])
+    .status(2)
+    .stderr_contains("field /alerts/0/labels/instance: target `web9` is not in the inventory");
 
     let (status, out) = fire(&daemon, "iso-provider", PROVIDER_SECRET, &body);
     assert_eq!(status, 202, "{out}");
