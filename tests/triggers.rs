@@ -1,5 +1,5 @@
 //! Triggers (SPEC §9): Alertmanager and generic payloads posted by a real HTTP client to the
-//! real daemon, signed (HMAC-SHA256 over `timestamp.body`) or not; refusals, duplicates, the
+//! real daemon, signed (HMAC-SHA256 over `timestamp.body`) or not; refusals, repeated alerts, the
 //! rate limit, cross-party approval and break-glass; `trigger test` offline; `run --limit`.
 //! A real Alertmanager delivering to a trigger is in `trigger_alertmanager`.
 
@@ -164,7 +164,7 @@ fn refusals(daemon: &Daemon) -> Vec<String> {
 }
 
 #[test]
-fn a_firing_group_of_three_starts_three_runs_then_duplicates_and_resolved_start_none() {
+fn a_firing_group_of_three_starts_three_runs_then_repeats_and_resolved_start_none() {
     let (env, daemon) = site();
     let body = notification(
         "firing",

@@ -358,7 +358,7 @@ pub fn next(config: &Path, name: &str, from: Option<&str>, count: usize, json: b
 }
 
 /// `tandem trigger test NAME --payload FILE`: offline, what the payload would start. The
-/// signature is not checked and nothing is recorded or started; duplicates and the rate
+/// signature is not checked and nothing is recorded or started; repeated alerts and the rate
 /// limit depend on the daemon's recent history and are not judged here.
 pub fn trigger_test(config_path: &Path, name: &str, payload: &Path, json: bool) -> Result<()> {
     let (config, catalog) = load(config_path, &[])?;

@@ -230,7 +230,7 @@ async fn create_run(
 
 /// `POST /api/v1/triggers/{name}`: authenticated by the trigger's own HMAC or bearer
 /// token, not a user's. 202 with the runs started; 200 when nothing new started (all
-/// duplicates, or no alert matched); errors carry `field`, the JSON pointer at fault.
+/// repeats within the dedup window, or no alert matched); errors carry `field`, the JSON pointer at fault.
 async fn fire_trigger(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,

@@ -1,7 +1,7 @@
 //! Triggers (SPEC §9): an alert starts a run. This module is pure: the `triggers:` config
 //! shape and its validation, request authentication (HMAC-SHA256 or a bearer token), the
 //! reading of an Alertmanager (webhook v4) or generic JSON payload into run requests, and
-//! the bookkeeping of replays, duplicates and rate limits with an injected clock. The
+//! the bookkeeping of replays, repeated alerts and rate limits with an injected clock. The
 //! orchestration (plan, submit, audit) is in `run::trigger`, the endpoint in `server`.
 //!
 //! # The signed request
@@ -945,7 +945,7 @@ pub fn evaluate(t: &Trigger, body: &Value) -> Result<Vec<Instance>, FieldError> 
 }
 
 // ---------------------------------------------------------------------------------------
-// Replays, duplicates, rate limits
+// Replays, repeated alerts, rate limits
 
 /// The daemon's memory of recent trigger requests. Held in memory: after a restart the
 /// windows start empty (a replay is still refused by its timestamp once the tolerance has

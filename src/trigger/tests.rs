@@ -226,7 +226,7 @@ fn config_mistakes_are_named_by_field_path() {
 }
 
 #[test]
-fn guard_refuses_replays_deduplicates_and_limits_rate() {
+fn guard_refuses_replays_remembers_alerts_and_limits_rate() {
     let t = trigger("  rate_limit: {runs: 2, per: 1m}\n  dedup: {window: 10m}\n");
     let mut g = Guard::default();
     let t0 = Instant::now();
