@@ -68,6 +68,8 @@ struct RawConfig {
     apis: BTreeMap<String, RawApi>,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    triggers: Vec<crate::trigger::RawTrigger>,
 }
 
 /// `audit:`: checkpoint cadence and each party's witnesses (SPEC §8).
@@ -336,6 +338,14 @@ impl SecretValue {
     }
 }
 
+#[cfg(test)]
+impl SecretValue {
+    /// A value for unit tests.
+    pub(crate) fn for_test(value: &str) -> SecretValue {
+        SecretValue(value.to_string())
+    }
+}
+
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
@@ -443,6 +453,8 @@ pub struct Config {
     pub apis: BTreeMap<String, Api>,
     /// Checkpoints and witnesses of the audit log.
     pub audit: AuditConfig,
+    /// Alerts that start runs (SPEC §9).
+    pub triggers: Vec<crate::trigger::Trigger>,
     /// SHA-256 of the config file's bytes, recorded in `config_loaded`.
     pub sha256: String,
 }
@@ -868,6 +880,10 @@ impl Config {
         let audit = audit_config(raw.audit, base, &parties, &mut |f, n, m| {
             errors.push(err(f, n, m))
         });
+        let triggers =
+            crate::trigger::validate(raw.triggers, &parties, &raw.secrets, &mut |f, n, m| {
+                errors.push(err(f, n, m))
+            });
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
@@ -898,6 +914,7 @@ impl Config {
             read_grants: raw.read_grants,
             apis,
             audit,
+            triggers,
             sha256: crate::audit::sha256_hex(text.as_bytes()),
         };
         Ok((config, kept))
@@ -911,6 +928,11 @@ impl Config {
     /// The user with this name.
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
+    }
+
+    /// The trigger with this name.
+    pub fn trigger(&self, name: &str) -> Option<&crate::trigger::Trigger> {
+        self.triggers.iter().find(|t| t.name == name)
     }
 
     /// The host with this name.

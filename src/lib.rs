@@ -32,6 +32,8 @@
 //! | [`run`]      | the orchestrator: plan → policy → gate → actions → audit → follow-ups;  |
 //! |              | the one place reads are scoped to a party (`reads`) and freezes kept;     |
 //! |              | [`run::lifecycle`] owns every move of a run's status                      |
+//! | [`trigger`]  | alerts that start runs: config, HMAC/bearer auth, Alertmanager and       |
+//! |              | generic payloads → run requests, replay/dedup/rate bookkeeping (pure)    |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!
@@ -63,6 +65,7 @@ pub mod script;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod trigger;
 pub mod witness;
 pub mod yaml;
 

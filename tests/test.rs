@@ -24,5 +24,7 @@ mod shell_grammar;
 mod ssh_runs;
 mod start_rule;
 mod stopping_runs;
+mod trigger_alertmanager;
+mod triggers;
 mod validate;
 mod web;

@@ -51,6 +51,15 @@ crate::state::string_enum! {
         /// considered fired and is tried again.
         SlotFailed = "slot_failed",
         OutputTruncated = "output_truncated",
+        /// A trigger's request was authenticated and started a run (one record per run).
+        TriggerAccepted = "trigger_accepted",
+        /// A trigger's request was refused: bad auth, stale timestamp, replay, bad body, no
+        /// match, bad params or targets. The detail names the reason, never the body's secrets.
+        TriggerRefused = "trigger_refused",
+        /// An alert seen within the trigger's dedup window: the existing runs are answered.
+        TriggerDeduplicated = "trigger_deduplicated",
+        /// The trigger's rate limit was reached: no run (429).
+        TriggerRateLimited = "trigger_rate_limited",
         /// A follow-up run was requested; on the parent, with the child's id.
         ChainStarted = "chain_started",
         /// A follow-up could not start (rule 1, params, depth, frozen host...); on the parent.

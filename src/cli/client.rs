@@ -198,21 +198,25 @@ fn outcome(run: &Value) -> Result<()> {
     }
 }
 
-pub async fn run(
-    server: &ServerArgs,
-    runbook: &str,
-    params: &[String],
-    wait: bool,
-    break_glass: bool,
-    reason: Option<String>,
-    json: bool,
-) -> Result<()> {
+/// What `tandem run` asks the daemon to start.
+#[derive(Debug)]
+pub struct RunRequest<'a> {
+    pub runbook: &'a str,
+    pub params: &'a [String],
+    pub break_glass: bool,
+    pub reason: Option<String>,
+    /// Hosts or `tag:NAME` to narrow the run to.
+    pub limit: &'a [String],
+}
+
+pub async fn run(server: &ServerArgs, req: RunRequest<'_>, wait: bool, json: bool) -> Result<()> {
     let client = Client::new(server)?;
-    let params = super::parse_params(params)?;
+    let params = super::parse_params(req.params)?;
     let run = client
         .post(
             "/api/v1/runs",
-            json!({"runbook": runbook, "params": params, "break_glass": break_glass, "reason": reason}),
+            json!({"runbook": req.runbook, "params": params, "break_glass": req.break_glass,
+                   "reason": req.reason, "limit": req.limit}),
         )
         .await?;
     let id = run["id"].as_str().unwrap_or_default().to_string();
@@ -462,6 +466,25 @@ pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
     }
     for c in r["children"].as_array().into_iter().flatten() {
         out.push_str(&format!("follow-up:  {}\n", s(c)));
+    }
+    if let Some(limit) = r["plan"]["limit"].as_array() {
+        let items: Vec<String> = limit.iter().map(s).collect();
+        out.push_str(&format!("limit:      {}\n", items.join(",")));
+    }
+    let alert = &r["plan"]["trigger"];
+    if alert.is_object() {
+        out.push_str(&format!(
+            "alert:      {} ({}) via trigger {}\n",
+            s(&alert["alertname"]),
+            s(&alert["status"]),
+            s(&alert["trigger"])
+        ));
+        if alert["summary"].is_string() {
+            out.push_str(&format!("summary:    {}\n", s(&alert["summary"])));
+        }
+        if alert["ref"].is_string() {
+            out.push_str(&format!("ref:        {}\n", s(&alert["ref"])));
+        }
     }
     out.push_str(&format!("digest:     {}\n", s(&r["digest"])));
     if let Some(e) = r["error"].as_str() {

@@ -9,7 +9,7 @@ use crate::audit::anchor::{parse_checkpoints, verify_anchored, AnchorError, Audi
 use crate::audit::{self, Broken};
 use crate::config::{Config, Role};
 use crate::error::{Error, LoadErrors, Result};
-use crate::runbook::plan::{make_plan, Initiator};
+use crate::runbook::plan::{make_limited_plan, Initiator};
 use crate::runbook::Catalog;
 use crate::store::Store;
 
@@ -17,7 +17,22 @@ use crate::store::Store;
 pub fn load(config: &Path, paths: &[PathBuf]) -> Result<(Config, Catalog)> {
     let config = Config::load(config)?;
     let catalog = if paths.is_empty() {
-        Catalog::load_dir(&config.runbooks_dir, &config)?
+        let catalog = Catalog::load_dir(&config.runbooks_dir, &config)?;
+        // Triggers name runbooks and their params: checked when the whole catalog is known.
+        let problems = crate::trigger::check_catalog(&config.triggers, &catalog);
+        if !problems.is_empty() {
+            let text = std::fs::read_to_string(&config.path).unwrap_or_default();
+            let errors = problems
+                .into_iter()
+                .map(|(field, needle, message)| {
+                    let mut e = crate::yaml::error_at(&config.path, &text, &field, message);
+                    e.line = crate::yaml::refine_line(&text, e.line, &needle);
+                    e
+                })
+                .collect();
+            return Err(LoadErrors(errors).into());
+        }
+        catalog
     } else {
         Catalog::load_files(paths, &config)?
     };
@@ -52,6 +67,7 @@ pub fn plan(
     name: &str,
     params: &[String],
     as_user: Option<&str>,
+    limit: &[String],
     json: bool,
 ) -> Result<()> {
     let (config, catalog) = load(config_path, &[])?;
@@ -85,7 +101,7 @@ pub fn plan(
             }),
     };
     let params = super::parse_params(params)?;
-    let plan = make_plan(rb, &config, &params, initiator, None)
+    let plan = make_limited_plan(rb, &config, &params, initiator, None, limit)
         .map_err(|e| Error::Usage(e.to_string()))?;
     if json {
         outln!(
@@ -122,6 +138,9 @@ pub fn plan(
             t.owner,
             t.host_key.as_deref().unwrap_or("local")
         ));
+    }
+    if !plan.limit.is_empty() {
+        out.push_str(&format!("limit:     {}\n", plan.limit.join(",")));
     }
     out.push_str(&format!("scope:     {}\n", plan.scope));
     out.push_str(&format!("owners:    {}\n", plan.owners.join(", ")));
@@ -360,5 +379,139 @@ pub fn next(config: &Path, name: &str, from: Option<&str>, count: usize, json: b
             sch.tz.name()
         );
     }
+    Ok(())
+}
+
+/// `tandem trigger test NAME --payload FILE`: offline, what the payload would start. The
+/// signature is not checked and nothing is recorded or started; repeated alerts and the rate
+/// limit depend on the daemon's recent history and are not judged here.
+pub fn trigger_test(config_path: &Path, name: &str, payload: &Path, json: bool) -> Result<()> {
+    let (config, catalog) = load(config_path, &[])?;
+    let t = config
+        .trigger(name)
+        .ok_or_else(|| Error::Usage(format!("unknown trigger `{name}`")))?;
+    let rb = catalog
+        .get(&t.runbook)
+        .ok_or_else(|| Error::Usage(format!("unknown runbook `{}`", t.runbook)))?;
+    let text = std::fs::read(payload)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", payload.display())))?;
+    let body: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| Error::Usage(format!("{}: not JSON: {e}", payload.display())))?;
+    let at = |field: &str| {
+        if field.is_empty() {
+            "the body".to_string()
+        } else {
+            format!("field {field}")
+        }
+    };
+    let instances = crate::trigger::evaluate(t, &body)
+        .map_err(|e| Error::Usage(format!("{}: {}", at(&e.field), e.message)))?;
+    let initiator = Initiator {
+        user: t.initiator(),
+        party: t.party.clone(),
+    };
+    let mut runs = Vec::new();
+    for inst in &instances {
+        let plan = make_limited_plan(
+            rb,
+            &config,
+            &inst.params,
+            initiator.clone(),
+            None,
+            &inst.limit,
+        )
+        .map_err(|e| {
+            let field = inst.field_of(&e);
+            Error::Usage(format!("{}: {e}", at(&field)))
+        })?;
+        let break_glass = t.break_glass && rb.emergency && !plan.approvals.is_empty();
+        runs.push(json!({
+            "key": inst.key,
+            "alert": inst.context,
+            "params": plan.params,
+            "limit": plan.limit,
+            "targets": plan.targets.iter().map(|h| json!({"name": h.name, "owner": h.owner})).collect::<Vec<_>>(),
+            "approvals": plan.approvals,
+            "break_glass": break_glass,
+            "digest": plan.digest,
+        }));
+    }
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"trigger": t.name, "runbook": rb.name, "initiator": t.initiator(), "party": t.party, "runs": runs}))
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let mut out = format!(
+        "trigger:   {} (party {}) starts runbook {} as {}\n",
+        t.name,
+        t.party,
+        rb.name,
+        t.initiator()
+    );
+    if runs.is_empty() {
+        out.push_str("no alert matched: nothing would start\n");
+    }
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (i, r) in runs.iter().enumerate() {
+        out.push_str(&format!("run {} (dedup key {}):\n", i + 1, s(&r["key"])));
+        let a = &r["alert"];
+        out.push_str(&format!(
+            "  alert:     {} ({}){}\n",
+            s(&a["alertname"]),
+            s(&a["status"]),
+            a["ref"]
+                .as_str()
+                .map(|x| format!(" ref {x}"))
+                .unwrap_or_default()
+        ));
+        if let Some(summary) = a["summary"].as_str() {
+            out.push_str(&format!("  summary:   {summary}\n"));
+        }
+        out.push_str("  params:\n");
+        for (k, v) in r["params"].as_object().into_iter().flatten() {
+            out.push_str(&format!("    {k} = {v}\n"));
+        }
+        let targets: Vec<String> = r["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| format!("{} (owner {})", s(&h["name"]), s(&h["owner"])))
+            .collect();
+        out.push_str(&format!(
+            "  targets:   {}\n",
+            if targets.is_empty() {
+                "(none: the script runs once)".to_string()
+            } else {
+                targets.join(", ")
+            }
+        ));
+        let approvals: Vec<String> = r["approvals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| format!("{} x{}", s(&a["party"]), s(&a["quorum"])))
+            .collect();
+        out.push_str(&format!(
+            "  approval:  {}\n",
+            if approvals.is_empty() {
+                "not needed: starts at once".to_string()
+            } else if r["break_glass"] == true {
+                format!(
+                    "break-glass (skips {}; opens a review)",
+                    approvals.join(", ")
+                )
+            } else {
+                format!("waits for {}", approvals.join(", "))
+            }
+        ));
+        out.push_str(&format!("  digest:    {}\n", s(&r["digest"])));
+    }
+    out!("{out}");
     Ok(())
 }

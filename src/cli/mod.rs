@@ -54,6 +54,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `tandem trigger …`.
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Offline: what a payload would start (params, targets, approvals, digest), without
+    /// starting anything or checking its signature.
+    Test {
+        /// The trigger's name in `triggers:`.
+        name: String,
+        /// A JSON file: the body the sender would post.
+        #[arg(long, value_name = "FILE")]
+        payload: PathBuf,
+    },
+}
+
 /// How a client command reaches the daemon.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -78,6 +92,14 @@ pub enum Command {
         /// Plan as this user (default: the runbook owner's first operator).
         #[arg(long = "as", value_name = "USER")]
         as_user: Option<String>,
+        /// Narrow the plan to these of the runbook's targets (hosts or `tag:NAME`).
+        #[arg(long, value_delimiter = ',', value_name = "TARGET,…")]
+        limit: Vec<String>,
+    },
+    /// Triggers (alerts that start runs).
+    Trigger {
+        #[command(subcommand)]
+        command: TriggerCommand,
     },
     /// Run the daemon: workers, HTTP API.
     Serve {
@@ -99,6 +121,10 @@ pub enum Command {
         /// Why (required with --break-glass).
         #[arg(long)]
         reason: Option<String>,
+        /// Narrow the run to these of the runbook's targets: hosts or `tag:NAME`,
+        /// comma-separated. Part of the plan and its digest.
+        #[arg(long, value_delimiter = ',', value_name = "TARGET,…")]
+        limit: Vec<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -326,7 +352,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
             runbook,
             params,
             as_user,
-        } => local::plan(&cli.config, &runbook, &params, as_user.as_deref(), json),
+            limit,
+        } => local::plan(
+            &cli.config,
+            &runbook,
+            &params,
+            as_user.as_deref(),
+            &limit,
+            json,
+        ),
         Command::Serve { listen } => serve::serve(&cli.config, listen).await,
         Command::Audit {
             command:
@@ -361,8 +395,21 @@ async fn dispatch(cli: Cli) -> Result<()> {
             wait,
             break_glass,
             reason,
+            limit,
             server,
-        } => client::run(&server, &runbook, &params, wait, break_glass, reason, json).await,
+        } => {
+            let req = client::RunRequest {
+                runbook: &runbook,
+                params: &params,
+                break_glass,
+                reason,
+                limit: &limit,
+            };
+            client::run(&server, req, wait, json).await
+        }
+        Command::Trigger {
+            command: TriggerCommand::Test { name, payload },
+        } => local::trigger_test(&cli.config, &name, &payload, json),
         Command::Approve {
             run,
             comment,

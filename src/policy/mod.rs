@@ -462,6 +462,62 @@ secrets:
     }
 
     #[test]
+    fn a_limit_narrows_targets_and_approvals_is_digested_and_never_widens() {
+        use crate::runbook::plan::{make_limited_plan, PlanError};
+        let (_d, config, book) = setup(&rb("[web1, mon1]", ""));
+        let paula = || Initiator {
+            user: "paula".into(),
+            party: "provider".into(),
+        };
+        let limited = |limit: &[&str]| {
+            let limit: Vec<String> = limit.iter().map(|s| s.to_string()).collect();
+            make_limited_plan(
+                &book,
+                &config,
+                &serde_json::Map::new(),
+                paula(),
+                None,
+                &limit,
+            )
+        };
+        let all = make_plan(&book, &config, &serde_json::Map::new(), paula(), None).unwrap();
+        // No limit: the very plan and digest of make_plan.
+        assert_eq!(limited(&[]).unwrap().digest, all.digest);
+        assert_eq!(all.approvals.len(), 1, "web1 is internal's");
+        let mon = limited(&["tag:mon"]).unwrap();
+        let names: Vec<&str> = mon.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["mon1"]);
+        assert!(
+            mon.approvals.is_empty(),
+            "only the provider's own host is left"
+        );
+        assert_ne!(mon.digest, all.digest);
+        assert_ne!(
+            limited(&["mon1"]).unwrap().digest,
+            mon.digest,
+            "the limit as written is bound"
+        );
+        assert_eq!(
+            limited(&["web9"]).unwrap_err(),
+            PlanError::UnknownTarget("web9".into())
+        );
+        assert_eq!(
+            limited(&["tag:db"]).unwrap_err(),
+            PlanError::LimitOutside("tag:db".into())
+        );
+        let (_d2, config2, narrow) = setup(&rb("[web1]", ""));
+        let outside = make_limited_plan(
+            &narrow,
+            &config2,
+            &serde_json::Map::new(),
+            paula(),
+            None,
+            &["mon1".to_string()],
+        );
+        assert_eq!(outside.unwrap_err(), PlanError::LimitOutside("mon1".into()));
+    }
+
+    #[test]
     fn digest_binds_the_owner_of_an_api() {
         let rb_text = "name: t\nowner: internal\ntargets: []\nscope: { http: [\"POST https://api.securitycenter.microsoft.com/api/\"] }\nscript: 'log(\"x\")'\n";
         let (_d, config, rb) = setup(rb_text);

@@ -76,7 +76,7 @@ impl App {
         plan: &Plan,
     ) {
         let hosts: Vec<&str> = plan.targets.iter().map(|t| t.name.as_str()).collect();
-        let summary = if hosts.is_empty() {
+        let mut summary = if hosts.is_empty() {
             format!("{} ({})", rb.name, rb.description)
         } else {
             format!(
@@ -86,6 +86,19 @@ impl App {
                 hosts.join(", ")
             )
         };
+        // A trigger's run quotes its alert, so the approver knows why at 3 a.m.
+        if let Some(alert) = &plan.trigger {
+            let field = |k: &str| alert[k].as_str().map(str::to_string);
+            if let Some(name) = field("alertname").or(field("summary")) {
+                summary.push_str(&format!("; alert {name}"));
+                if let Some(text) = field("summary").filter(|s| *s != name) {
+                    summary.push_str(&format!(": {text}"));
+                }
+                if let Some(r) = field("ref") {
+                    summary.push_str(&format!(" (ref {r})"));
+                }
+            }
+        }
         self.notifier.send(
             &self.config().notify,
             Prompt {

@@ -16,6 +16,7 @@ mod lifecycle_tests;
 pub mod output;
 mod reads;
 pub mod schedule;
+pub mod trigger;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +29,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::audit::{Actor, Event};
 use crate::config::{Config, User};
 use crate::policy;
-use crate::runbook::plan::{make_plan, Initiator, Plan, PlanError};
+use crate::runbook::plan::{make_limited_plan, make_plan, Initiator, Plan, PlanError};
 use crate::runbook::{Catalog, Runbook};
 use crate::state::RunStatus;
 use crate::store::{AuditEntry, NewRun, RunRow, Store, StoreError};
@@ -65,6 +66,10 @@ pub struct StartRequest {
     pub params: Map<String, Value>,
     pub break_glass: bool,
     pub reason: Option<String>,
+    /// Narrows the run to these hosts / `tag:NAME` among the runbook's targets.
+    pub limit: Vec<String>,
+    /// The alert a trigger started the run from, shown to approvers.
+    pub trigger: Option<Value>,
 }
 
 /// A config and the catalog validated against it.
@@ -100,6 +105,9 @@ pub struct App {
     generation: std::sync::atomic::AtomicU64,
     /// Frozen hosts (rule 11), mirrored from the store; see [`freeze`].
     frozen: RwLock<HashSet<String>>,
+    /// Recent trigger signatures, alerts and starts (replays, dedup, rate limits). A std
+    /// mutex: held only on blocking threads, across one request's starts.
+    trigger_guard: Mutex<crate::trigger::Guard>,
 }
 
 impl std::fmt::Debug for App {
@@ -155,6 +163,12 @@ fn record_run(
     if let (Some(c), Some(d)) = (chain, requested.as_object_mut()) {
         d.insert("parent_run".into(), json!(c.parent));
         d.insert("chain_depth".into(), json!(c.depth));
+    }
+    if !plan.limit.is_empty() {
+        requested["limit"] = json!(plan.limit);
+    }
+    if let Some(t) = &plan.trigger {
+        requested["trigger"] = t.clone();
     }
     tx.create_run(
         &run,
@@ -250,6 +264,7 @@ impl App {
             schedule_wake: Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
             frozen: RwLock::new(frozen),
+            trigger_guard: Mutex::new(crate::trigger::Guard::default()),
         }))
     }
 
@@ -405,7 +420,9 @@ impl App {
             user: user.name.clone(),
             party: user.party.clone(),
         };
-        let plan = self.plan(rb, &req.params, initiator, None)?;
+        let mut plan =
+            make_limited_plan(rb, &self.config(), &req.params, initiator, None, &req.limit)?;
+        plan.trigger = req.trigger.clone();
         self.refuse_frozen_targets(&actor, &plan)?;
         let id = new_run_id();
         let needs_approval = !plan.approvals.is_empty() && !req.break_glass;
@@ -611,9 +628,17 @@ impl App {
             .ok_or_else(|| RunError::UnknownRunbook(run.runbook.clone()))
             .and_then(|rb| {
                 let params: Map<String, Value> = run.plan.params.clone().into_iter().collect();
+                let limit = run.plan.limit.clone();
                 Ok((
                     rb,
-                    self.plan(rb, &params, initiator.clone(), run.slot.clone())?,
+                    make_limited_plan(
+                        rb,
+                        &self.config(),
+                        &params,
+                        initiator.clone(),
+                        run.slot.clone(),
+                        &limit,
+                    )?,
                 ))
             });
         let (rb, plan) = match recomputed {

@@ -49,6 +49,14 @@ pub struct Plan {
     /// Who must approve; derived from the above, so not part of the digest input.
     #[serde(default)]
     pub approvals: Vec<ApprovalRequirement>,
+    /// The hosts or `tag:NAME` the run was narrowed to (`run --limit`, a trigger's
+    /// target); empty: all of the runbook's targets. Part of the digest when not empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limit: Vec<String>,
+    /// The alert that started the run (a trigger's run): shown to approvers, not bound
+    /// by the digest (the initiator `trigger:NAME` and the params are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Value>,
     /// Hex SHA-256 of the canonical JSON of the bound fields.
     pub digest: String,
 }
@@ -64,6 +72,8 @@ pub enum PlanError {
     MissingParam(String),
     #[error("target `{0}` is not in the inventory")]
     UnknownTarget(String),
+    #[error("limit `{0}` is not among the runbook's targets")]
+    LimitOutside(String),
 }
 
 /// Resolves `given` against the runbook's declared params: unknown names are refused,
@@ -151,8 +161,61 @@ pub fn make_plan(
     initiator: Initiator,
     slot: Option<String>,
 ) -> Result<Plan, PlanError> {
+    make_limited_plan(rb, config, given, initiator, slot, &[])
+}
+
+/// Narrows the runbook's resolved targets to `limit` (host names and `tag:NAME`). A host
+/// not in the inventory, or a limit item that selects none of the targets, is refused:
+/// a limit only narrows, never adds.
+pub fn apply_limit<'c>(
+    hosts: Vec<&'c Host>,
+    config: &Config,
+    limit: &[String],
+) -> Result<Vec<&'c Host>, PlanError> {
+    if limit.is_empty() {
+        return Ok(hosts);
+    }
+    let mut keep = std::collections::BTreeSet::new();
+    for item in limit {
+        let picked: Vec<&str> = match item.strip_prefix("tag:") {
+            Some(tag) => hosts
+                .iter()
+                .filter(|h| h.tags.iter().any(|t| t == tag))
+                .map(|h| h.name.as_str())
+                .collect(),
+            None => {
+                if config.host(item).is_none() {
+                    return Err(PlanError::UnknownTarget(item.clone()));
+                }
+                hosts
+                    .iter()
+                    .filter(|h| h.name == *item)
+                    .map(|h| h.name.as_str())
+                    .collect()
+            }
+        };
+        if picked.is_empty() {
+            return Err(PlanError::LimitOutside(item.clone()));
+        }
+        keep.extend(picked.into_iter().map(str::to_string));
+    }
+    Ok(hosts
+        .into_iter()
+        .filter(|h| keep.contains(&h.name))
+        .collect())
+}
+
+/// Makes the plan for one run of `rb` narrowed to `limit` (see [`apply_limit`]).
+pub fn make_limited_plan(
+    rb: &Runbook,
+    config: &Config,
+    given: &Map<String, Value>,
+    initiator: Initiator,
+    slot: Option<String>,
+    limit: &[String],
+) -> Result<Plan, PlanError> {
     let params = resolve_params(rb, given)?;
-    let hosts = resolve_targets(rb, config)?;
+    let hosts = apply_limit(resolve_targets(rb, config)?, config, limit)?;
     let owned = crate::policy::scope_owned(rb, config);
     let approvals = crate::policy::required_approvals(rb, &hosts, &owned, &initiator.party);
     let owners: Vec<String> = hosts
@@ -185,6 +248,8 @@ pub fn make_plan(
         slot,
         owners,
         approvals,
+        limit: limit.to_vec(),
+        trigger: None,
         digest: String::new(),
     };
     plan.digest = digest(&plan);
@@ -193,7 +258,7 @@ pub fn make_plan(
 
 /// SHA-256 over the canonical JSON (sorted keys, no spaces) of the fields an approval binds.
 pub fn digest(plan: &Plan) -> String {
-    let bound = serde_json::json!({
+    let mut bound = serde_json::json!({
         "runbook": plan.runbook,
         "version": plan.version,
         "params": plan.params,
@@ -203,5 +268,9 @@ pub fn digest(plan: &Plan) -> String {
         "slot": plan.slot,
         "owners": plan.owners,
     });
+    // Added only when present, so the digest of an unlimited plan is what it always was.
+    if !plan.limit.is_empty() {
+        bound["limit"] = serde_json::json!(plan.limit);
+    }
     crate::audit::sha256_hex(crate::audit::canonical_json(&bound).as_bytes())
 }

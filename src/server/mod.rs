@@ -178,6 +178,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/freezes", post(freeze).get(freezes))
         .route("/api/v1/freezes/lift", post(unfreeze))
+        .route("/api/v1/triggers/{name}", post(fire_trigger))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(app.clone())
@@ -194,6 +195,9 @@ struct CreateRun {
     break_glass: bool,
     #[serde(default)]
     reason: Option<String>,
+    /// Hosts or `tag:NAME` to narrow the run to.
+    #[serde(default)]
+    limit: Vec<String>,
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
@@ -215,12 +219,87 @@ async fn create_run(
                 params: req.params,
                 break_glass: req.break_glass,
                 reason: req.reason,
+                limit: req.limit,
+                trigger: None,
             },
         )
         .map_err(ApiError::from)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
+}
+
+/// `POST /api/v1/triggers/{name}`: authenticated by the trigger's own HMAC or bearer
+/// token, not a user's. 202 with the runs started; 200 when nothing new started (all
+/// repeats within the dedup window, or no alert matched); errors carry `field`, the JSON pointer at fault.
+async fn fire_trigger(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use crate::run::trigger::TriggerError;
+    let fired = tokio::task::spawn_blocking(move || {
+        let header = |h: &str| {
+            headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        app.fire_trigger(&name, &header, &body)
+    })
+    .await;
+    let fired = match fired {
+        Ok(f) => f,
+        Err(e) => return ApiError::Internal(format!("blocking task: {e}")).into_response(),
+    };
+    let with_field = |status: StatusCode, code: &str, field: String, message: String| {
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": message, "field": field}})),
+        )
+            .into_response()
+    };
+    match fired {
+        Ok(f) => {
+            let status = if f.started.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            let runs: Vec<&String> = f.started.iter().chain(&f.deduplicated).collect();
+            (
+                status,
+                Json(
+                    json!({"trigger": f.trigger, "runs": runs, "started": f.started,
+                            "deduplicated": f.deduplicated, "rate_limited": f.rate_limited,
+                            "matched": f.matched}),
+                ),
+            )
+                .into_response()
+        }
+        Err(e) => match e {
+            TriggerError::Unauthorized | TriggerError::Stale => (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": {"code": "unauthorized", "message": e.to_string()}})),
+            )
+                .into_response(),
+            TriggerError::Replayed => ApiError::Conflict(e.to_string()).into_response(),
+            TriggerError::BadRequest { field, message } => {
+                with_field(StatusCode::BAD_REQUEST, "bad_request", field, message)
+            }
+            TriggerError::Invalid { field, message } => {
+                with_field(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, message)
+            }
+            TriggerError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": {"code": "rate_limited", "message": e.to_string()}})),
+            )
+                .into_response(),
+            TriggerError::SecretUnavailable => ApiError::Unavailable(e.to_string()).into_response(),
+            TriggerError::Run(r) => ApiError::from(r).into_response(),
+        },
+    }
 }
 
 #[derive(Deserialize)]

@@ -499,7 +499,33 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
     if let Some(e) = &run.error {
         let _ = write!(b, "<tr><th>Error</th><td>{}</td></tr>", esc(e));
     }
-    b.push_str("</table><h2>Parameters</h2><table>");
+    b.push_str("</table>");
+    if let Some(alert) = plan.trigger.as_ref().filter(|a| a.is_object()) {
+        b.push_str("<h2>Alert</h2><table id=\"alert\">");
+        for (label, key) in [
+            ("Trigger", "trigger"),
+            ("Alert", "alertname"),
+            ("Summary", "summary"),
+            ("Status", "status"),
+            ("Ref", "ref"),
+            ("Fingerprint", "fingerprint"),
+            ("Started", "starts_at"),
+        ] {
+            if !alert[key].is_null() {
+                let _ = write!(
+                    b,
+                    "<tr><th>{label}</th><td>{}</td></tr>",
+                    json_cell(&alert[key])
+                );
+            }
+        }
+        b.push_str("</table>");
+    }
+    if !plan.limit.is_empty() {
+        let items: Vec<String> = plan.limit.iter().map(|l| esc(l)).collect();
+        let _ = write!(b, "<p>Limited to: {}</p>", items.join(", "));
+    }
+    b.push_str("<h2>Parameters</h2><table>");
     for (k, v) in &plan.params {
         let _ = write!(b, "<tr><th>{}</th><td>{}</td></tr>", esc(k), json_cell(v));
     }
