@@ -350,24 +350,103 @@ impl fmt::Display for SecretValue {
 
 /// Which kind of message a notify target expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum NotifyKind {
+    /// tandem's own JSON document, POSTed.
     Webhook,
+    /// A Slack incoming webhook: Block Kit with a `text` fallback.
     Slack,
+    /// A Microsoft Teams Workflows webhook: an Adaptive Card in a `message`.
     Teams,
+    /// A Microsoft 365 Connector (being retired by Microsoft): a `MessageCard`.
+    TeamsLegacy,
+    /// Mail over SMTP (`smtp`, `from`, `to`).
+    Email,
 }
 
-/// A place prompts and events are sent to.
+/// How an email target's SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which the server must offer (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: allowed only for a server on the loopback interface.
+    None,
+}
+
+impl SmtpTls {
+    /// The usual port for this kind of connection.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+/// `notify[].smtp`: the mail server of an email target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// The login name; with `password_secret`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The name of the secret (in `secrets:`) holding the password.
+    #[serde(default)]
+    pub password_secret: Option<String>,
+}
+
+impl SmtpSettings {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or_else(|| self.tls.default_port())
+    }
+}
+
+/// Whether `host` names the loopback interface, where plain SMTP is allowed.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A place prompts and notices are sent to. Empty `events`, `parties` or `runbooks` mean
+/// "all".
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyTarget {
     pub name: String,
     pub kind: NotifyKind,
+    /// The webhook URL (every kind but `email`).
+    #[serde(default)]
     pub url: String,
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: Vec<crate::notify::NoticeEvent>,
     #[serde(default)]
     pub parties: Vec<String>,
+    /// Only notices about these runbooks.
+    #[serde(default)]
+    pub runbooks: Vec<String>,
+    /// `kind: email`: the mail server.
+    #[serde(default)]
+    pub smtp: Option<SmtpSettings>,
+    /// `kind: email`: the sender address.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// `kind: email`: the recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
 }
 
 /// `calendars.NAME`: inline periods and/or an `.ics` file, as written.
@@ -445,6 +524,107 @@ pub struct Config {
     pub audit: AuditConfig,
     /// SHA-256 of the config file's bytes, recorded in `config_loaded`.
     pub sha256: String,
+}
+
+/// What is wrong with one `notify:` entry: (field suffix, offending text, message).
+fn notify_target_problems(
+    n: &NotifyTarget,
+    secrets: &BTreeMap<String, SecretSource>,
+) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut bad = |field: &str, name: &str, m: String| {
+        out.push((field.to_string(), name.to_string(), m));
+    };
+    if n.kind != NotifyKind::Email {
+        if url::Url::parse(&n.url).is_err() {
+            bad(".url", &n.url, "not a valid URL".into());
+        }
+        for (field, set) in [
+            (".smtp", n.smtp.is_some()),
+            (".from", n.from.is_some()),
+            (".to", !n.to.is_empty()),
+        ] {
+            if set {
+                bad(
+                    field,
+                    &n.name,
+                    "only `kind: email` takes smtp, from and to".into(),
+                );
+            }
+        }
+        return out;
+    }
+    if !n.url.is_empty() {
+        bad(
+            ".url",
+            &n.url,
+            "`kind: email` takes smtp, from and to, not url".into(),
+        );
+    }
+    match &n.smtp {
+        None => bad(
+            ".smtp",
+            &n.name,
+            "`kind: email` needs `smtp: {host, ...}`".into(),
+        ),
+        Some(smtp) => {
+            if smtp.host.trim().is_empty() {
+                bad(".smtp.host", &smtp.host, "empty host".into());
+            }
+            if smtp.tls == SmtpTls::None && !is_loopback_host(&smtp.host) {
+                bad(
+                    ".smtp.tls",
+                    &smtp.host,
+                    format!("`tls: none` sends the password and the mail in the clear; it is allowed only for a server on localhost, not `{}` (use starttls or tls)", smtp.host),
+                );
+            }
+            match (&smtp.username, &smtp.password_secret) {
+                (Some(_), None) => bad(
+                    ".smtp.password_secret",
+                    &n.name,
+                    "a username needs `password_secret` (the name of a secret)".into(),
+                ),
+                (None, Some(p)) => bad(
+                    ".smtp.username",
+                    p,
+                    "`password_secret` needs a username".into(),
+                ),
+                (_, Some(p)) if !secrets.contains_key(p) => {
+                    bad(".smtp.password_secret", p, format!("unknown secret `{p}`"))
+                }
+                _ => {}
+            }
+        }
+    }
+    match &n.from {
+        None => bad(
+            ".from",
+            &n.name,
+            "`kind: email` needs a `from` address".into(),
+        ),
+        Some(f) => {
+            if f.parse::<lettre::message::Mailbox>().is_err() {
+                bad(".from", f, format!("`{f}` is not an email address"));
+            }
+        }
+    }
+    if n.to.is_empty() {
+        bad(
+            ".to",
+            &n.name,
+            "`kind: email` needs at least one `to` address".into(),
+        );
+    }
+    for (j, t) in n.to.iter().enumerate() {
+        if t.parse::<lettre::message::Mailbox>().is_err() {
+            bad(
+                &format!(".to[{j}]"),
+                t,
+                format!("`{t}` is not an email address"),
+            );
+        }
+    }
+    out
 }
 
 /// Validates `audit:`, reporting each problem by field path through `error`.
@@ -763,12 +943,8 @@ impl Config {
             }
         }
         for (i, n) in raw.notify.iter().enumerate() {
-            if url::Url::parse(&n.url).is_err() {
-                errors.push(err(
-                    format!("notify[{i}].url"),
-                    &n.url,
-                    "not a valid URL".into(),
-                ));
+            for (field, name, m) in notify_target_problems(n, &raw.secrets) {
+                errors.push(err(format!("notify[{i}]{field}"), &name, m));
             }
             for p in &n.parties {
                 if !parties.contains(p.as_str()) {

@@ -198,23 +198,30 @@ fn outcome(run: &Value) -> Result<()> {
     }
 }
 
+/// How `run` asks for a run to start, beyond the runbook and its params.
+#[derive(Debug, Default)]
+pub struct Start {
+    pub break_glass: bool,
+    pub reason: Option<String>,
+    /// `--ref`: carried through the run (checked by the daemon).
+    pub reference: Option<String>,
+}
+
 pub async fn run(
     server: &ServerArgs,
     runbook: &str,
     params: &[String],
     wait: bool,
-    break_glass: bool,
-    reason: Option<String>,
+    start: Start,
     json: bool,
 ) -> Result<()> {
     let client = Client::new(server)?;
     let params = super::parse_params(params)?;
-    let run = client
-        .post(
-            "/api/v1/runs",
-            json!({"runbook": runbook, "params": params, "break_glass": break_glass, "reason": reason}),
-        )
-        .await?;
+    let mut body = json!({"runbook": runbook, "params": params, "break_glass": start.break_glass, "reason": start.reason});
+    if let Some(r) = start.reference {
+        body["ref"] = json!(r);
+    }
+    let run = client.post("/api/v1/runs", body).await?;
     let id = run["id"].as_str().unwrap_or_default().to_string();
     if !wait {
         print_run_brief(&run, json);
@@ -362,11 +369,25 @@ pub async fn cancel(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn runs(server: &ServerArgs, status: Option<&str>, json: bool) -> Result<()> {
+pub async fn runs(
+    server: &ServerArgs,
+    status: Option<&str>,
+    reference: Option<&str>,
+    json: bool,
+) -> Result<()> {
     let client = Client::new(server)?;
-    let path = match status {
-        Some(s) => format!("/api/v1/runs?status={s}"),
-        None => "/api/v1/runs".to_string(),
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(s) = status {
+        query.append_pair("status", s);
+    }
+    if let Some(r) = reference {
+        query.append_pair("ref", r);
+    }
+    let query = query.finish();
+    let path = if query.is_empty() {
+        "/api/v1/runs".to_string()
+    } else {
+        format!("/api/v1/runs?{query}")
     };
     let runs = client.get(&path).await?;
     print_runs(&runs, json);
@@ -415,6 +436,9 @@ pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
         s(&r["version"]).chars().take(12).collect::<String>()
     ));
     out.push_str(&format!("status:     {}\n", s(&r["status"])));
+    if let Some(reference) = r["ref"].as_str() {
+        out.push_str(&format!("ref:        {reference}\n"));
+    }
     out.push_str(&format!(
         "initiator:  {} ({})\n",
         s(&r["initiator"]["user"]),

@@ -99,6 +99,10 @@ pub enum Command {
         /// Why (required with --break-glass).
         #[arg(long)]
         reason: Option<String>,
+        /// A reference the run carries into `show`, the audit log and every notice (a
+        /// ticket number; at most 128 printable characters).
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -149,6 +153,9 @@ pub enum Command {
     Runs {
         #[arg(long)]
         status: Option<String>,
+        /// Only runs carrying this reference.
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -361,8 +368,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
             wait,
             break_glass,
             reason,
+            reference,
             server,
-        } => client::run(&server, &runbook, &params, wait, break_glass, reason, json).await,
+        } => {
+            let start = client::Start {
+                break_glass,
+                reason,
+                reference,
+            };
+            client::run(&server, &runbook, &params, wait, start, json).await
+        }
         Command::Approve {
             run,
             comment,
@@ -405,7 +420,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
             server,
         } => client::standing(&server, &runbook, &period, digest, comment, json).await,
         Command::Cancel { run, server } => client::cancel(&server, &run, json).await,
-        Command::Runs { status, server } => client::runs(&server, status.as_deref(), json).await,
+        Command::Runs {
+            status,
+            reference,
+            server,
+        } => client::runs(&server, status.as_deref(), reference.as_deref(), json).await,
         Command::Show { run, server } => client::show(&server, &run, json).await,
         Command::Logs {
             run,

@@ -9,7 +9,7 @@ use super::{status, App, RunError};
 use crate::approval::{decider_party, evaluate, GateState, Vote};
 use crate::audit::Actor;
 use crate::config::{Role, User};
-use crate::notify::Prompt;
+use crate::notify::{Notice, NoticeEvent};
 use crate::policy::ApprovalRequirement;
 use crate::runbook::plan::Plan;
 use crate::runbook::Runbook;
@@ -121,7 +121,7 @@ impl App {
     /// Sends one prompt about a run.
     pub(super) fn prompt(
         &self,
-        event: &str,
+        event: NoticeEvent,
         party: &str,
         id: &str,
         rb: &Runbook,
@@ -140,15 +140,8 @@ impl App {
             )
         };
         self.notifier.send(
-            &self.config().notify,
-            Prompt {
-                event: event.to_string(),
-                party: party.to_string(),
-                run_id: id.to_string(),
-                runbook: rb.name.clone(),
-                initiator: who.to_string(),
-                summary,
-            },
+            &self.config(),
+            Notice::prompt(event, party, id, &rb.name, who, summary, None),
         );
     }
 
@@ -433,15 +426,16 @@ impl App {
             );
             for p in &parties {
                 self.notifier.send(
-                    &self.config().notify,
-                    Prompt {
-                        event: "approval_requested".into(),
-                        party: p.clone(),
-                        run_id: id.to_string(),
-                        runbook: rb.name.clone(),
-                        initiator: who.clone(),
-                        summary: format!("{}: {reason}", rb.name),
-                    },
+                    &self.config(),
+                    Notice::prompt(
+                        NoticeEvent::ApprovalRequested,
+                        p,
+                        id,
+                        &rb.name,
+                        &who,
+                        format!("{}: {reason}", rb.name),
+                        None,
+                    ),
                 );
             }
             self.changed.notify_waiters();

@@ -81,6 +81,38 @@ pub struct StartRequest {
     pub params: Map<String, Value>,
     pub break_glass: bool,
     pub reason: Option<String>,
+    /// A reference carried through the run into its audit records and notices (a ticket
+    /// number); checked by [`check_ref`].
+    pub reference: Option<String>,
+}
+
+/// The longest reference a run may carry, in characters.
+pub const MAX_REF_CHARS: usize = 128;
+
+/// Checks a run's reference: 1 to [`MAX_REF_CHARS`] printable characters, no control or
+/// invisible formatting characters (which could hide text in a notice), not blank.
+pub fn check_ref(r: &str) -> Result<(), String> {
+    if r.trim().is_empty() {
+        return Err("`ref` is empty".into());
+    }
+    let n = r.chars().count();
+    if n > MAX_REF_CHARS {
+        return Err(format!(
+            "`ref` is {n} characters long; at most {MAX_REF_CHARS} are allowed"
+        ));
+    }
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if let Some((i, c)) = r.chars().enumerate().find(|(_, c)| invisible(*c)) {
+        return Err(format!(
+            "`ref` has a control or invisible character (U+{:04X}) at position {}; only printable text is allowed",
+            c as u32,
+            i + 1
+        ));
+    }
+    Ok(())
 }
 
 /// A config and the catalog validated against it.
@@ -104,7 +136,7 @@ pub struct App {
     loaded: RwLock<Loaded>,
     pub store: Arc<Store>,
     http: reqwest::Client,
-    pub notifier: crate::notify::Notifier,
+    pub notifier: Arc<crate::notify::Notifier>,
     active: Mutex<HashMap<String, Arc<RunControl>>>,
     shutting_down: AtomicBool,
     /// Woken whenever a run's log or status changes, for followers of `logs --follow`.
@@ -128,6 +160,7 @@ impl std::fmt::Debug for App {
 /// given, the run waits for approval behind gate 0 until then; `break_glass` (reason and
 /// review parties) flags it and opens its review. Status, initiator and slot come from the
 /// plan, so a scheduled and an on-demand run are recorded the same way.
+#[allow(clippy::too_many_arguments)]
 fn record_run(
     tx: &crate::store::Tx<'_>,
     id: &str,
@@ -136,6 +169,7 @@ fn record_run(
     actor: &Actor,
     gate_expires: Option<&str>,
     break_glass: Option<(&str, &[String])>,
+    reference: Option<&str>,
 ) -> Result<(), StoreError> {
     let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
     let plan_json = serde_json::to_value(plan).unwrap_or(Value::Null);
@@ -155,14 +189,14 @@ fn record_run(
         break_glass: break_glass.is_some(),
         reason: break_glass.map(|b| b.0),
         slot: plan.slot.as_deref(),
+        reference,
         hosts: &hosts,
     })?;
-    tx.audit(
-        actor,
-        Some(id),
-        "run_requested",
-        json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot}),
-    )?;
+    let mut detail = json!({"runbook": rb.name, "version": rb.version, "params": plan.params, "targets": hosts, "digest": plan.digest, "slot": plan.slot});
+    if let (Some(r), Value::Object(d)) = (reference, &mut detail) {
+        d.insert("ref".into(), json!(r));
+    }
+    tx.audit(actor, Some(id), "run_requested", detail)?;
     if let Some(expires_at) = gate_expires {
         tx.open_gate(id, 0, "start", None, &json!(plan.approvals), expires_at)?;
         tx.audit(
@@ -224,7 +258,7 @@ impl App {
     ) -> Result<Arc<App>, crate::Error> {
         let http = crate::exec::http::client().map_err(|e| crate::Error::Usage(e.to_string()))?;
         let store = Arc::new(store);
-        let notifier = crate::notify::Notifier::new(
+        let notifier = Arc::new(crate::notify::Notifier::new(
             http.clone(),
             config
                 .public_url
@@ -232,9 +266,9 @@ impl App {
                 .unwrap_or_else(|| public_url.to_string()),
             store.clone(),
             tokio::runtime::Handle::current(),
-        );
+        ));
         let frozen: HashSet<String> = store.freezes()?.into_iter().map(|f| f.host).collect();
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             loaded: RwLock::new(Loaded {
                 config: Arc::new(config),
                 catalog: Arc::new(catalog),
@@ -249,7 +283,25 @@ impl App {
             schedule_wake: Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
             frozen: RwLock::new(frozen),
-        }))
+        });
+        // Outcome notices: every committed record of a watched event (a run ended, a slot
+        // skipped, a host frozen, ...) reaches `audited`. Weak: the store lives in the app.
+        let weak = Arc::downgrade(&app);
+        app.store.observe(crate::notify::WATCHED, move |records| {
+            if let Some(app) = weak.upgrade() {
+                app.audited(records);
+            }
+        });
+        Ok(app)
+    }
+
+    /// The one hook for outcome notices: committed audit records of
+    /// [`crate::notify::WATCHED`] events become notices to the targets that want them.
+    /// Returns at once; nothing here can hold up or fail a run.
+    fn audited(&self, records: Vec<crate::audit::Record>) {
+        let catalog = self.catalog();
+        let owner_of = |rb: &str| catalog.get(rb).map(|r| r.owner.clone());
+        self.notifier.observed(self.config(), &owner_of, records);
     }
 
     fn loaded(&self) -> Loaded {
@@ -384,6 +436,9 @@ impl App {
                 ));
             }
         }
+        if let Some(r) = &req.reference {
+            check_ref(r).map_err(RunError::Invalid)?;
+        }
         let initiator = Initiator {
             user: user.name.clone(),
             party: user.party.clone(),
@@ -409,17 +464,32 @@ impl App {
                 &actor,
                 expires_at.as_deref(),
                 break_glass,
+                req.reference.as_deref(),
             )
         })?;
         let who = format!("{} ({})", user.name, user.party);
         if needs_approval {
             for a in &plan.approvals {
-                self.prompt("approval_requested", &a.party, &id, rb, &who, &plan);
+                self.prompt(
+                    crate::notify::NoticeEvent::ApprovalRequested,
+                    &a.party,
+                    &id,
+                    rb,
+                    &who,
+                    &plan,
+                );
             }
         } else {
             if req.break_glass {
                 for p in &review_parties {
-                    self.prompt("review_requested", p, &id, rb, &who, &plan);
+                    self.prompt(
+                        crate::notify::NoticeEvent::ReviewRequested,
+                        p,
+                        &id,
+                        rb,
+                        &who,
+                        &plan,
+                    );
                 }
             }
             self.spawn(id.clone(), &rb.name);
@@ -591,12 +661,11 @@ impl App {
         tokio::task::block_in_place(|| {
             self.store.tx(|tx| {
                 tx.set_run_status(id, status::RUNNING, None)?;
-                tx.audit(
-                    &actor,
-                    Some(id),
-                    "run_started",
-                    json!({"digest": plan.digest, "version": rb.version}),
-                )?;
+                let mut detail = json!({"digest": plan.digest, "version": rb.version});
+                if let (Some(r), Value::Object(d)) = (&run.reference, &mut detail) {
+                    d.insert("ref".into(), json!(r));
+                }
+                tx.audit(&actor, Some(id), "run_started", detail)?;
                 tx.log(
                     id,
                     None,
@@ -804,4 +873,22 @@ impl App {
 
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
+}
+
+#[cfg(test)]
+mod ref_tests {
+    use super::check_ref;
+
+    #[test]
+    fn a_ref_is_short_printable_text() {
+        assert!(check_ref("TICKET-123").is_ok());
+        assert!(check_ref("INC 42 / Müller").is_ok());
+        assert!(check_ref(&"x".repeat(128)).is_ok());
+        assert!(check_ref(&"x".repeat(129)).unwrap_err().contains("129"));
+        assert!(check_ref("").is_err());
+        assert!(check_ref("   ").is_err());
+        assert!(check_ref("a\nb").unwrap_err().contains("U+000A"));
+        assert!(check_ref("a\u{1b}[31mb").is_err());
+        assert!(check_ref("evil\u{202E}txt").is_err());
+    }
 }

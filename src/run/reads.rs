@@ -12,7 +12,7 @@ use crate::config::User;
 use crate::policy;
 use crate::runbook::plan::resolve_targets;
 use crate::runbook::Runbook;
-use crate::store::RunRow;
+use crate::store::{RunFilter, RunRow};
 
 impl App {
     /// Whether `user`'s party may see `run`: it started it, owns something it touches, is
@@ -38,23 +38,22 @@ impl App {
         }
     }
 
-    /// Up to `limit` runs `user` may see, newest first, optionally only in `status`, older
-    /// than run `before` (a page cursor: the last id of the previous page). The filter runs
-    /// inside the store's scan, so a page is full whenever more visible runs exist.
+    /// Up to `limit` runs `user` may see, newest first, narrowed by `filter` (status, a
+    /// page cursor `before`: the last id of the previous page, a reference). The visibility
+    /// check runs inside the store's scan, so a page is full whenever more visible runs exist.
     pub fn visible_runs(
         &self,
         user: &User,
-        status: Option<&str>,
-        before: Option<&str>,
+        filter: &RunFilter<'_>,
         limit: usize,
     ) -> Result<Vec<RunRow>, RunError> {
         // A cursor names a run: one the caller may not see is unknown, as everywhere.
-        if let Some(b) = before {
+        if let Some(b) = filter.before {
             self.visible_run(user, b)?;
         }
         Ok(self
             .store
-            .runs_where(status, before, limit, |run| self.sees(user, run))?)
+            .runs_where(filter, limit, |run| self.sees(user, run))?)
     }
 
     /// Break-glass runs whose review is open and that concern `user`'s party.

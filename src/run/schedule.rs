@@ -125,7 +125,7 @@ impl App {
                 After::Prompt(id, party, plan) => {
                     if let Some(rb) = catalog.get(&plan.runbook) {
                         self.prompt(
-                            "approval_requested",
+                            crate::notify::NoticeEvent::ApprovalRequested,
                             &party,
                             &id,
                             rb,
@@ -224,6 +224,7 @@ impl App {
                     &plan,
                     &system,
                     Some(&crate::store::now_at(slot)),
+                    None,
                     None,
                 )?;
                 for a in &plan.approvals {
@@ -329,7 +330,7 @@ impl App {
             return skip("no plan", json!({}));
         };
         let id = new_run_id();
-        record_run(tx, &id, rb, &plan, &system, None, None)?;
+        record_run(tx, &id, rb, &plan, &system, None, None, None)?;
         if !whole.approvals.is_empty() {
             tx.audit(
                 &system,

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{Role, User};
 use crate::run::{status, App, RunError, StartRequest};
-use crate::store::StoreError;
+use crate::store::{RunFilter, StoreError};
 
 /// An API error. Every variant has one status; internal details are logged, never sent.
 #[derive(Debug)]
@@ -193,6 +193,9 @@ struct CreateRun {
     break_glass: bool,
     #[serde(default)]
     reason: Option<String>,
+    /// A reference carried through the run (a ticket number).
+    #[serde(default, rename = "ref")]
+    reference: Option<String>,
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
@@ -214,6 +217,7 @@ async fn create_run(
                 params: req.params,
                 break_glass: req.break_glass,
                 reason: req.reason,
+                reference: req.reference,
             },
         )
         .map_err(ApiError::from)
@@ -228,6 +232,9 @@ struct ListQuery {
     limit: Option<usize>,
     /// Paging: runs older than this run id (the last id of the previous page).
     before: Option<String>,
+    /// Only runs carrying this reference.
+    #[serde(rename = "ref")]
+    reference: Option<String>,
 }
 
 async fn list_runs(
@@ -238,7 +245,12 @@ async fn list_runs(
     let user = caller(&app, &headers)?;
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     let runs = blocking(move || {
-        Ok(app.visible_runs(&user, q.status.as_deref(), q.before.as_deref(), limit)?)
+        let filter = RunFilter {
+            status: q.status.as_deref(),
+            before: q.before.as_deref(),
+            reference: q.reference.as_deref(),
+        };
+        Ok(app.visible_runs(&user, &filter, limit)?)
     })
     .await?;
     Ok(Json(runs).into_response())
