@@ -1200,3 +1200,66 @@ mod audit_config_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod notify_config_tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<Config, LoadErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tandem.yaml");
+        std::fs::write(
+            &path,
+            format!("parties: [internal, provider]\nsecrets:\n  smtp_pw: {{ env: SMTP_PW, owner: internal }}\n{extra}"),
+        )
+        .unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn an_email_target_with_starttls_by_default() {
+        let c = load(
+            "notify:\n  - name: mail\n    kind: email\n    smtp: { host: mail.example.org, username: tandem, password_secret: smtp_pw }\n    from: tandem@example.org\n    to: [it@example.org]\n    events: [run_failed, approval_requested]\n    runbooks: [patch]\n  - name: old\n    kind: teams_legacy\n    url: \"https://example.org/hook\"\n",
+        )
+        .unwrap();
+        let smtp = c.notify[0].smtp.as_ref().unwrap();
+        assert_eq!(smtp.tls, SmtpTls::Starttls);
+        assert_eq!(smtp.port(), 587);
+        assert_eq!(c.notify[0].runbooks, ["patch"]);
+        assert_eq!(c.notify[1].kind, NotifyKind::TeamsLegacy);
+    }
+
+    #[test]
+    fn email_mistakes_are_named_by_field_path() {
+        let e = load(
+            "notify:\n  - name: mail\n    kind: email\n    url: \"https://x\"\n    smtp: { host: mail.example.org, tls: none, username: u, password_secret: nope }\n    from: not an address\n    to: []\n  - name: hook\n    kind: webhook\n    url: \"https://x\"\n    to: [a@b.c]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "notify[0].url: `kind: email` takes smtp, from and to, not url",
+            "notify[0].smtp.tls: `tls: none` sends the password and the mail in the clear",
+            "notify[0].smtp.password_secret: unknown secret `nope`",
+            "notify[0].from: `not an address` is not an email address",
+            "notify[0].to: `kind: email` needs at least one `to` address",
+            "notify[1].to: only `kind: email` takes smtp, from and to",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+        let e = load(
+            "notify:\n  - name: typo\n    kind: webhook\n    url: \"https://x\"\n    events: [run_exploded]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("run_exploded"), "{e}");
+    }
+
+    #[test]
+    fn plain_smtp_is_for_localhost_only() {
+        assert!(is_loopback_host("localhost"));
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("[::1]"));
+        assert!(!is_loopback_host("mail.example.org"));
+        assert!(!is_loopback_host("10.0.0.1"));
+    }
+}

@@ -563,3 +563,37 @@ fn a_ref_with_control_characters_or_too_long_is_refused() {
     assert_eq!(status, 200);
     assert_eq!(runs, serde_json::json!([]), "a refused request left a run");
 }
+
+#[test]
+fn a_failed_mail_is_audited_without_the_smtp_password() {
+    let smtp = SmtpStub::start();
+    let password = "hunter2-smtp-Secret";
+    let config = site_config().extra(&format!(
+        "secrets:\n  smtp_pw: {{ env: TEST_SMTP_PW, owner: internal }}\nnotify:\n  - name: it-mail\n    kind: email\n    smtp: {{host: localhost, port: {}, tls: none, username: tandem, password_secret: smtp_pw}}\n    from: tandem@example.org\n    to: [it@example.org]\n    events: [approval_requested]\n",
+        smtp.port()
+    ));
+    let env = site_env(&config);
+    write_marker_runbook(&env, "cross", "[web1]", "");
+    let daemon = Daemon::start_with(&env, &[("TEST_SMTP_PW", password)]);
+    let id = request_pending(&daemon, "paula", "cross");
+
+    // The stub offers no AUTH: the login cannot happen, the delivery fails and says so.
+    let failed = wait_audited(&daemon, &id, "notify_failed", 1);
+    let detail = &failed[0]["detail"];
+    assert_eq!(detail["target"], "it-mail", "{detail}");
+    assert!(
+        detail["error"].as_str().unwrap().contains("smtp"),
+        "{detail}"
+    );
+    assert!(smtp.mails().is_empty(), "mail went out without the login");
+    let (_, all) = daemon.get("/api/v1/audit?after=0&limit=10000", &token("audrey"));
+    assert!(
+        !all.to_string().contains(password),
+        "the audit log holds the password"
+    );
+    assert!(
+        !daemon.stderr().contains(password),
+        "the daemon log holds the password"
+    );
+    assert_eq!(get_run(&daemon, &id)["status"], "awaiting_approval");
+}
