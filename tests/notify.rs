@@ -597,3 +597,67 @@ fn a_failed_mail_is_audited_without_the_smtp_password() {
     );
     assert_eq!(get_run(&daemon, &id)["status"], "awaiting_approval");
 }
+
+#[test]
+fn a_denied_run_and_a_frozen_host_are_told_to_their_subscribers() {
+    let stub = HttpStub::start();
+    let env = notify_site(&[
+        subscriber(
+            "hook",
+            "webhook",
+            &format!("{}/hook", stub.url()),
+            "[run_denied, frozen]",
+            "    parties: [provider]\n",
+        ),
+        subscriber(
+            "succeeded-only",
+            "webhook",
+            &format!("{}/quiet", stub.url()),
+            "[run_succeeded]",
+            "",
+        ),
+    ]);
+    let daemon = Daemon::start(&env);
+    let (status, run) = daemon.post(
+        "/api/v1/runs",
+        &token("paula"),
+        &serde_json::json!({"runbook": "cross", "ref": "CHG-9"}),
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let (status, body) = crate::approvals::deny(&daemon, "ivan", &id, "not during the sale");
+    assert_eq!(status, 200, "{body}");
+
+    let denied = stub.wait_for_requests("/hook", 1, Duration::from_secs(20))[0].json();
+    assert_eq!(denied["event"], "run_denied", "{denied}");
+    assert_eq!(denied["run_id"], id.as_str(), "{denied}");
+    assert_eq!(denied["ref"], "CHG-9", "{denied}");
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not during the sale"),
+        "{denied}"
+    );
+
+    // Internal freezes its host: the provider, which runs things there, hears of it.
+    let (status, body) = daemon.post(
+        "/api/v1/freezes",
+        &token("ivan"),
+        &serde_json::json!({"targets": ["web1"], "reason": "forensics"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let frozen = stub.wait_for_requests("/hook", 2, Duration::from_secs(20))[1].json();
+    assert_eq!(frozen["event"], "frozen", "{frozen}");
+    assert_eq!(frozen["status"], "frozen", "{frozen}");
+    assert_eq!(frozen["reason"], "forensics", "{frozen}");
+    assert!(
+        frozen["summary"].as_str().unwrap().contains("web1"),
+        "{frozen}"
+    );
+    wait_audited(&daemon, &id, "notify_sent", 1);
+    assert!(
+        stub.requests_to("/quiet").is_empty(),
+        "a run_succeeded target was told"
+    );
+}

@@ -488,9 +488,20 @@ impl Notifier {
                 .map(|x| x.owner.clone())
         };
         for rec in &records {
-            let Some(observed) = from_record(rec, owner_of, &host_owner) else {
+            let Some(mut observed) = from_record(rec, owner_of, &host_owner) else {
                 continue;
             };
+            // A freeze stops every party's actions on the host: every party hears of it
+            // (the freezing party and the owner first).
+            if let Observed::Plain(n) = &mut observed {
+                if n.event == NoticeEvent::Frozen {
+                    for p in &config.parties {
+                        if !n.parties.contains(p) {
+                            n.parties.push(p.clone());
+                        }
+                    }
+                }
+            }
             let (this, config) = (self.clone(), config.clone());
             self.rt.spawn(async move {
                 let notice = match observed {
