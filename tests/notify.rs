@@ -661,3 +661,35 @@ fn a_denied_run_and_a_frozen_host_are_told_to_their_subscribers() {
         "a run_succeeded target was told"
     );
 }
+
+#[test]
+fn a_run_cut_short_by_a_crash_is_told_as_interrupted_after_the_restart() {
+    let stub = HttpStub::start();
+    let env = notify_site(&[subscriber(
+        "hook",
+        "webhook",
+        &format!("{}/hook", stub.url()),
+        "[run_interrupted]",
+        "",
+    )]);
+    crate::approvals::write_runbook(&env, "slow", "[web1]", "", "log(\"begun\");\nsleep(60);");
+    let mut daemon = Daemon::start(&env);
+    let (status, run) = daemon.post(
+        "/api/v1/runs",
+        &token("alice"),
+        &serde_json::json!({"runbook": "slow", "ref": "INC-77"}),
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    crate::approvals::wait_status(&daemon, &id, "running");
+    daemon.kill9();
+    assert!(stub.requests_to("/hook").is_empty());
+
+    let daemon = Daemon::start(&env);
+    let body = stub.wait_for_requests("/hook", 1, Duration::from_secs(20))[0].json();
+    assert_eq!(body["event"], "run_interrupted", "{body}");
+    assert_eq!(body["run_id"], id.as_str(), "{body}");
+    assert_eq!(body["ref"], "INC-77", "{body}");
+    assert_eq!(body["hosts"]["hosts"][0]["status"], "interrupted", "{body}");
+    wait_audited(&daemon, &id, "notify_sent", 1);
+}
