@@ -360,24 +360,103 @@ impl fmt::Display for SecretValue {
 
 /// Which kind of message a notify target expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum NotifyKind {
+    /// tandem's own JSON document, POSTed.
     Webhook,
+    /// A Slack incoming webhook: Block Kit with a `text` fallback.
     Slack,
+    /// A Microsoft Teams Workflows webhook: an Adaptive Card in a `message`.
     Teams,
+    /// A Microsoft 365 Connector (being retired by Microsoft): a `MessageCard`.
+    TeamsLegacy,
+    /// Mail over SMTP (`smtp`, `from`, `to`).
+    Email,
 }
 
-/// A place prompts and events are sent to.
+/// How an email target's SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which the server must offer (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: allowed only for a server on the loopback interface.
+    None,
+}
+
+impl SmtpTls {
+    /// The usual port for this kind of connection.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+/// `notify[].smtp`: the mail server of an email target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// The login name; with `password_secret`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The name of the secret (in `secrets:`) holding the password.
+    #[serde(default)]
+    pub password_secret: Option<String>,
+}
+
+impl SmtpSettings {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or_else(|| self.tls.default_port())
+    }
+}
+
+/// Whether `host` names the loopback interface, where plain SMTP is allowed.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A place prompts and notices are sent to. Empty `events`, `parties` or `runbooks` mean
+/// "all".
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyTarget {
     pub name: String,
     pub kind: NotifyKind,
+    /// The webhook URL (every kind but `email`).
+    #[serde(default)]
     pub url: String,
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: Vec<crate::notify::NoticeEvent>,
     #[serde(default)]
     pub parties: Vec<String>,
+    /// Only notices about these runbooks.
+    #[serde(default)]
+    pub runbooks: Vec<String>,
+    /// `kind: email`: the mail server.
+    #[serde(default)]
+    pub smtp: Option<SmtpSettings>,
+    /// `kind: email`: the sender address.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// `kind: email`: the recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
 }
 
 /// `calendars.NAME`: inline periods and/or an `.ics` file, as written.
@@ -457,6 +536,107 @@ pub struct Config {
     pub triggers: Vec<crate::trigger::Trigger>,
     /// SHA-256 of the config file's bytes, recorded in `config_loaded`.
     pub sha256: String,
+}
+
+/// What is wrong with one `notify:` entry: (field suffix, offending text, message).
+fn notify_target_problems(
+    n: &NotifyTarget,
+    secrets: &BTreeMap<String, SecretSource>,
+) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut bad = |field: &str, name: &str, m: String| {
+        out.push((field.to_string(), name.to_string(), m));
+    };
+    if n.kind != NotifyKind::Email {
+        if url::Url::parse(&n.url).is_err() {
+            bad(".url", &n.url, "not a valid URL".into());
+        }
+        for (field, set) in [
+            (".smtp", n.smtp.is_some()),
+            (".from", n.from.is_some()),
+            (".to", !n.to.is_empty()),
+        ] {
+            if set {
+                bad(
+                    field,
+                    &n.name,
+                    "only `kind: email` takes smtp, from and to".into(),
+                );
+            }
+        }
+        return out;
+    }
+    if !n.url.is_empty() {
+        bad(
+            ".url",
+            &n.url,
+            "`kind: email` takes smtp, from and to, not url".into(),
+        );
+    }
+    match &n.smtp {
+        None => bad(
+            ".smtp",
+            &n.name,
+            "`kind: email` needs `smtp: {host, ...}`".into(),
+        ),
+        Some(smtp) => {
+            if smtp.host.trim().is_empty() {
+                bad(".smtp.host", &smtp.host, "empty host".into());
+            }
+            if smtp.tls == SmtpTls::None && !is_loopback_host(&smtp.host) {
+                bad(
+                    ".smtp.tls",
+                    &smtp.host,
+                    format!("`tls: none` sends the password and the mail in the clear; it is allowed only for a server on localhost, not `{}` (use starttls or tls)", smtp.host),
+                );
+            }
+            match (&smtp.username, &smtp.password_secret) {
+                (Some(_), None) => bad(
+                    ".smtp.password_secret",
+                    &n.name,
+                    "a username needs `password_secret` (the name of a secret)".into(),
+                ),
+                (None, Some(p)) => bad(
+                    ".smtp.username",
+                    p,
+                    "`password_secret` needs a username".into(),
+                ),
+                (_, Some(p)) if !secrets.contains_key(p) => {
+                    bad(".smtp.password_secret", p, format!("unknown secret `{p}`"))
+                }
+                _ => {}
+            }
+        }
+    }
+    match &n.from {
+        None => bad(
+            ".from",
+            &n.name,
+            "`kind: email` needs a `from` address".into(),
+        ),
+        Some(f) => {
+            if f.parse::<lettre::message::Mailbox>().is_err() {
+                bad(".from", f, format!("`{f}` is not an email address"));
+            }
+        }
+    }
+    if n.to.is_empty() {
+        bad(
+            ".to",
+            &n.name,
+            "`kind: email` needs at least one `to` address".into(),
+        );
+    }
+    for (j, t) in n.to.iter().enumerate() {
+        if t.parse::<lettre::message::Mailbox>().is_err() {
+            bad(
+                &format!(".to[{j}]"),
+                t,
+                format!("`{t}` is not an email address"),
+            );
+        }
+    }
+    out
 }
 
 /// Validates `audit:`, reporting each problem by field path through `error`.
@@ -775,26 +955,8 @@ impl Config {
             }
         }
         for (i, n) in raw.notify.iter().enumerate() {
-            if url::Url::parse(&n.url).is_err() {
-                errors.push(err(
-                    format!("notify[{i}].url"),
-                    &n.url,
-                    "not a valid URL".into(),
-                ));
-            }
-            for e in &n.events {
-                if !crate::notify::PROMPTED.iter().any(|p| p.as_str() == e) {
-                    let known: Vec<&str> =
-                        crate::notify::PROMPTED.iter().map(|p| p.as_str()).collect();
-                    errors.push(err(
-                        format!("notify[{i}].events"),
-                        e,
-                        format!(
-                            "`{e}` is not an event tandem sends to notify targets ({})",
-                            known.join(", ")
-                        ),
-                    ));
-                }
+            for (field, name, m) in notify_target_problems(n, &raw.secrets) {
+                errors.push(err(format!("notify[{i}]{field}"), &name, m));
             }
             for p in &n.parties {
                 if !parties.contains(p.as_str()) {
@@ -1070,8 +1232,71 @@ mod audit_config_tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("notify[0].events: `gate_requested` is not an event tandem sends"),
+            e.contains("notify[0].events") && e.contains("gate_requested"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod notify_config_tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<Config, LoadErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tandem.yaml");
+        std::fs::write(
+            &path,
+            format!("parties: [internal, provider]\nsecrets:\n  smtp_pw: {{ env: SMTP_PW, owner: internal }}\n{extra}"),
+        )
+        .unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn an_email_target_with_starttls_by_default() {
+        let c = load(
+            "notify:\n  - name: mail\n    kind: email\n    smtp: { host: mail.example.org, username: tandem, password_secret: smtp_pw }\n    from: tandem@example.org\n    to: [it@example.org]\n    events: [run_failed, approval_requested]\n    runbooks: [patch]\n  - name: old\n    kind: teams_legacy\n    url: \"https://example.org/hook\"\n",
+        )
+        .unwrap();
+        let smtp = c.notify[0].smtp.as_ref().unwrap();
+        assert_eq!(smtp.tls, SmtpTls::Starttls);
+        assert_eq!(smtp.port(), 587);
+        assert_eq!(c.notify[0].runbooks, ["patch"]);
+        assert_eq!(c.notify[1].kind, NotifyKind::TeamsLegacy);
+    }
+
+    #[test]
+    fn email_mistakes_are_named_by_field_path() {
+        let e = load(
+            "notify:\n  - name: mail\n    kind: email\n    url: \"https://x\"\n    smtp: { host: mail.example.org, tls: none, username: u, password_secret: nope }\n    from: not an address\n    to: []\n  - name: hook\n    kind: webhook\n    url: \"https://x\"\n    to: [a@b.c]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "notify[0].url: `kind: email` takes smtp, from and to, not url",
+            "notify[0].smtp.tls: `tls: none` sends the password and the mail in the clear",
+            "notify[0].smtp.password_secret: unknown secret `nope`",
+            "notify[0].from: `not an address` is not an email address",
+            "notify[0].to: `kind: email` needs at least one `to` address",
+            "notify[1].to: only `kind: email` takes smtp, from and to",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+        let e = load(
+            "notify:\n  - name: typo\n    kind: webhook\n    url: \"https://x\"\n    events: [run_exploded]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("run_exploded"), "{e}");
+    }
+
+    #[test]
+    fn plain_smtp_is_for_localhost_only() {
+        assert!(is_loopback_host("localhost"));
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("[::1]"));
+        assert!(!is_loopback_host("mail.example.org"));
+        assert!(!is_loopback_host("10.0.0.1"));
     }
 }

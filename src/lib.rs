@@ -17,7 +17,8 @@
 //! | [`policy`]   | pure decisions: who may start, see, cancel, freeze; who must approve;     |
 //! |              | what is in scope (commands judged by a shell grammar narrower than sh)    |
 //! | [`approval`] | the gate state machine: quorum, separation of duties, digest binding      |
-//! | [`notify`]   | prompts to webhook, Slack and Teams targets, with retries; never blocking |
+//! | [`notify`]   | prompts and outcome notices to webhook, Slack, Teams and email targets,   |
+//! |              | with retries; never blocking; outcomes come from committed audit records  |
 //! | [`script`]   | the one hardened rhai engine; host functions call a [`script::HostApi`]   |
 //! | [`exec`]     | run one action with a deadline: `ssh` (ssh2), `local`, `http` (reqwest)  |
 //! | [`state`]    | typed run, host, gate and action statuses, stored as their old strings   |

@@ -207,18 +207,19 @@ pub struct RunRequest<'a> {
     pub reason: Option<String>,
     /// Hosts or `tag:NAME` to narrow the run to.
     pub limit: &'a [String],
+    /// `--ref`: carried through the run (checked by the daemon).
+    pub reference: Option<String>,
 }
 
 pub async fn run(server: &ServerArgs, req: RunRequest<'_>, wait: bool, json: bool) -> Result<()> {
     let client = Client::new(server)?;
     let params = super::parse_params(req.params)?;
-    let run = client
-        .post(
-            "/api/v1/runs",
-            json!({"runbook": req.runbook, "params": params, "break_glass": req.break_glass,
-                   "reason": req.reason, "limit": req.limit}),
-        )
-        .await?;
+    let mut body = json!({"runbook": req.runbook, "params": params, "break_glass": req.break_glass,
+                          "reason": req.reason, "limit": req.limit});
+    if let Some(r) = req.reference {
+        body["ref"] = json!(r);
+    }
+    let run = client.post("/api/v1/runs", body).await?;
     let id = run["id"].as_str().unwrap_or_default().to_string();
     if !wait {
         print_run_brief(&run, json);
@@ -366,11 +367,25 @@ pub async fn cancel(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn runs(server: &ServerArgs, status: Option<&str>, json: bool) -> Result<()> {
+pub async fn runs(
+    server: &ServerArgs,
+    status: Option<&str>,
+    reference: Option<&str>,
+    json: bool,
+) -> Result<()> {
     let client = Client::new(server)?;
-    let path = match status {
-        Some(s) => format!("/api/v1/runs?status={s}"),
-        None => "/api/v1/runs".to_string(),
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(s) = status {
+        query.append_pair("status", s);
+    }
+    if let Some(r) = reference {
+        query.append_pair("ref", r);
+    }
+    let query = query.finish();
+    let path = if query.is_empty() {
+        "/api/v1/runs".to_string()
+    } else {
+        format!("/api/v1/runs?{query}")
     };
     let runs = client.get(&path).await?;
     print_runs(&runs, json);
@@ -419,6 +434,9 @@ pub async fn show(server: &ServerArgs, id: &str, json: bool) -> Result<()> {
         s(&r["version"]).chars().take(12).collect::<String>()
     ));
     out.push_str(&format!("status:     {}\n", s(&r["status"])));
+    if let Some(reference) = r["ref"].as_str() {
+        out.push_str(&format!("ref:        {reference}\n"));
+    }
     out.push_str(&format!(
         "initiator:  {} ({})\n",
         s(&r["initiator"]["user"]),

@@ -125,6 +125,10 @@ pub enum Command {
         /// comma-separated. Part of the plan and its digest.
         #[arg(long, value_delimiter = ',', value_name = "TARGET,…")]
         limit: Vec<String>,
+        /// A reference the run carries into `show`, the audit log and every notice (a
+        /// ticket number; at most 128 printable characters).
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -175,6 +179,9 @@ pub enum Command {
     Runs {
         #[arg(long)]
         status: Option<String>,
+        /// Only runs carrying this reference.
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -396,6 +403,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             break_glass,
             reason,
             limit,
+            reference,
             server,
         } => {
             let req = client::RunRequest {
@@ -404,6 +412,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 break_glass,
                 reason,
                 limit: &limit,
+                reference,
             };
             client::run(&server, req, wait, json).await
         }
@@ -452,7 +461,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
             server,
         } => client::standing(&server, &runbook, &period, digest, comment, json).await,
         Command::Cancel { run, server } => client::cancel(&server, &run, json).await,
-        Command::Runs { status, server } => client::runs(&server, status.as_deref(), json).await,
+        Command::Runs {
+            status,
+            reference,
+            server,
+        } => client::runs(&server, status.as_deref(), reference.as_deref(), json).await,
         Command::Show { run, server } => client::show(&server, &run, json).await,
         Command::Logs {
             run,

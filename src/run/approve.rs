@@ -9,7 +9,7 @@ use super::{lifecycle, App, RunError};
 use crate::approval::{decider_party, evaluate, GateState, Vote};
 use crate::audit::{Actor, Event};
 use crate::config::{Role, User};
-use crate::notify::Prompt;
+use crate::notify::{Notice, NoticeEvent};
 use crate::policy::ApprovalRequirement;
 use crate::runbook::plan::Plan;
 use crate::runbook::Runbook;
@@ -68,7 +68,7 @@ impl App {
     /// Sends one prompt about a run.
     pub(super) fn prompt(
         &self,
-        event: Event,
+        event: NoticeEvent,
         party: &str,
         id: &str,
         rb: &Runbook,
@@ -100,15 +100,8 @@ impl App {
             }
         }
         self.notifier.send(
-            &self.config().notify,
-            Prompt {
-                event,
-                party: party.to_string(),
-                run_id: id.to_string(),
-                runbook: rb.name.clone(),
-                initiator: who.to_string(),
-                summary,
-            },
+            &self.config(),
+            Notice::prompt(event, party, id, &rb.name, who, summary, None),
         );
     }
 
@@ -377,15 +370,16 @@ impl App {
             let who = format!("{} ({})", plan.initiator.user, plan.initiator.party);
             for p in &parties {
                 self.notifier.send(
-                    &self.config().notify,
-                    Prompt {
-                        event: Event::ApprovalRequested,
-                        party: p.clone(),
-                        run_id: id.to_string(),
-                        runbook: rb.name.clone(),
-                        initiator: who.clone(),
-                        summary: format!("{}: {reason}", rb.name),
-                    },
+                    &self.config(),
+                    Notice::prompt(
+                        NoticeEvent::ApprovalRequested,
+                        p,
+                        id,
+                        &rb.name,
+                        &who,
+                        format!("{}: {reason}", rb.name),
+                        None,
+                    ),
                 );
             }
             self.changed.notify_waiters();

@@ -189,6 +189,7 @@ impl App {
                 expires_at.as_deref(),
                 None,
                 Some(&link),
+                None,
             )
         })?;
         let who = format!(
@@ -197,7 +198,14 @@ impl App {
         );
         if needs_approval {
             for a in &plan.approvals {
-                self.prompt(Event::ApprovalRequested, &a.party, &id, rb, &who, &plan);
+                self.prompt(
+                    crate::notify::NoticeEvent::ApprovalRequested,
+                    &a.party,
+                    &id,
+                    rb,
+                    &who,
+                    &plan,
+                );
             }
         } else {
             self.spawn(id.clone(), &rb.name);

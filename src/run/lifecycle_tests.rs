@@ -277,7 +277,7 @@ fn queued_for_slot(app: &Arc<App>, runbook: &str) -> String {
         .unwrap();
     let id = super::new_run_id();
     app.store
-        .tx(|tx| record_run(tx, &id, rb, &plan, &Actor::system(), None, None, None))
+        .tx(|tx| record_run(tx, &id, rb, &plan, &Actor::system(), None, None, None, None))
         .unwrap();
     id
 }

@@ -70,6 +70,38 @@ pub struct StartRequest {
     pub limit: Vec<String>,
     /// The alert a trigger started the run from, shown to approvers.
     pub trigger: Option<Value>,
+    /// A reference carried through the run into its audit records and notices (a ticket
+    /// number); checked by [`check_ref`].
+    pub reference: Option<String>,
+}
+
+/// The longest reference a run may carry, in characters.
+pub const MAX_REF_CHARS: usize = 128;
+
+/// Checks a run's reference: 1 to [`MAX_REF_CHARS`] printable characters, no control or
+/// invisible formatting characters (which could hide text in a notice), not blank.
+pub fn check_ref(r: &str) -> Result<(), String> {
+    if r.trim().is_empty() {
+        return Err("`ref` is empty".into());
+    }
+    let n = r.chars().count();
+    if n > MAX_REF_CHARS {
+        return Err(format!(
+            "`ref` is {n} characters long; at most {MAX_REF_CHARS} are allowed"
+        ));
+    }
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if let Some((i, c)) = r.chars().enumerate().find(|(_, c)| invisible(*c)) {
+        return Err(format!(
+            "`ref` has a control or invisible character (U+{:04X}) at position {}; only printable text is allowed",
+            c as u32,
+            i + 1
+        ));
+    }
+    Ok(())
 }
 
 /// A config and the catalog validated against it.
@@ -93,7 +125,7 @@ pub struct App {
     loaded: RwLock<Loaded>,
     pub store: Arc<Store>,
     http: reqwest::Client,
-    pub notifier: crate::notify::Notifier,
+    pub notifier: Arc<crate::notify::Notifier>,
     active: Mutex<HashMap<String, Arc<RunControl>>>,
     shutting_down: AtomicBool,
     /// Woken whenever a run's log or status changes, for followers of `logs --follow`.
@@ -138,6 +170,7 @@ fn record_run(
     gate_expires: Option<&str>,
     break_glass: Option<(&str, &[String])>,
     chain: Option<&ChainLink<'_>>,
+    reference: Option<&str>,
 ) -> Result<(), StoreError> {
     let hosts: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
     let run = NewRun {
@@ -156,6 +189,7 @@ fn record_run(
         break_glass: break_glass.is_some(),
         reason: break_glass.map(|b| b.0),
         slot: plan.slot.as_deref(),
+        reference,
         hosts: &hosts,
         parent_run: chain.map(|c| c.parent),
     };
@@ -169,6 +203,9 @@ fn record_run(
     }
     if let Some(t) = &plan.trigger {
         requested["trigger"] = t.clone();
+    }
+    if let Some(r) = reference {
+        requested["ref"] = json!(r);
     }
     tx.create_run(
         &run,
@@ -239,7 +276,7 @@ impl App {
     ) -> Result<Arc<App>, crate::Error> {
         let http = crate::exec::http::client().map_err(|e| crate::Error::Usage(e.to_string()))?;
         let store = Arc::new(store);
-        let notifier = crate::notify::Notifier::new(
+        let notifier = Arc::new(crate::notify::Notifier::new(
             http.clone(),
             config
                 .public_url
@@ -247,9 +284,9 @@ impl App {
                 .unwrap_or_else(|| public_url.to_string()),
             store.clone(),
             tokio::runtime::Handle::current(),
-        );
+        ));
         let frozen: HashSet<String> = store.freezes()?.into_iter().map(|f| f.host).collect();
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             loaded: RwLock::new(Loaded {
                 config: Arc::new(config),
                 catalog: Arc::new(catalog),
@@ -265,7 +302,25 @@ impl App {
             generation: std::sync::atomic::AtomicU64::new(0),
             frozen: RwLock::new(frozen),
             trigger_guard: Mutex::new(crate::trigger::Guard::default()),
-        }))
+        });
+        // Outcome notices: every committed record of a watched event (a run ended, a slot
+        // skipped, a host frozen, ...) reaches `audited`. Weak: the store lives in the app.
+        let weak = Arc::downgrade(&app);
+        app.store.observe(crate::notify::WATCHED, move |records| {
+            if let Some(app) = weak.upgrade() {
+                app.audited(records);
+            }
+        });
+        Ok(app)
+    }
+
+    /// The one hook for outcome notices: committed audit records of
+    /// [`crate::notify::WATCHED`] events become notices to the targets that want them.
+    /// Returns at once; nothing here can hold up or fail a run.
+    fn audited(&self, records: Vec<crate::audit::Record>) {
+        let catalog = self.catalog();
+        let owner_of = |rb: &str| catalog.get(rb).map(|r| r.owner.clone());
+        self.notifier.observed(self.config(), &owner_of, records);
     }
 
     fn loaded(&self) -> Loaded {
@@ -416,6 +471,9 @@ impl App {
                 ));
             }
         }
+        if let Some(r) = &req.reference {
+            check_ref(r).map_err(RunError::Invalid)?;
+        }
         let initiator = Initiator {
             user: user.name.clone(),
             party: user.party.clone(),
@@ -444,17 +502,32 @@ impl App {
                 expires_at.as_deref(),
                 break_glass,
                 None,
+                req.reference.as_deref(),
             )
         })?;
         let who = format!("{} ({})", user.name, user.party);
         if needs_approval {
             for a in &plan.approvals {
-                self.prompt(Event::ApprovalRequested, &a.party, &id, rb, &who, &plan);
+                self.prompt(
+                    crate::notify::NoticeEvent::ApprovalRequested,
+                    &a.party,
+                    &id,
+                    rb,
+                    &who,
+                    &plan,
+                );
             }
         } else {
             if req.break_glass {
                 for p in &review_parties {
-                    self.prompt(Event::ReviewRequested, p, &id, rb, &who, &plan);
+                    self.prompt(
+                        crate::notify::NoticeEvent::ReviewRequested,
+                        p,
+                        &id,
+                        rb,
+                        &who,
+                        &plan,
+                    );
                 }
             }
             self.spawn(id.clone(), &rb.name);
@@ -666,11 +739,15 @@ impl App {
         // The store blocks (fsync): let tokio move this worker's other tasks elsewhere.
         let started = tokio::task::block_in_place(|| {
             self.store.tx(|tx| {
+                let mut detail = json!({"digest": plan.digest, "version": rb.version});
+                if let (Some(r), Value::Object(d)) = (&run.reference, &mut detail) {
+                    d.insert("ref".into(), json!(r));
+                }
                 lifecycle::start(
                     tx,
                     id,
                     &actor,
-                    json!({"digest": plan.digest, "version": rb.version}),
+                    detail,
                     &format!("run started: {} ({} hosts)", rb.name, plan.targets.len()),
                 )
             })
@@ -878,4 +955,22 @@ impl App {
 
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
+}
+
+#[cfg(test)]
+mod ref_tests {
+    use super::check_ref;
+
+    #[test]
+    fn a_ref_is_short_printable_text() {
+        assert!(check_ref("TICKET-123").is_ok());
+        assert!(check_ref("INC 42 / Müller").is_ok());
+        assert!(check_ref(&"x".repeat(128)).is_ok());
+        assert!(check_ref(&"x".repeat(129)).unwrap_err().contains("129"));
+        assert!(check_ref("").is_err());
+        assert!(check_ref("   ").is_err());
+        assert!(check_ref("a\nb").unwrap_err().contains("U+000A"));
+        assert!(check_ref("a\u{1b}[31mb").is_err());
+        assert!(check_ref("evil\u{202E}txt").is_err());
+    }
 }

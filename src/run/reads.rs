@@ -12,7 +12,7 @@ use crate::config::User;
 use crate::policy;
 use crate::runbook::plan::resolve_targets;
 use crate::runbook::Runbook;
-use crate::store::RunRow;
+use crate::store::{RunFilter, RunRow};
 
 impl App {
     /// Whether `user`'s party may see `run`: it started it, owns something it touches, is
@@ -58,22 +58,21 @@ impl App {
         Ok(run)
     }
 
-    /// Up to `limit` runs `user` may see, newest first, optionally only in `status`, older
-    /// than run `before` (a page cursor: the last id of the previous page). The filter runs
-    /// inside the store's scan, so a page is full whenever more visible runs exist.
+    /// Up to `limit` runs `user` may see, newest first, narrowed by `filter` (status, a
+    /// page cursor `before`: the last id of the previous page, a reference). The visibility
+    /// check runs inside the store's scan, so a page is full whenever more visible runs exist.
     pub fn visible_runs(
         &self,
         user: &User,
-        status: Option<crate::state::RunStatus>,
-        before: Option<&str>,
+        filter: &RunFilter<'_>,
         limit: usize,
     ) -> Result<Vec<RunRow>, RunError> {
         // A cursor names a run: one the caller may not see is unknown, as everywhere.
-        if let Some(b) = before {
+        if let Some(b) = filter.before {
             self.visible_run(user, b)?;
         }
         let may_see = |run: &RunRow| self.sees(user, run);
-        crate::store::RunStore::runs_visible(self.store.as_ref(), status, before, limit, &may_see)?
+        crate::store::RunStore::runs_visible(self.store.as_ref(), filter, limit, &may_see)?
             .into_iter()
             .map(|run| self.chain_links_seen(user, run))
             .collect()

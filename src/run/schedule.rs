@@ -158,7 +158,7 @@ impl App {
                 After::Prompt(id, party, plan) => {
                     if let Some(rb) = catalog.get(&plan.runbook) {
                         self.prompt(
-                            Event::ApprovalRequested,
+                            crate::notify::NoticeEvent::ApprovalRequested,
                             &party,
                             &id,
                             rb,
@@ -263,6 +263,7 @@ impl App {
                     Some(&crate::store::now_at(slot)),
                     None,
                     None,
+                    None,
                 )?;
                 for a in &plan.approvals {
                     after.push(After::Prompt(
@@ -360,7 +361,7 @@ impl App {
             return skip("no plan", json!({}));
         };
         let id = new_run_id();
-        record_run(tx, &id, rb, &plan, &system, None, None, None)?;
+        record_run(tx, &id, rb, &plan, &system, None, None, None, None)?;
         if !whole.approvals.is_empty() {
             tx.audit(
                 &system,

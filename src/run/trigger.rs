@@ -242,6 +242,11 @@ impl App {
                     reason,
                     limit: inst.limit.clone(),
                     trigger: Some(inst.context.clone()),
+                    // The alert's ticket reference, when it is one a run may carry.
+                    reference: inst.context["ref"]
+                        .as_str()
+                        .filter(|r| super::check_ref(r).is_ok())
+                        .map(str::to_string),
                 },
             )?;
             guard.started(t, &inst.key, &run.id, now);

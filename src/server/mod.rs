@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{Role, User};
 use crate::run::{App, RunError, StartRequest};
 use crate::state::RunStatus;
-use crate::store::{LiveChunk, StoreError};
+use crate::store::{LiveChunk, RunFilter, StoreError};
 
 /// An API error. Every variant has one status; internal details are logged, never sent.
 #[derive(Debug)]
@@ -198,6 +198,9 @@ struct CreateRun {
     /// Hosts or `tag:NAME` to narrow the run to.
     #[serde(default)]
     limit: Vec<String>,
+    /// A reference carried through the run (a ticket number).
+    #[serde(default, rename = "ref")]
+    reference: Option<String>,
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
@@ -221,6 +224,7 @@ async fn create_run(
                 reason: req.reason,
                 limit: req.limit,
                 trigger: None,
+                reference: req.reference,
             },
         )
         .map_err(ApiError::from)
@@ -308,6 +312,9 @@ struct ListQuery {
     limit: Option<usize>,
     /// Paging: runs older than this run id (the last id of the previous page).
     before: Option<String>,
+    /// Only runs carrying this reference.
+    #[serde(rename = "ref")]
+    reference: Option<String>,
 }
 
 async fn list_runs(
@@ -323,8 +330,15 @@ async fn list_runs(
         .map(str::parse::<RunStatus>)
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("status: {e}")))?;
-    let runs =
-        blocking(move || Ok(app.visible_runs(&user, status, q.before.as_deref(), limit)?)).await?;
+    let runs = blocking(move || {
+        let filter = RunFilter {
+            status,
+            before: q.before.as_deref(),
+            reference: q.reference.as_deref(),
+        };
+        Ok(app.visible_runs(&user, &filter, limit)?)
+    })
+    .await?;
     Ok(Json(runs).into_response())
 }
 

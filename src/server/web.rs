@@ -489,6 +489,9 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
         esc(&run.created_at),
         esc(&run.digest),
     );
+    if let Some(r) = &run.reference {
+        let _ = write!(b, "<tr><th>Ref</th><td id=\"ref\">{}</td></tr>", esc(r));
+    }
     if run.break_glass {
         let _ = write!(
             b,

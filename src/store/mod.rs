@@ -15,10 +15,11 @@
 //! back its savepoint alone. Reads go through a second connection, which sees only
 //! committed, durable data and never waits behind a commit.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -210,11 +211,16 @@ const MIGRATIONS: &[&str] = &[
         ) ORDER BY id;
     DROP TABLE logs;
     "#,
-    // 6 (chained runs): a follow-up run names the run whose `then:` started it. Added on
-    // the chain14 branch; if another branch took 6 first, this is renumbered at merge.
+    // 6 (chained runs): a follow-up run names the run whose `then:` started it.
     r#"
     ALTER TABLE runs ADD COLUMN parent_run TEXT REFERENCES runs(id);
     CREATE INDEX runs_parent ON runs(parent_run);
+    "#,
+    // 7 (run ref): the reference a run carries (a ticket number), from
+    // `run --ref`, the API or a trigger; listed by it.
+    r#"
+    ALTER TABLE runs ADD COLUMN ref TEXT;
+    CREATE INDEX runs_ref ON runs(ref);
     "#,
 ];
 
@@ -240,6 +246,14 @@ pub struct Store {
     reader: Mutex<Connection>,
     /// Log chunks handed to live followers as they are written, before their commit.
     live: log::LiveFeed,
+    /// Told about committed audit records of the events it watches (see [`Store::observe`]).
+    observer: OnceLock<Observer>,
+}
+
+/// A listener for committed audit records.
+struct Observer {
+    events: &'static [Event],
+    tell: Box<dyn Fn(Vec<Record>) + Send + Sync>,
 }
 
 /// The write connection and its commit groups.
@@ -296,6 +310,9 @@ pub struct RunRow {
     pub break_glass: bool,
     pub reason: Option<String>,
     pub slot: Option<String>,
+    /// The reference the run carries (a ticket number), if any.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
     pub hosts: Vec<HostResult>,
     /// Approval gates: gate 0 is the start gate, 1.. are `gate()` calls in the script.
     pub gates: Vec<GateRow>,
@@ -371,6 +388,8 @@ pub struct NewRun<'a> {
     pub break_glass: bool,
     pub reason: Option<&'a str>,
     pub slot: Option<&'a str>,
+    /// The run's reference (a ticket number), already validated.
+    pub reference: Option<&'a str>,
     pub hosts: &'a [String],
     /// The run whose follow-up this is.
     pub parent_run: Option<&'a str>,
@@ -422,6 +441,17 @@ pub struct FreezeRow {
     pub reason: String,
     pub frozen_by: String,
     pub frozen_at: String,
+}
+
+/// Which runs a listing wants: all of them when every field is `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFilter<'a> {
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs older than this run id (a page cursor).
+    pub before: Option<&'a str>,
+    /// Only runs carrying exactly this reference.
+    pub reference: Option<&'a str>,
 }
 
 /// An action that was recorded as intended but never got a result.
@@ -490,6 +520,7 @@ impl Store {
             queued: AtomicUsize::new(0),
             reader: Mutex::new(reader),
             live: log::LiveFeed::default(),
+            observer: OnceLock::new(),
         })
     }
 
@@ -519,7 +550,8 @@ impl Store {
                 w.numbered
             }
         };
-        let out = in_savepoint(&mut w.conn, &self.live, f);
+        let watched = self.observer.get().map_or(&[][..], |o| o.events);
+        let out = in_savepoint(&mut w.conn, &self.live, watched, f);
         // The last writer in line commits; the others wait for it. Every member blocks until
         // its group resolves, so a group grows to at most the number of writing threads. A
         // member that wakes to find its group still open with nobody queued (its committer
@@ -534,11 +566,30 @@ impl Store {
                 Err(p) => p.into_inner().0,
             };
         }
-        let out = out?;
-        match w.failed.iter().find(|(g, _)| *g == group) {
-            Some((_, e)) => Err(StoreError::Commit(e.clone())),
-            None => Ok(out),
+        let (out, seen) = out?;
+        if let Some((_, e)) = w.failed.iter().find(|(g, _)| *g == group) {
+            return Err(StoreError::Commit(e.clone()));
         }
+        drop(w);
+        if let (false, Some(o)) = (seen.is_empty(), self.observer.get()) {
+            (o.tell)(seen);
+        }
+        Ok(out)
+    }
+
+    /// Calls `tell` with the audit records of `events` each transaction appended, once that
+    /// transaction is durable, on the committing thread and after the write lock is
+    /// released; `tell` must return quickly (hand the work to a task). One observer per
+    /// store; a second call is ignored.
+    pub fn observe(
+        &self,
+        events: &'static [Event],
+        tell: impl Fn(Vec<Record>) + Send + Sync + 'static,
+    ) {
+        let _ = self.observer.set(Observer {
+            events,
+            tell: Box::new(tell),
+        });
     }
 
     /// Appends one audit record on its own.
@@ -708,7 +759,7 @@ impl Store {
     }
 }
 
-const RUN_SELECT: &str = "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot, parent_run FROM runs";
+const RUN_SELECT: &str = "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot, parent_run, ref FROM runs";
 
 /// A JSON column read into its type; a row that does not parse is an error, not a default.
 fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
@@ -737,6 +788,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         break_glass: r.get::<_, i64>(12)? != 0,
         reason: r.get(13)?,
         slot: r.get(14)?,
+        reference: r.get(16)?,
         hosts: Vec::new(),
         gates: Vec::new(),
         review: None,
@@ -862,20 +914,24 @@ fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<i64> {
 fn in_savepoint<T>(
     conn: &mut Connection,
     live: &log::LiveFeed,
+    watched: &'static [Event],
     f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+) -> Result<(T, Vec<Record>), StoreError> {
     let sp = conn.savepoint()?;
     let tx = Tx {
         tx: &sp,
         live,
         appended: Default::default(),
+        watched,
+        seen: RefCell::new(Vec::new()),
     };
     let out = f(&tx)?;
     let appended = tx.appended.take();
+    let seen = tx.seen.into_inner();
     sp.commit()?;
     // Still under the writer lock: followers get chunks in line order.
     live.publish(appended);
-    Ok(out)
+    Ok((out, seen))
 }
 
 /// A run with everything the API shows.
@@ -899,6 +955,9 @@ pub struct Tx<'a> {
     live: &'a log::LiveFeed,
     /// Chunks this transaction appended to logs someone follows, published once it holds.
     appended: std::cell::RefCell<Vec<(String, std::sync::Arc<LiveChunk>)>>,
+    /// The events the store's observer watches, and the records of them appended here.
+    watched: &'static [Event],
+    seen: RefCell<Vec<Record>>,
 }
 
 impl Tx<'_> {
@@ -957,6 +1016,7 @@ impl Tx<'_> {
             hash: String::new(),
         };
         rec.hash = rec.compute_hash();
+        let watched = self.watched.contains(&event);
         self.tx.execute(
             "INSERT INTO audit (seq, ts, actor, run_id, event, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -970,13 +1030,16 @@ impl Tx<'_> {
                 rec.hash
             ],
         )?;
+        if watched {
+            self.seen.borrow_mut().push(rec.clone());
+        }
         Ok(rec)
     }
 
     /// Inserts a new run and its hosts as `pending`.
     pub fn insert_run(&self, run: &NewRun<'_>) -> Result<(), StoreError> {
         self.tx.execute(
-            "INSERT INTO runs (id, runbook, version, status, initiator_user, initiator_party, created_at, digest, plan, break_glass, reason, slot, parent_run) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT INTO runs (id, runbook, version, status, initiator_user, initiator_party, created_at, digest, plan, break_glass, reason, slot, parent_run, ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 run.id,
                 run.runbook,
@@ -990,7 +1053,8 @@ impl Tx<'_> {
                 run.break_glass as i64,
                 run.reason,
                 run.slot,
-                run.parent_run
+                run.parent_run,
+                run.reference
             ],
         )?;
         for (i, h) in run.hosts.iter().enumerate() {
@@ -1324,21 +1388,22 @@ impl Store {
     /// indexed reads. The scan stops as soon as `limit` runs are kept.
     pub fn runs_where(
         &self,
-        status: Option<RunStatus>,
-        before: Option<&str>,
+        filter: &RunFilter<'_>,
         limit: usize,
         keep: impl Fn(&RunRow) -> bool,
     ) -> Result<Vec<RunRow>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(&format!(
             "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (created_at, id) < \
-             (SELECT created_at, id FROM runs WHERE id = ?2)) ORDER BY created_at DESC, id DESC"
+             (SELECT created_at, id FROM runs WHERE id = ?2)) AND (?3 IS NULL OR ref = ?3) \
+             ORDER BY created_at DESC, id DESC"
         ))?;
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
-        for row in stmt.query_map(params![status, before], run_from_row)? {
+        let (status, before, reference) = (filter.status, filter.before, filter.reference);
+        for row in stmt.query_map(params![status, before, reference], run_from_row)? {
             let mut r = row?;
             r.review = review(&conn, &r.id)?;
             if !keep(&r) {
@@ -1550,6 +1615,7 @@ mod tests {
                         slot: None,
                         hosts: &[],
                         parent_run: parent.as_deref(),
+                        reference: None,
                     })
                 })
                 .unwrap();
@@ -1580,6 +1646,7 @@ mod tests {
                     break_glass: false,
                     reason: None,
                     slot: None,
+                    reference: (party == "a").then_some("INC-1"),
                     hosts: &[],
                     parent_run: None,
                 })
@@ -1638,6 +1705,57 @@ mod tests {
         assert!(!store.live.followed("r1"));
     }
 
+    /// `ref` narrows a listing to the runs carrying exactly that reference.
+    #[test]
+    fn runs_where_filters_by_reference() {
+        let (_dir, store) = store();
+        for i in 0..4 {
+            insert(&store, &format!("r{i}"), if i % 2 == 0 { "a" } else { "b" });
+        }
+        let filter = RunFilter {
+            reference: Some("INC-1"),
+            ..RunFilter::default()
+        };
+        let ids: Vec<String> = store
+            .runs_where(&filter, 10, |_| true)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["r2", "r0"]);
+        assert_eq!(
+            store.run("r0").unwrap().unwrap().reference.as_deref(),
+            Some("INC-1")
+        );
+        assert_eq!(store.run("r1").unwrap().unwrap().reference, None);
+    }
+
+    /// The observer hears committed records of the events it watches, and nothing of a
+    /// transaction that rolled back.
+    #[test]
+    fn the_observer_hears_only_committed_watched_records() {
+        let (_dir, store) = store();
+        let heard = Arc::new(Mutex::new(Vec::<String>::new()));
+        let h = heard.clone();
+        store.observe(&[Event::RunFinished], move |recs| {
+            h.lock()
+                .unwrap()
+                .extend(recs.into_iter().map(|r| r.run_id.unwrap_or_default()));
+        });
+        store
+            .audit(&actor(), Some("one"), Event::RunFinished, Value::Null)
+            .unwrap();
+        store
+            .audit(&actor(), Some("two"), Event::RunStarted, Value::Null)
+            .unwrap();
+        let failed: Result<(), StoreError> = store.tx(|tx| {
+            tx.audit(&actor(), Some("three"), Event::RunFinished, Value::Null)?;
+            Err(StoreError::Commit("no".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(*heard.lock().unwrap(), ["one"]);
+    }
+
     /// A filtered scan pages by cursor: each page is full while kept runs remain.
     #[test]
     fn runs_where_pages_through_what_keep_admits() {
@@ -1648,7 +1766,14 @@ mod tests {
         let keep = |r: &RunRow| r.initiator.party == "a";
         let page = |before: Option<&str>| -> Vec<String> {
             store
-                .runs_where(None, before, 2, keep)
+                .runs_where(
+                    &RunFilter {
+                        before,
+                        ..RunFilter::default()
+                    },
+                    2,
+                    keep,
+                )
                 .unwrap()
                 .into_iter()
                 .map(|r| r.id)

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{AuditEntry, NewRun, RunRow, Store, StoreError, Transitioned, Tx};
+use super::{AuditEntry, NewRun, RunFilter, RunRow, Store, StoreError, Transitioned, Tx};
 use crate::audit::{Actor, Event, Record};
 use crate::state::{ActionStatus, GateStatus, HostStatus, RunStatus};
 
@@ -110,12 +110,11 @@ pub trait RunStore: Send + Sync {
     /// One run with its hosts, gates and review.
     fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError>;
 
-    /// Up to `limit` runs that `may_see` admits, newest first, optionally only in `status`
-    /// and older than run `before`.
+    /// Up to `limit` runs that `may_see` admits, newest first, narrowed by `filter` (a
+    /// status, older than a run, a reference).
     fn runs_visible(
         &self,
-        status: Option<RunStatus>,
-        before: Option<&str>,
+        filter: &RunFilter<'_>,
         limit: usize,
         may_see: &dyn Fn(&RunRow) -> bool,
     ) -> Result<Vec<RunRow>, StoreError>;
@@ -287,12 +286,11 @@ impl RunStore for Store {
 
     fn runs_visible(
         &self,
-        status: Option<RunStatus>,
-        before: Option<&str>,
+        filter: &RunFilter<'_>,
         limit: usize,
         may_see: &dyn Fn(&RunRow) -> bool,
     ) -> Result<Vec<RunRow>, StoreError> {
-        self.runs_where(status, before, limit, may_see)
+        self.runs_where(filter, limit, may_see)
     }
 
     fn startable_runs(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -363,6 +361,7 @@ pub(crate) mod contract {
                     slot: plan.slot.as_deref(),
                     hosts: &hosts,
                     parent_run: None,
+                    reference: None,
                 },
                 AuditEntry {
                     actor: &actor(),
@@ -512,14 +511,21 @@ pub(crate) mod contract {
         create(store, "c", RunStatus::Queued, &p);
         let provider = |r: &RunRow| r.initiator.party == "provider";
         let seen: Vec<String> = store
-            .runs_visible(None, None, 10, &provider)
+            .runs_visible(&RunFilter::default(), 10, &provider)
             .unwrap()
             .into_iter()
             .map(|r| r.id)
             .collect();
         assert_eq!(seen, ["c", "b"]);
         let queued: Vec<String> = store
-            .runs_visible(Some(RunStatus::Queued), None, 10, &|_| true)
+            .runs_visible(
+                &RunFilter {
+                    status: Some(RunStatus::Queued),
+                    ..RunFilter::default()
+                },
+                10,
+                &|_| true,
+            )
             .unwrap()
             .into_iter()
             .map(|r| r.id)

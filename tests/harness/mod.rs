@@ -15,6 +15,8 @@ mod config;
 mod daemon;
 mod env;
 mod http_stub;
+mod smtp_stub;
+pub use smtp_stub::*;
 mod selftest;
 mod sshd;
 mod wait;
