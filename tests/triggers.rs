@@ -121,6 +121,8 @@ fn site_with(extra: &str) -> (Env, Daemon) {
              \x20   params: {{reason: 'annotation:summary'}}\n    targets: 'label:instance'\n    ref: 'label:ticket'\n\
              \x20 - name: iso-glass\n    party: provider\n    runbook: isolate-now\n    auth: {{hmac: {{secret: prov_hmac}}}}\n\
              \x20   targets: 'label:instance'\n    break_glass: true\n\
+             \x20 - name: iso-chain\n    party: internal\n    runbook: isolate-chained\n    auth: {{hmac: {{secret: int_hmac}}}}\n\
+             \x20   targets: 'label:instance'\n    ref: 'label:ticket'\n\
              \x20 - name: burst\n    party: internal\n    runbook: isolate\n    format: generic\n\
              \x20   auth: {{bearer: {{token_sha256: {}}}}}\n    match: {{pointers: {{/kind: test}}}}\n\
              \x20   targets: /host\n    dedup: {{key: /id}}\n    rate_limit: {{runs: 2, per: 1h}}\n",
@@ -132,6 +134,12 @@ fn site_with(extra: &str) -> (Env, Daemon) {
     env.write("prov.secret", format!("{PROVIDER_SECRET}\n"));
     let params = "params:\n  reason: {type: string, default: none}\n";
     write_marker_runbook(&env, "isolate", "[web1, web2, tag:db]", params);
+    write_marker_runbook(
+        &env,
+        "isolate-chained",
+        "[web1, web2, tag:db]",
+        "then:\n  - { runbook: isolate, when: succeeded }\n",
+    );
     write_marker_runbook(
         &env,
         "isolate-now",
@@ -488,6 +496,36 @@ fn a_break_glass_trigger_runs_at_once_and_opens_the_owners_review() {
     assert_eq!(status, 202, "{out}");
     let other = crate::approvals::get_run(&daemon, &ids(&out["started"])[0]);
     assert_eq!(other["status"], "awaiting_approval");
+}
+
+/// An alert's run chains into its follow-up: requested as the same trigger (so rule 1 and
+/// the approvals are the trigger's party's), linked to its parent, carrying the alert's ref.
+#[test]
+fn a_triggered_run_starts_its_follow_up_as_the_trigger_with_the_alerts_ref() {
+    let (env, daemon) = site();
+    let body = notification("firing", vec![alert("web1", "firing", "c1")]);
+    let (status, out) = fire(&daemon, "iso-chain", INTERNAL_SECRET, &body);
+    assert_eq!(status, 202, "{out}");
+    let id = ids(&out["started"]).remove(0);
+    let parent = wait_final_as(&daemon, "ivan", &id, SETTLE);
+    assert_eq!(parent["status"], "succeeded", "{parent}");
+    assert_eq!(parent["ref"], "INC-4242", "{parent}");
+    let child_id = wait_for(SETTLE, "the follow-up of the alert's run", || {
+        let run = crate::run_flow::get_run_as(&daemon, "ivan", &id);
+        run["children"][0].as_str().map(str::to_string)
+    });
+    let child = wait_final_as(&daemon, "ivan", &child_id, SETTLE);
+    assert_eq!(child["status"], "succeeded", "{child}");
+    assert_eq!(child["runbook"], "isolate", "{child}");
+    assert_eq!(child["parent_run"], id.as_str(), "{child}");
+    assert_eq!(child["initiator"]["user"], "trigger:iso-chain", "{child}");
+    assert_eq!(child["ref"], "INC-4242", "{child}");
+    assert!(ran(&env, &child_id, ""));
+    let refused: Vec<Value> = audit_records(&daemon)
+        .into_iter()
+        .filter(|r| r["event"] == "chain_refused")
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
 }
 
 #[test]

@@ -72,12 +72,24 @@ pub(super) struct Parent<'a> {
     pub initiator: &'a Initiator,
     pub end: ParentEnd,
     pub emitted: BTreeMap<String, Emitted>,
+    /// The parent's reference (a ticket number): its follow-ups carry it too.
+    pub reference: Option<&'a str>,
 }
 
 /// The user a follow-up is requested as: the parent's initiator as configured now (a user
-/// removed or moved since cannot start anything more), or `system` acting for its party
-/// as an operator of it, as a schedule does.
+/// or trigger removed or moved since cannot start anything more), or `system` acting for
+/// its party as an operator of it, as a schedule does.
 fn chain_user(config: &crate::config::Config, i: &Initiator) -> Result<User, String> {
+    if let Some(name) = i.user.strip_prefix("trigger:") {
+        return match config.trigger(name) {
+            Some(t) if t.party == i.party => Ok(super::trigger::trigger_user(t)),
+            Some(t) => Err(format!(
+                "the trigger {name} now acts for party `{}`, not `{}`",
+                t.party, i.party
+            )),
+            None => Err(format!("the trigger {name} is no longer configured")),
+        };
+    }
     if i.user == "system" {
         return Ok(User {
             name: "system".into(),
@@ -189,7 +201,7 @@ impl App {
                 expires_at.as_deref(),
                 None,
                 Some(&link),
-                None,
+                parent.reference,
             )
         })?;
         let who = format!(

@@ -837,6 +837,7 @@ impl App {
                 initiator: &initiator,
                 end,
                 emitted: shared.emitted.settle(),
+                reference: run.reference.as_deref(),
             })
         })?;
         Ok(())

@@ -71,7 +71,7 @@ fn clip(name: &str) -> String {
 
 /// The user a trigger's runs are started as: `trigger:NAME`, an operator of its party.
 /// It has no token, so no request can authenticate as it.
-fn trigger_user(t: &Trigger) -> User {
+pub(super) fn trigger_user(t: &Trigger) -> User {
     User {
         name: t.initiator(),
         party: t.party.clone(),
