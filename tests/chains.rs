@@ -316,8 +316,17 @@ fn a_follow_up_is_a_run_of_its_own_with_its_own_rule_1_and_approvals() {
         &crate::harness::token("pete"),
     );
     assert_eq!(status, 404);
+    // Cut the same in the approvals list and in the decision's answer.
+    let (status, pending) = daemon.get("/api/v1/approvals", &crate::harness::token("pete"));
+    assert_eq!(status, 200, "{pending}");
+    assert!(pending.to_string().contains(kids[0].as_str()), "{pending}");
+    assert!(
+        !pending.to_string().contains(parent_id.as_str()),
+        "{pending}"
+    );
     let (status, body) = approve(&daemon, "pete", &kids[0]);
     assert_eq!(status, 200, "{body}");
+    assert!(!body.to_string().contains(parent_id.as_str()), "{body}");
     let child = wait_final_as(&daemon, "alice", &kids[0], RUN_TIMEOUT);
     assert_eq!(child["status"], "succeeded", "{child:#}");
     assert_eq!(child["parent_run"], parent_id.as_str());

@@ -206,9 +206,8 @@ impl App {
             self.spawn(id.to_string(), &runbook);
         }
         self.changed.notify_waiters();
-        self.store
-            .run(id)?
-            .ok_or_else(|| RunError::UnknownRun(id.to_string()))
+        // As every read: the chain links cut to what `user` may see (rule 10).
+        self.visible_run(user, id)
     }
 
     /// Expires every pending gate whose time is up (rule 5). Runs at start, so an approval
@@ -254,8 +253,7 @@ impl App {
     /// Runs with a pending gate that `user` may decide and has not decided yet.
     pub fn approvals_for(&self, user: &User) -> Result<Vec<RunRow>, RunError> {
         let runs = self.store.runs_with_pending_gates()?;
-        Ok(runs
-            .into_iter()
+        runs.into_iter()
             .filter(|r| {
                 let Some(g) = r.gates.iter().find(|g| g.status == GateStatus::Pending) else {
                     return false;
@@ -264,7 +262,8 @@ impl App {
                     && !g.decisions.iter().any(|d| d.user == user.name)
                     && self.sees(user, r)
             })
-            .collect())
+            .map(|r| self.chain_links_seen(user, r))
+            .collect()
     }
 
     /// Acknowledges the after-the-fact review of a break-glass run (rule 6): an approver or
@@ -314,9 +313,8 @@ impl App {
                 "the review of run {id} was already acknowledged"
             )));
         }
-        self.store
-            .run(id)?
-            .ok_or_else(|| RunError::UnknownRun(id.to_string()))
+        // As every read: the chain links cut to what `user` may see (rule 10).
+        self.visible_run(user, id)
     }
 
     /// Opens (or joins) the mid-run gate `reason` of a run; returns its number. The first

@@ -659,9 +659,8 @@ impl App {
             }
         }
         self.changed.notify_waiters();
-        self.store
-            .run(id)?
-            .ok_or_else(|| RunError::UnknownRun(id.to_string()))
+        // As every read: the chain links cut to what `user` may see (rule 10).
+        self.visible_run(user, id)
     }
 
     /// Stops accepting runs and waits for active ones to end (SIGTERM).

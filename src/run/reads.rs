@@ -39,7 +39,11 @@ impl App {
     /// `run` with its chain links (`parent_run`, `children`) cut to the runs `user` may
     /// see: a follow-up on another party's hosts is that party's business too, but the
     /// rest of the chain may not be (rule 10).
-    fn chain_links_seen(&self, user: &User, mut run: RunRow) -> Result<RunRow, RunError> {
+    pub(super) fn chain_links_seen(
+        &self,
+        user: &User,
+        mut run: RunRow,
+    ) -> Result<RunRow, RunError> {
         let seen = |id: &str| -> Result<bool, RunError> {
             Ok(self.store.run(id)?.is_some_and(|r| self.sees(user, &r)))
         };
