@@ -65,6 +65,14 @@ fn state_of(gate: &GateRow, digest: &str) -> GateState {
 }
 
 impl App {
+    /// Asks every party the plan needs an approval from, one prompt each: how a new run
+    /// (on demand, a follow-up, a scheduled slot) that waits at gate 0 is announced.
+    pub(super) fn prompt_approvers(&self, id: &str, rb: &Runbook, who: &str, plan: &Plan) {
+        for a in &plan.approvals {
+            self.prompt(NoticeEvent::ApprovalRequested, &a.party, id, rb, who, plan);
+        }
+    }
+
     /// Sends one prompt about a run.
     pub(super) fn prompt(
         &self,

@@ -209,16 +209,7 @@ impl App {
             parent.initiator.user, parent.initiator.party, parent.runbook.name
         );
         if needs_approval {
-            for a in &plan.approvals {
-                self.prompt(
-                    crate::notify::NoticeEvent::ApprovalRequested,
-                    &a.party,
-                    &id,
-                    rb,
-                    &who,
-                    &plan,
-                );
-            }
+            self.prompt_approvers(&id, rb, &who, &plan);
         } else {
             self.spawn(id.clone(), &rb.name);
         }

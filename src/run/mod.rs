@@ -507,16 +507,7 @@ impl App {
         })?;
         let who = format!("{} ({})", user.name, user.party);
         if needs_approval {
-            for a in &plan.approvals {
-                self.prompt(
-                    crate::notify::NoticeEvent::ApprovalRequested,
-                    &a.party,
-                    &id,
-                    rb,
-                    &who,
-                    &plan,
-                );
-            }
+            self.prompt_approvers(&id, rb, &who, &plan);
         } else {
             if req.break_glass {
                 for p in &review_parties {

@@ -314,7 +314,7 @@ impl Default for Rollout {
 }
 
 /// The `schedule` section, kept as written; the scheduler interprets it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// A crontab line; exactly one of `cron` and `rrule` is given.

@@ -327,15 +327,8 @@ fn gen_expr(rng: &mut Rng) -> String {
 fn schedule(expr: &str, tz: &str) -> Result<Schedule, String> {
     Schedule::parse(&ScheduleSpec {
         cron: Some(expr.into()),
-        rrule: None,
-        dtstart: None,
         timezone: Some(tz.into()),
-        window: None,
-        overlap: None,
-        misfire: None,
-        jitter: None,
-        blackout: vec![],
-        offset: None,
+        ..ScheduleSpec::default()
     })
 }
 

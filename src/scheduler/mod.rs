@@ -327,15 +327,8 @@ mod tests {
     fn sched(cron: &str, tz: &str) -> Schedule {
         Schedule::parse(&ScheduleSpec {
             cron: Some(cron.into()),
-            rrule: None,
-            dtstart: None,
             timezone: Some(tz.into()),
-            window: None,
-            overlap: None,
-            misfire: None,
-            jitter: None,
-            blackout: vec![],
-            offset: None,
+            ..ScheduleSpec::default()
         })
         .unwrap()
     }
@@ -546,16 +539,9 @@ mod tests {
 
     fn rrule_sched(rule: &str, tz: &str) -> Schedule {
         Schedule::parse(&ScheduleSpec {
-            cron: None,
             rrule: Some(rule.into()),
-            dtstart: None,
             timezone: Some(tz.into()),
-            window: None,
-            overlap: None,
-            misfire: None,
-            jitter: None,
-            blackout: vec![],
-            offset: None,
+            ..ScheduleSpec::default()
         })
         .unwrap()
     }
@@ -652,16 +638,9 @@ mod tests {
             ]
         );
         let mut spec = ScheduleSpec {
-            cron: None,
             rrule: Some("FREQ=WEEKLY;COUNT=2;BYHOUR=5".into()),
             dtstart: Some("2027-01-04".into()),
-            timezone: None,
-            window: None,
-            overlap: None,
-            misfire: None,
-            jitter: None,
-            blackout: vec![],
-            offset: None,
+            ..ScheduleSpec::default()
         };
         let s = Schedule::parse(&spec).unwrap();
         assert_eq!(
