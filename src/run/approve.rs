@@ -125,6 +125,10 @@ impl App {
     ) -> Result<RunRow, RunError> {
         // Rule 10: a run the caller may not see is unknown to it, before any other answer.
         self.visible_run(user, id)?;
+        let comment = comment.filter(|c| !c.trim().is_empty());
+        if !approve && comment.is_none() {
+            return Err(RunError::Invalid("a denial needs a reason".into()));
+        }
         let actor = Actor::user(&user.name, &user.party);
         enum Next {
             Nothing,

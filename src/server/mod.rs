@@ -406,13 +406,11 @@ async fn deny(
 ) -> ApiResult<Response> {
     let user = caller(&app, &headers)?;
     let b: DecisionBody = parse_optional_body(&body)?;
-    let reason = b.reason.or(b.comment).filter(|r| !r.trim().is_empty());
-    let Some(reason) = reason else {
-        return Err(ApiError::Unprocessable("a denial needs a reason".into()));
-    };
-    let run =
-        blocking(move || Ok(app.decide(&user, &id, false, Some(&reason), b.digest.as_deref())?))
-            .await?;
+    let reason = b.reason.or(b.comment);
+    let run = blocking(move || {
+        Ok(app.decide(&user, &id, false, reason.as_deref(), b.digest.as_deref())?)
+    })
+    .await?;
     Ok(Json(run).into_response())
 }
 

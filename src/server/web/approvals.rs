@@ -1,323 +1,31 @@
-//! The approval pages: plain server-rendered HTML that works without JavaScript.
-//!
-//! Sign-in takes a token and sets an HttpOnly, SameSite=Strict session cookie. Every state
-//! change is a POST carrying the session's CSRF token, checked in constant time. Decisions
-//! carry the plan digest the page showed, so an approver approves exactly what they saw.
+//! The approval pages: what I may decide, one run with Approve/Deny, break-glass reviews.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::HeaderMap;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{Config, User};
-use crate::run::{App, RunError};
+use super::{blocking, csrf_ok, esc, login_form, page, Sessions, Signed};
+use crate::config::User;
+use crate::run::App;
 use crate::state::{GateStatus, ReviewStatus};
 use crate::store::{LogLine, RunRow};
 
-const COOKIE: &str = "tandem_session";
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-
-struct Session {
-    user: String,
-    /// The user's `token_sha256` at sign-in: when the config gives the user another token,
-    /// the session ends with the old one.
-    token_sha256: String,
-    csrf: String,
-    expires: Instant,
-}
-
-/// Signed-in browser sessions. In memory: a restart signs everyone out, which is safe.
-#[derive(Default)]
-pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
-}
-
-fn random_hex(bytes: usize) -> Option<String> {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).ok()?;
-    Some(hex::encode(b))
-}
-
-impl Sessions {
-    fn create(&self, user: &User) -> Option<(String, String)> {
-        let id = random_hex(32)?;
-        let csrf = random_hex(32)?;
-        let mut map = self.map.lock().ok()?;
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        map.insert(
-            id.clone(),
-            Session {
-                user: user.name.clone(),
-                token_sha256: user.token_sha256.to_ascii_lowercase(),
-                csrf: csrf.clone(),
-                expires: now + SESSION_TTL,
-            },
-        );
-        Some((id, csrf))
-    }
-
-    /// (user, csrf token) of the session in the request's cookie, if it is live and its user
-    /// still exists with the token it signed in with. A session that no longer holds is
-    /// removed.
-    fn get(&self, config: &Config, headers: &HeaderMap) -> Option<(User, String)> {
-        let id = cookie(headers)?;
-        let mut map = self.map.lock().ok()?;
-        let s = map.get(&id)?;
-        let user = config
-            .user(&s.user)
-            .filter(|u| u.token_sha256.eq_ignore_ascii_case(&s.token_sha256));
-        match user {
-            Some(u) if s.expires > Instant::now() => Some((u.clone(), s.csrf.clone())),
-            _ => {
-                map.remove(&id);
-                None
-            }
-        }
-    }
-
-    fn remove(&self, headers: &HeaderMap) {
-        if let (Some(id), Ok(mut map)) = (cookie(headers), self.map.lock()) {
-            map.remove(&id);
-        }
-    }
-}
-
-fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
-}
-
-/// The pages' routes; merged into the API router.
-pub fn router(app: Arc<App>) -> Router {
+pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/approvals") }))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
         .route("/approvals", get(list_page))
         .route("/approvals/{id}", get(run_page))
         .route("/approvals/{id}/{action}", post(act))
-        .layer(Extension(Arc::new(Sessions::default())))
-        .with_state(app)
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · tandem</title>\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}\
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}}\
-pre,code{{background:#f4f4f4;padding:.2rem .4rem;overflow-x:auto}}form.inline{{display:inline-block;margin-right:2rem}}\
-.error{{color:#a00;font-weight:bold}}.flag{{color:#a00}}</style></head><body>\
-<p><a href=\"/approvals\">Approvals</a></p><h1>{}</h1>{}</body></html>",
-        esc(title),
-        esc(title),
-        body
-    );
-    let mut resp = (status, Html(html)).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-#[derive(Deserialize)]
-struct NextQuery {
-    next: Option<String>,
-}
-
-/// Only local approval paths may be redirected to after sign-in.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with("/approvals") && !n.contains("//") && !n.contains('\\') => {
-            n.to_string()
-        }
-        _ => "/approvals".to_string(),
-    }
-}
-
-fn login_form(next: &str, error: Option<&str>) -> String {
-    format!(
-        "{}<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"next\" value=\"{}\">\
-<label>Token <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"off\" required></label> \
-<button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
-        error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
-        esc(next)
-    )
-}
-
-async fn login_page(Query(q): Query<NextQuery>) -> Response {
-    page(
-        StatusCode::OK,
-        "Sign in",
-        &login_form(&safe_next(q.next.as_deref()), None),
-    )
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-    next: Option<String>,
-}
-
-async fn login(
-    State(app): State<Arc<App>>,
-    Extension(sessions): Extension<Arc<Sessions>>,
-    Form(f): Form<LoginForm>,
-) -> Response {
-    let next = safe_next(f.next.as_deref());
-    let config = app.config();
-    let Some(user) = config.user_by_token(f.token.trim()) else {
-        return page(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            &login_form(&next, Some("That token is not valid.")),
-        );
-    };
-    let Some((id, _)) = sessions.create(user) else {
-        return page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Sign in",
-            "<p class=\"error\">internal error</p>",
-        );
-    };
-    let secure = app.notifier.link("").starts_with("https://");
-    let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
-        SESSION_TTL.as_secs(),
-        if secure { "; Secure" } else { "" }
-    );
-    let mut resp = Redirect::to(&next).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
-async fn logout(
-    State(app): State<Arc<App>>,
-    Extension(sessions): Extension<Arc<Sessions>>,
-    headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some((_, csrf)) = sessions.get(&app.config(), &headers) {
-        if csrf_ok(&csrf, &f.csrf) {
-            sessions.remove(&headers);
-        }
-    }
-    let mut resp = Redirect::to("/login").into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("tandem_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
-    resp
-}
-
-fn csrf_ok(expected: &str, presented: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
-}
-
-/// The signed-in user, or a redirect to sign in and come back to `here`.
-fn signed_in(
-    app: &App,
-    sessions: &Sessions,
-    headers: &HeaderMap,
-    here: &str,
-) -> Result<(User, String), Redirect> {
-    sessions
-        .get(&app.config(), headers)
-        .ok_or_else(|| Redirect::to(&format!("/login?next={here}")))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
-) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error_page(&e)),
-        Err(_) => Err(page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Error",
-            "<p class=\"error\">internal error</p>",
-        )),
-    }
-}
-
-fn error_page(e: &RunError) -> Response {
-    let status = match e {
-        RunError::UnknownRun(_) | RunError::UnknownRunbook(_) => StatusCode::NOT_FOUND,
-        RunError::Forbidden(_) => StatusCode::FORBIDDEN,
-        RunError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        RunError::Conflict(_) => StatusCode::CONFLICT,
-        RunError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        RunError::Store(detail) => {
-            tracing::error!(%detail, "internal error");
-            return page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Error",
-                "<p class=\"error\">internal error</p>",
-            );
-        }
-    };
-    page(
-        status,
-        "Not done",
-        &format!(
-            "<p class=\"error\" id=\"error\">{}</p>",
-            esc(&e.to_string())
-        ),
-    )
-}
-
-async fn list_page(
-    State(app): State<Arc<App>>,
-    Extension(sessions): Extension<Arc<Sessions>>,
-    headers: HeaderMap,
-) -> Response {
-    let (user, csrf) = match signed_in(&app, &sessions, &headers, "/approvals") {
-        Ok(u) => u,
-        Err(r) => return r.into_response(),
-    };
+async fn list_page(State(app): State<Arc<App>>, Signed { user, csrf }: Signed) -> Response {
     let a = app.clone();
     let u = user.clone();
     let (pending, reviews) =
@@ -388,20 +96,10 @@ struct RunPageQuery {
 
 async fn run_page(
     State(app): State<Arc<App>>,
-    Extension(sessions): Extension<Arc<Sessions>>,
-    headers: HeaderMap,
+    Signed { user, csrf }: Signed,
     Path(id): Path<String>,
     Query(q): Query<RunPageQuery>,
 ) -> Response {
-    let (user, csrf) = match signed_in(
-        &app,
-        &sessions,
-        &headers,
-        &format!("/approvals/{}", esc(&id)),
-    ) {
-        Ok(u) => u,
-        Err(r) => return r.into_response(),
-    };
     let (a, u) = (app.clone(), user.clone());
     let rid = id.clone();
     let (run, log, total) = match blocking(move || {
@@ -685,15 +383,10 @@ async fn act(
                 .await
         }
         "deny" => {
-            let Some(reason) = f.reason.filter(|r| !r.trim().is_empty()) else {
-                return page(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Not done",
-                    "<p class=\"error\" id=\"error\">A denial needs a reason.</p>",
-                );
-            };
-            blocking(move || app.decide(&user, &rid, false, Some(&reason), f.digest.as_deref()))
-                .await
+            blocking(move || {
+                app.decide(&user, &rid, false, f.reason.as_deref(), f.digest.as_deref())
+            })
+            .await
         }
         "review" => {
             let comment = f.comment.unwrap_or_default();

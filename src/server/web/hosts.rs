@@ -1,0 +1,11 @@
+//! Hosts and the responsibility matrix (`\/hosts`, `\/matrix`).
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::run::App;
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+}

@@ -1,0 +1,11 @@
+//! Runs (`\/runs`, `\/runs\/{id}`).
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::run::App;
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+}
