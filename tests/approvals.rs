@@ -679,6 +679,40 @@ fn a_decision_for_another_digest_is_refused() {
 }
 
 #[test]
+fn a_denial_without_a_reason_is_refused_and_decides_nothing() {
+    let env = site_env(&site_config());
+    write_marker_runbook(&env, "asks", "[web1]", "approval: { from: internal }");
+    let daemon = Daemon::start(&env);
+    let id = request_pending(&daemon, "alice", "asks");
+    for body in [
+        json!({}),
+        json!({"reason": ""}),
+        json!({"reason": "  \t"}),
+        json!({"comment": " "}),
+    ] {
+        let (status, answer) =
+            daemon.post(&format!("/api/v1/runs/{id}/deny"), &token("ivan"), &body);
+        assert_eq!(status, 422, "a denial with {body}: {answer}");
+        assert_eq!(
+            answer["error"]["message"], "a denial needs a reason",
+            "{answer}"
+        );
+    }
+    let run = get_run(&daemon, &id);
+    assert_eq!(run["status"], "awaiting_approval", "{run}");
+    assert_eq!(gate(&run, 0)["decisions"], json!([]), "{run}");
+    // A reason given as `comment` is a reason.
+    let (status, answer) = daemon.post(
+        &format!("/api/v1/runs/{id}/deny"),
+        &token("ivan"),
+        &json!({"comment": "not today"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "denied", "{answer}");
+    assert!(!ran(&env, &id, ""));
+}
+
+#[test]
 fn deciding_on_a_run_already_decided_is_a_conflict() {
     let env = site_env(&site_config());
     write_marker_runbook(&env, "asks", "[web1]", "approval: { from: internal }");
