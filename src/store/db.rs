@@ -223,7 +223,8 @@ pub enum Conn {
 
 /// A PostgreSQL connection with its prepared statements, and how to open it again.
 pub struct PgConn {
-    client: postgres::Client,
+    /// Always `Some` but while being dropped (see `Drop`).
+    client: Option<postgres::Client>,
     /// Statements prepared on this connection, by their text as written in the store.
     prepared: HashMap<&'static str, postgres::Statement>,
     target: Arc<PgTarget>,
@@ -308,9 +309,9 @@ impl PgTarget {
 
     /// Opens one connection.
     pub fn connect(self: &Arc<Self>) -> Result<Conn, StoreError> {
-        let client = self.config.connect(self.tls.clone())?;
+        let client = off_runtime(|| self.config.connect(self.tls.clone()))?;
         Ok(Conn::Pg(Box::new(RefCell::new(PgConn {
-            client,
+            client: Some(client),
             prepared: HashMap::new(),
             target: self.clone(),
         }))))
@@ -331,11 +332,15 @@ impl Conn {
     pub fn reopen_if_lost(&self) -> Result<(), StoreError> {
         if let Conn::Pg(c) = self {
             let mut c = c.borrow_mut();
-            if c.client.is_closed() {
+            if !c.client.as_ref().is_some_and(|c| !c.is_closed()) {
                 let target = c.target.clone();
-                let client = target.config.connect(target.tls.clone())?;
-                c.client = client;
+                let lost = c.client.take();
                 c.prepared.clear();
+                let client = off_runtime(move || {
+                    drop(lost);
+                    target.config.connect(target.tls.clone())
+                })?;
+                c.client = Some(client);
             }
         }
         Ok(())
@@ -345,7 +350,11 @@ impl Conn {
     pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {
             Conn::Lite(c) => Ok(c.execute_batch(sql)?),
-            Conn::Pg(c) => Ok(c.borrow_mut().client.batch_execute(sql)?),
+            Conn::Pg(c) => {
+                let mut c = c.borrow_mut();
+                let client = c.client()?;
+                Ok(off_runtime(|| client.batch_execute(sql))?)
+            }
         }
     }
 
@@ -358,7 +367,8 @@ impl Conn {
             Conn::Pg(c) => {
                 let mut c = c.borrow_mut();
                 let stmt = c.prepare(sql)?;
-                Ok(c.client.execute(&stmt, &pg_params(params))? as usize)
+                let client = c.client()?;
+                Ok(off_runtime(|| client.execute(&stmt, &pg_params(params)))? as usize)
             }
         }
     }
@@ -385,7 +395,8 @@ impl Conn {
                 let rows = {
                     let mut c = c.borrow_mut();
                     let stmt = c.prepare(sql)?;
-                    c.client.query(&stmt, &pg_params(params))?
+                    let client = c.client()?;
+                    off_runtime(|| client.query(&stmt, &pg_params(params)))?
                 };
                 for r in &rows {
                     if !each(&Row::Pg(r))? {
@@ -443,13 +454,46 @@ impl Conn {
 }
 
 impl PgConn {
+    fn client(&mut self) -> Result<&mut postgres::Client, StoreError> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::Config("the PostgreSQL connection is closed".into()))
+    }
     fn prepare(&mut self, sql: &'static str) -> Result<postgres::Statement, StoreError> {
         if let Some(s) = self.prepared.get(sql) {
             return Ok(s.clone());
         }
-        let stmt = self.client.prepare(&pg_sql(sql))?;
+        let client = self.client()?;
+        let stmt = off_runtime(|| client.prepare(&pg_sql(sql)))?;
         self.prepared.insert(sql, stmt.clone());
         Ok(stmt)
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // The client owns a small runtime of its own, which must not be dropped on an
+        // async worker.
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
+    }
+}
+
+/// Runs a blocking call of the PostgreSQL client, which drives a runtime of its own, from
+/// wherever the store is called: as is off a runtime or on a blocking thread, through
+/// `block_in_place` on a worker of the daemon's multi-threaded runtime, and on a scoped
+/// thread on a current-thread runtime (where `block_in_place` is not allowed).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(RuntimeFlavor::CurrentThread) => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+        Ok(_) => tokio::task::block_in_place(f),
     }
 }
 
