@@ -594,7 +594,17 @@ fn fifty_concurrent_approvals_by_one_user_count_once() {
 
 #[test]
 fn racing_approvers_start_the_run_once() {
-    let env = site_env(&site_config());
+    let (env, _daemon, _id) = racing_approvers_start_the_run_once_on(&site_config());
+    assert_audit_verifies(&env);
+}
+
+/// Three approvers decide at once on `config` (the PostgreSQL tests pass one with a
+/// `database_url`): one approval counts, the run starts once and succeeds, and every
+/// decision is audited. Returns the env, the daemon and the run's id.
+pub(crate) fn racing_approvers_start_the_run_once_on(
+    config: &StandardConfig,
+) -> (Env, Daemon, String) {
+    let env = site_env(config);
     write_marker_runbook(&env, "asks", "[web1]", "approval: { from: internal }");
     let daemon = Daemon::start(&env);
     let id = request_pending(&daemon, "paula", "asks");
@@ -632,6 +642,8 @@ fn racing_approvers_start_the_run_once() {
     assert_eq!(events(&records, "run_started").len(), 1, "{names:?}");
     assert_eq!(events(&records, "run_finished").len(), 1, "{names:?}");
     assert_decisions_audited(&daemon, &id);
+    assert!(ran(&env, &id, ""), "the approved run did not run");
+    (env, daemon, id)
 }
 
 // ---------------------------------------------------------------------------------------
