@@ -17,6 +17,7 @@ pub mod output;
 mod reads;
 pub mod schedule;
 pub mod trigger;
+pub mod words;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -222,6 +222,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN ref TEXT;
     CREATE INDEX runs_ref ON runs(ref);
     "#,
+    // 8 (the console's run list): listings walk runs newest first, and a host's runs are
+    // found from the host.
+    r#"
+    CREATE INDEX runs_created ON runs(created_at, id);
+    CREATE INDEX host_results_host ON host_results(host, run_id);
+    "#,
 ];
 
 /// Now, as RFC 3339 UTC with milliseconds: the form of every timestamp in the store, so
@@ -452,6 +458,17 @@ pub struct RunFilter<'a> {
     pub before: Option<&'a str>,
     /// Only runs carrying exactly this reference.
     pub reference: Option<&'a str>,
+    /// Only runs of this runbook.
+    pub runbook: Option<&'a str>,
+    /// Only runs started by this party.
+    pub party: Option<&'a str>,
+    /// Only runs with this target host.
+    pub host: Option<&'a str>,
+    /// Only runs created at or after this time (RFC 3339 UTC, compared as the store's
+    /// timestamps are: as strings).
+    pub since: Option<&'a str>,
+    /// Only runs created before this time (RFC 3339 UTC).
+    pub until: Option<&'a str>,
 }
 
 /// An action that was recorded as intended but never got a result.
@@ -1396,14 +1413,27 @@ impl Store {
         let mut stmt = conn.prepare(&format!(
             "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (created_at, id) < \
              (SELECT created_at, id FROM runs WHERE id = ?2)) AND (?3 IS NULL OR ref = ?3) \
+             AND (?4 IS NULL OR runbook = ?4) AND (?5 IS NULL OR initiator_party = ?5) \
+             AND (?6 IS NULL OR EXISTS (SELECT 1 FROM host_results h WHERE h.run_id = runs.id AND h.host = ?6)) \
+             AND (?7 IS NULL OR created_at >= ?7) AND (?8 IS NULL OR created_at < ?8) \
              ORDER BY created_at DESC, id DESC"
         ))?;
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
-        let (status, before, reference) = (filter.status, filter.before, filter.reference);
-        for row in stmt.query_map(params![status, before, reference], run_from_row)? {
+        let f = filter;
+        let args = params![
+            f.status,
+            f.before,
+            f.reference,
+            f.runbook,
+            f.party,
+            f.host,
+            f.since,
+            f.until
+        ];
+        for row in stmt.query_map(args, run_from_row)? {
             let mut r = row?;
             r.review = review(&conn, &r.id)?;
             if !keep(&r) {
@@ -1728,6 +1758,70 @@ mod tests {
             Some("INC-1")
         );
         assert_eq!(store.run("r1").unwrap().unwrap().reference, None);
+    }
+
+    /// The console's filters (runbook, party, host, a time range) narrow the scan in SQL.
+    #[test]
+    fn runs_where_filters_by_runbook_party_host_and_time() {
+        let (_dir, store) = store();
+        for (id, runbook, party, host) in [
+            ("r0", "disk", "a", "web1"),
+            ("r1", "disk", "b", "web2"),
+            ("r2", "patch", "a", "web2"),
+        ] {
+            let hosts = [host.to_string()];
+            store
+                .tx(|tx| {
+                    tx.insert_run(&NewRun {
+                        id,
+                        runbook,
+                        version: "v",
+                        status: RunStatus::Succeeded,
+                        initiator_user: "u",
+                        initiator_party: party,
+                        digest: "d",
+                        plan: &Plan::default(),
+                        break_glass: false,
+                        reason: None,
+                        slot: None,
+                        reference: None,
+                        hosts: &hosts,
+                        parent_run: None,
+                    })
+                })
+                .unwrap();
+        }
+        let ids = |filter: RunFilter<'_>| -> Vec<String> {
+            let runs = store.runs_where(&filter, 10, |_| true).unwrap();
+            runs.into_iter().map(|r| r.id).collect()
+        };
+        let all = RunFilter::default();
+        let disk = RunFilter {
+            runbook: Some("disk"),
+            ..all
+        };
+        assert_eq!(ids(disk), ["r1", "r0"]);
+        let a = RunFilter {
+            party: Some("a"),
+            ..all
+        };
+        assert_eq!(ids(a), ["r2", "r0"]);
+        let web2 = RunFilter {
+            host: Some("web2"),
+            ..all
+        };
+        assert_eq!(ids(web2), ["r2", "r1"]);
+        let created = store.run("r1").unwrap().unwrap().created_at;
+        let since = RunFilter {
+            since: Some(&created),
+            ..all
+        };
+        assert!(ids(since).contains(&"r1".to_string()));
+        let until = RunFilter {
+            until: Some("2000-01-01T00:00:00Z"),
+            ..all
+        };
+        assert!(ids(until).is_empty());
     }
 
     /// The observer hears committed records of the events it watches, and nothing of a
