@@ -222,11 +222,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN ref TEXT;
     CREATE INDEX runs_ref ON runs(ref);
     "#,
-    // 8 (the console's run list): listings walk runs newest first, and a host's runs are
-    // found from the host.
+    // 8 (the console): listings walk runs newest first, a host's runs are found from the
+    // host, and the home page finds the latest records of an event (checkpoint deliveries).
     r#"
     CREATE INDEX runs_created ON runs(created_at, id);
     CREATE INDEX host_results_host ON host_results(host, run_id);
+    CREATE INDEX audit_event ON audit(event, seq);
     "#,
 ];
 
@@ -672,22 +673,25 @@ impl Store {
             "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt
-            .query_map(params![after as i64, limit as i64], |r| {
-                let actor: String = r.get(2)?;
-                let detail: String = r.get(5)?;
-                Ok(Record {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    ts: r.get(1)?,
-                    // A row whose JSON was tampered with still yields a record; verify then
-                    // reports the hash mismatch at its seq.
-                    actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
-                    run_id: r.get(3)?,
-                    event: r.get(4)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
-                    prev_hash: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            })?
+            .query_map(params![after as i64, limit as i64], record_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The newest `limit` audit records of either event, newest first (an index on the
+    /// event finds them without reading the log).
+    pub fn audit_latest(
+        &self,
+        events: [Event; 2],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit \
+             WHERE event = ?1 OR event = ?2 ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![events[0], events[1], limit as i64], record_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -774,6 +778,23 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn record_from_row(r: &Row<'_>) -> rusqlite::Result<Record> {
+    let actor: String = r.get(2)?;
+    let detail: String = r.get(5)?;
+    Ok(Record {
+        seq: r.get::<_, i64>(0)? as u64,
+        ts: r.get(1)?,
+        // A row whose JSON was tampered with still yields a record; verify then
+        // reports the hash mismatch at its seq.
+        actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
+        run_id: r.get(3)?,
+        event: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
 }
 
 const RUN_SELECT: &str = "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot, parent_run, ref FROM runs";

@@ -386,6 +386,9 @@ struct ActionForm {
     comment: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// `home`: the decision was made from the home page, which is where it goes back to.
+    #[serde(default)]
+    back: Option<String>,
 }
 
 async fn act(
@@ -408,6 +411,10 @@ async fn act(
     if !csrf_ok(&csrf, &f.csrf) {
         return page(StatusCode::FORBIDDEN, "Refused", "<p class=\"error\">The form's CSRF token is not valid. Reload the page and try again.</p>");
     }
+    let back = match f.back.as_deref() {
+        Some("home") => "/".to_string(),
+        _ => format!("/approvals/{id}"),
+    };
     let rid = id.clone();
     let result = match action.as_str() {
         "approve" => {
@@ -434,7 +441,7 @@ async fn act(
         }
     };
     match result {
-        Ok(_) => Redirect::to(&format!("/approvals/{id}")).into_response(),
+        Ok(_) => Redirect::to(&back).into_response(),
         Err(resp) => resp,
     }
 }
