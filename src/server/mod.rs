@@ -201,6 +201,9 @@ struct CreateRun {
     /// A reference carried through the run (a ticket number).
     #[serde(default, rename = "ref")]
     reference: Option<String>,
+    /// The plan digest the client expects: the run is refused (409) if the plan now differs.
+    #[serde(default)]
+    digest: Option<String>,
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
@@ -225,6 +228,7 @@ async fn create_run(
                 limit: req.limit,
                 trigger: None,
                 reference: req.reference,
+                digest: req.digest,
             },
         )
         .map_err(ApiError::from)

@@ -12,7 +12,7 @@ use axum::{Extension, Form, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{blocking, csrf_ok, esc, login_form, page, Sessions, Signed};
+use super::{blocking, esc, page, posted_by, Sessions, Signed};
 use crate::config::{Transport, User};
 use crate::run::words::run_in_words;
 use crate::run::App;
@@ -398,19 +398,16 @@ async fn act(
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let Some((user, csrf)) = sessions.get(&app.config(), &headers) else {
-        return page(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            &login_form(
-                &format!("/approvals/{id}"),
-                Some("Your session ended; sign in again."),
-            ),
-        );
+    let user = match posted_by(
+        &app,
+        &sessions,
+        &headers,
+        &f.csrf,
+        &format!("/approvals/{id}"),
+    ) {
+        Ok(u) => u,
+        Err(r) => return *r,
     };
-    if !csrf_ok(&csrf, &f.csrf) {
-        return page(StatusCode::FORBIDDEN, "Refused", "<p class=\"error\">The form's CSRF token is not valid. Reload the page and try again.</p>");
-    }
     let back = match f.back.as_deref() {
         Some("home") => "/".to_string(),
         _ => format!("/approvals/{id}"),

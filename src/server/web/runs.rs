@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::approvals::{log_body, run_and_log, run_body, script_of, RunPageQuery};
-use super::{blocking, csrf_ok, esc, login_form, page, urlencode, CsrfForm, Sessions, Signed};
+use super::{blocking, esc, page, posted_by, urlencode, CsrfForm, Sessions, Signed};
 use crate::config::User;
 use crate::policy;
 use crate::run::App;
@@ -428,19 +428,10 @@ async fn cancel(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let Some((user, csrf)) = sessions.get(&app.config(), &headers) else {
-        return page(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            &login_form(
-                &format!("/runs/{id}"),
-                Some("Your session ended; sign in again."),
-            ),
-        );
+    let user = match posted_by(&app, &sessions, &headers, &f.csrf, &format!("/runs/{id}")) {
+        Ok(u) => u,
+        Err(r) => return *r,
     };
-    if !csrf_ok(&csrf, &f.csrf) {
-        return page(StatusCode::FORBIDDEN, "Refused", "<p class=\"error\">The form's CSRF token is not valid. Reload the page and try again.</p>");
-    }
     let rid = id.clone();
     match blocking(move || app.cancel(&user, &rid)).await {
         Ok(_) => Redirect::to(&format!("/runs/{}", urlencode(&id))).into_response(),
