@@ -201,6 +201,9 @@ struct CreateRun {
     /// A reference carried through the run (a ticket number).
     #[serde(default, rename = "ref")]
     reference: Option<String>,
+    /// The plan digest the client expects: the run is refused (409) if the plan now differs.
+    #[serde(default)]
+    digest: Option<String>,
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
@@ -225,6 +228,7 @@ async fn create_run(
                 limit: req.limit,
                 trigger: None,
                 reference: req.reference,
+                digest: req.digest,
             },
         )
         .map_err(ApiError::from)
@@ -315,6 +319,16 @@ struct ListQuery {
     /// Only runs carrying this reference.
     #[serde(rename = "ref")]
     reference: Option<String>,
+    /// Only runs of this runbook.
+    runbook: Option<String>,
+    /// Only runs started by this party.
+    party: Option<String>,
+    /// Only runs with this target host.
+    host: Option<String>,
+    /// Only runs created at or after this time (RFC 3339 UTC).
+    since: Option<String>,
+    /// Only runs created before this time (RFC 3339 UTC).
+    until: Option<String>,
 }
 
 async fn list_runs(
@@ -335,6 +349,11 @@ async fn list_runs(
             status,
             before: q.before.as_deref(),
             reference: q.reference.as_deref(),
+            runbook: q.runbook.as_deref(),
+            party: q.party.as_deref(),
+            host: q.host.as_deref(),
+            since: q.since.as_deref(),
+            until: q.until.as_deref(),
         };
         Ok(app.visible_runs(&user, &filter, limit)?)
     })
@@ -657,14 +676,20 @@ async fn run_log(
         let lines = blocking(move || Ok(app.store.log_lines(&id, after, limit)?)).await?;
         return Ok(Json(lines).into_response());
     }
-    Ok((
+    Ok(follow_response(app, id, after))
+}
+
+/// A run's log as server-sent events from line `after` on (see [`follow`]); the API and the
+/// console's run page serve the same stream. The caller has checked that the run is visible.
+pub(crate) fn follow_response(app: Arc<App>, id: String, after: i64) -> Response {
+    (
         [
             (axum::http::header::CONTENT_TYPE, "text/event-stream"),
             (axum::http::header::CACHE_CONTROL, "no-cache"),
         ],
         axum::body::Body::from_stream(follow(app, id, after)),
     )
-        .into_response())
+        .into_response()
 }
 
 /// A run's log as the exact bytes stored (already redacted), chunk by chunk, so a large log

@@ -243,6 +243,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN ref TEXT;
     CREATE INDEX runs_ref ON runs(ref);
     "#,
+    // 8 (the console): listings walk runs newest first, a host's runs are found from the
+    // host, and the home page finds the latest records of an event (checkpoint deliveries).
+    r#"
+    CREATE INDEX runs_created ON runs(created_at, id);
+    CREATE INDEX host_results_host ON host_results(host, run_id);
+    CREATE INDEX audit_event ON audit(event, seq);
+    "#,
 ];
 
 /// Now, as RFC 3339 UTC with milliseconds: the form of every timestamp in the store, so
@@ -502,6 +509,17 @@ pub struct RunFilter<'a> {
     pub before: Option<&'a str>,
     /// Only runs carrying exactly this reference.
     pub reference: Option<&'a str>,
+    /// Only runs of this runbook.
+    pub runbook: Option<&'a str>,
+    /// Only runs started by this party.
+    pub party: Option<&'a str>,
+    /// Only runs with this target host.
+    pub host: Option<&'a str>,
+    /// Only runs created at or after this time (RFC 3339 UTC, compared as the store's
+    /// timestamps are: as strings).
+    pub since: Option<&'a str>,
+    /// Only runs created before this time (RFC 3339 UTC).
+    pub until: Option<&'a str>,
 }
 
 /// An action that was recorded as intended but never got a result.
@@ -732,22 +750,22 @@ impl Store {
         self.lock()?.rows(
             "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             p![after as i64, limit as i64],
-            |r| {
-                let actor: String = r.get(2)?;
-                let detail: String = r.get(5)?;
-                Ok(Record {
-                    seq: r.get::<i64>(0)? as u64,
-                    ts: r.get(1)?,
-                    // A row whose JSON was tampered with still yields a record; verify then
-                    // reports the hash mismatch at its seq.
-                    actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
-                    run_id: r.get(3)?,
-                    event: r.get(4)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
-                    prev_hash: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            },
+            record_from_row,
+        )
+    }
+
+    /// The newest `limit` audit records of either event, newest first (an index on the
+    /// event finds them without reading the log).
+    pub fn audit_latest(
+        &self,
+        events: [Event; 2],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.lock()?.rows(
+            "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit \
+             WHERE event = ?1 OR event = ?2 ORDER BY seq DESC LIMIT ?3",
+            p![events[0], events[1], limit as i64],
+            record_from_row,
         )
     }
 
@@ -878,6 +896,23 @@ fn migrate(conn: &Conn) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// An audit row as a record. A row whose JSON was tampered with still yields a record;
+/// verify then reports the hash mismatch at its seq.
+fn record_from_row(r: &db::Row<'_>) -> Result<Record, StoreError> {
+    let actor: String = r.get(2)?;
+    let detail: String = r.get(5)?;
+    Ok(Record {
+        seq: r.get::<i64>(0)? as u64,
+        ts: r.get(1)?,
+        actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
+        run_id: r.get(3)?,
+        event: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
 }
 
 /// Migration `i` as PostgreSQL runs it: the same schema in its types; the one data
@@ -1553,15 +1588,18 @@ impl Store {
             return Ok(out);
         }
         let conn = self.lock()?;
-        let (status, before, reference) = (filter.status, filter.before, filter.reference);
+        let f = filter;
         conn.each(
             concat!(
                 run_select!(),
                 " WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR (created_at, id) < \
                  (SELECT created_at, id FROM runs WHERE id = ?2)) AND (CAST(?3 AS TEXT) IS NULL OR ref = ?3) \
+                 AND (CAST(?4 AS TEXT) IS NULL OR runbook = ?4) AND (CAST(?5 AS TEXT) IS NULL OR initiator_party = ?5) \
+                 AND (CAST(?6 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM host_results h WHERE h.run_id = runs.id AND h.host = ?6)) \
+                 AND (CAST(?7 AS TEXT) IS NULL OR created_at >= ?7) AND (CAST(?8 AS TEXT) IS NULL OR created_at < ?8) \
                  ORDER BY created_at DESC, id DESC"
             ),
-            p![status, before, reference],
+            p![f.status, f.before, f.reference, f.runbook, f.party, f.host, f.since, f.until],
             |row| {
                 let mut r = run_from_row(row)?;
                 r.review = review(&conn, &r.id)?;
@@ -1884,6 +1922,70 @@ mod tests {
             Some("INC-1")
         );
         assert_eq!(store.run("r1").unwrap().unwrap().reference, None);
+    }
+
+    /// The console's filters (runbook, party, host, a time range) narrow the scan in SQL.
+    #[test]
+    fn runs_where_filters_by_runbook_party_host_and_time() {
+        let (_dir, store) = store();
+        for (id, runbook, party, host) in [
+            ("r0", "disk", "a", "web1"),
+            ("r1", "disk", "b", "web2"),
+            ("r2", "patch", "a", "web2"),
+        ] {
+            let hosts = [host.to_string()];
+            store
+                .tx(|tx| {
+                    tx.insert_run(&NewRun {
+                        id,
+                        runbook,
+                        version: "v",
+                        status: RunStatus::Succeeded,
+                        initiator_user: "u",
+                        initiator_party: party,
+                        digest: "d",
+                        plan: &Plan::default(),
+                        break_glass: false,
+                        reason: None,
+                        slot: None,
+                        reference: None,
+                        hosts: &hosts,
+                        parent_run: None,
+                    })
+                })
+                .unwrap();
+        }
+        let ids = |filter: RunFilter<'_>| -> Vec<String> {
+            let runs = store.runs_where(&filter, 10, |_| true).unwrap();
+            runs.into_iter().map(|r| r.id).collect()
+        };
+        let all = RunFilter::default();
+        let disk = RunFilter {
+            runbook: Some("disk"),
+            ..all
+        };
+        assert_eq!(ids(disk), ["r1", "r0"]);
+        let a = RunFilter {
+            party: Some("a"),
+            ..all
+        };
+        assert_eq!(ids(a), ["r2", "r0"]);
+        let web2 = RunFilter {
+            host: Some("web2"),
+            ..all
+        };
+        assert_eq!(ids(web2), ["r2", "r1"]);
+        let created = store.run("r1").unwrap().unwrap().created_at;
+        let since = RunFilter {
+            since: Some(&created),
+            ..all
+        };
+        assert!(ids(since).contains(&"r1".to_string()));
+        let until = RunFilter {
+            until: Some("2000-01-01T00:00:00Z"),
+            ..all
+        };
+        assert!(ids(until).is_empty());
     }
 
     /// The observer hears committed records of the events it watches, and nothing of a
