@@ -33,7 +33,7 @@ use crate::state::{ActionStatus, Decision, GateStatus, HostStatus, ReviewStatus,
 
 mod log;
 mod seam;
-pub use log::{render_line, LineRef, LiveChunk, LogLine, RawChunk};
+pub use log::{render, render_line, LineRef, LiveChunk, LogLine, RawChunk};
 pub use seam::{Ending, Intent, Outcome, RunStore};
 
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it
