@@ -121,7 +121,7 @@ struct Follow {
     read_store: bool,
     /// Look at the run's status next (something committed): has the run ended? A follower
     /// in step with the live feed has every line the store could give it, so a commit
-    /// costs it this one-row read, not a read of the log.
+    /// costs it at most this one-row read, not a read of the log.
     check_end: bool,
     /// When something was last sent, for keep-alive comments.
     sent: tokio::time::Instant,
@@ -169,12 +169,13 @@ impl Follow {
     }
 
     /// Something committed: a gap before a held chunk may be filled now; otherwise only
-    /// the run's end is news.
+    /// the run's end is news, and a run this daemon is still carrying out has not ended
+    /// (it announces a change once it is no longer active).
     fn committed(&mut self) {
-        if self.held.is_empty() {
-            self.check_end = true;
-        } else {
+        if !self.held.is_empty() {
             self.read_store = true;
+        } else if !self.app.is_active(&self.id) {
+            self.check_end = true;
         }
     }
 }
