@@ -648,8 +648,10 @@ impl App {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Whether this run is being carried out now.
-    fn is_active(&self, id: &str) -> bool {
+    /// Whether this run is being carried out now: its final status is not recorded yet, or
+    /// was recorded only just now (a change is announced on [`App::changed`] once it is
+    /// no longer active).
+    pub fn is_active(&self, id: &str) -> bool {
         self.active
             .lock()
             .map(|a| a.contains_key(id))

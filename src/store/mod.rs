@@ -41,7 +41,7 @@ mod seam;
 pub(crate) mod test_postgres;
 use db::{p, Conn, Row};
 pub use db::{state_column, Column, Dialect, Param, ToParam};
-pub use log::{render_line, LineRef, LiveChunk, LogLine, RawChunk};
+pub use log::{render, render_line, LineRef, LiveChunk, LogLine, RawChunk};
 pub use seam::{Ending, Intent, Outcome, RunStore};
 
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it

@@ -417,7 +417,12 @@ async fn log_feed(
     if let Err(r) = blocking(move || a.visible_run(&user, &rid)).await {
         return r;
     }
-    crate::server::follow_response(app, id, q.after.unwrap_or(0).max(0))
+    crate::server::follow_response(
+        app,
+        id,
+        q.after.unwrap_or(0).max(0),
+        crate::server::follow::Framing::Line,
+    )
 }
 
 /// `POST /runs/{id}/cancel`: the API's cancel, for a signed-in session with its CSRF token.
