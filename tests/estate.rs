@@ -318,3 +318,133 @@ fn the_matrix_page_in_a_real_browser() {
     );
     browser.save_screens("matrix");
 }
+
+/// Signs `browser` in as `user` from the sign-in page `path` leads to.
+fn browser_sign_in(browser: &Browser, daemon: &Daemon, user: &str, path: &str) {
+    browser.navigate(&format!("{}{path}", daemon.url()));
+    browser.send_keys(&browser.find("#token"), &token(user));
+    browser.click(&browser.find("#sign-in"));
+}
+
+#[test]
+fn an_owner_freezes_a_host_from_the_hosts_page_and_lifts_it() {
+    let env = estate_env();
+    let daemon = Daemon::start(&env);
+    let browser = Browser::start();
+    browser_sign_in(&browser, &daemon, "ivan", "/hosts");
+    let summary = browser.text(&browser.find("#hosts-summary"));
+    assert!(
+        summary.contains("internal owns 2 of the 3 hosts"),
+        "{summary}"
+    );
+    browser.send_keys(&browser.find("#reason-h1"), "disk replacement");
+    browser.click(&browser.find("#freeze-h1"));
+    let lift = browser.find("#lift-h1");
+    let row = browser.text(&browser.find("#host-h1"));
+    assert!(row.contains("frozen by ivan"), "{row}");
+    assert!(row.contains("disk replacement"), "{row}");
+    browser.save_screens("hosts");
+
+    // The engine holds it: a run on h1 is refused while it is frozen.
+    let (status, refused) = daemon.post(
+        "/api/v1/runs",
+        &token("alice"),
+        &serde_json::json!({"runbook": "disk"}),
+    );
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused.to_string().contains("h1"), "{refused}");
+    let (_, freezes) = daemon.get("/api/v1/freezes", &token("ivan"));
+    assert_eq!(freezes[0]["host"], "h1", "{freezes}");
+
+    // The provider sees that h1 is frozen, not why, and has no form for it.
+    let client = page_client();
+    let (_, cookie) = sign_in(&client, &daemon, "pete", "/hosts");
+    let html = client
+        .get(format!("{}/hosts", daemon.url()))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(html.contains("frozen</span> by its owner"), "{html}");
+    assert!(!html.contains("disk replacement"), "{html}");
+    assert!(!html.contains("id=\"lift-h1\""), "{html}");
+    // Nor may it lift it by posting the form itself (rule 11, the engine's refusal).
+    let csrf = {
+        let marker = "name=\"csrf\" value=\"";
+        let start = html
+            .find(marker)
+            .expect("a csrf field (pete may freeze h3)")
+            + marker.len();
+        html[start..start + 64].to_string()
+    };
+    let response = client
+        .post(format!("{}/hosts/lift", daemon.url()))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("host", "h1")])
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    // A post without the session's CSRF token does nothing.
+    let response = client
+        .post(format!("{}/hosts/lift", daemon.url()))
+        .header("cookie", &cookie)
+        .form(&[("csrf", "0".repeat(64).as_str()), ("host", "h3")])
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+
+    // Lifted from the page, h1 takes runs again.
+    browser.click(&lift);
+    browser.find("#freeze-h1");
+    let (status, run) = daemon.post(
+        "/api/v1/runs",
+        &token("alice"),
+        &serde_json::json!({"runbook": "disk"}),
+    );
+    assert_eq!(status, 201, "{run}");
+    let (_, freezes) = daemon.get("/api/v1/freezes", &token("ivan"));
+    assert_eq!(freezes, serde_json::json!([]));
+}
+
+#[test]
+fn the_hosts_page_lists_only_what_a_party_may_see_and_filters() {
+    // A third party's host that no runbook of internal's touches stays out of its list.
+    let config = estate_config()
+        .party("msp2")
+        .host(HostSpec::local("x9", "msp2"))
+        .user("max", "msp2", &["approver"]);
+    let env = Env::new();
+    env.write_config(&config.to_yaml());
+    for (name, yaml) in RUNBOOKS {
+        env.write_runbook(&format!("{name}.yaml"), yaml);
+    }
+    let daemon = Daemon::start(&env);
+    let client = page_client();
+    let get = |user: &str, path: &str| -> String {
+        let (_, cookie) = sign_in(&client, &daemon, user, "/hosts");
+        let response = client
+            .get(format!("{}{path}", daemon.url()))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        response.text().unwrap()
+    };
+    let html = get("alice", "/hosts");
+    assert!(
+        html.contains("id=\"host-h3\""),
+        "h3 is a target of internal's runbooks"
+    );
+    assert!(!html.contains("id=\"host-x9\""), "{html}");
+    let html = get("max", "/hosts");
+    assert!(html.contains("id=\"host-x9\""));
+    assert!(!html.contains("id=\"host-h1\""), "{html}");
+    // Filters: by tag, and by a runbook's targets.
+    let html = get("alice", "/hosts?tag=web");
+    assert!(html.contains("id=\"host-h1\"") && !html.contains("id=\"host-h2\""));
+    let html = get("alice", "/hosts?runbook=patch");
+    assert!(html.contains("id=\"host-h1\"") && html.contains("id=\"host-h3\""));
+    assert!(!html.contains("id=\"host-h2\""), "{html}");
+    assert!(html.contains("2 hosts match"), "{html}");
+}

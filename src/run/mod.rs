@@ -8,7 +8,7 @@
 
 mod approve;
 pub mod chain;
-mod estate;
+pub mod estate;
 pub mod freeze;
 mod host;
 pub mod lifecycle;

@@ -443,6 +443,15 @@ pub struct FreezeRow {
     pub frozen_at: String,
 }
 
+/// The newest result of one host ([`Store::last_host_results`]).
+#[derive(Debug, Clone)]
+pub struct LastHostResult {
+    pub host: String,
+    pub run_id: String,
+    pub status: crate::state::HostStatus,
+    pub at: Option<String>,
+}
+
 /// Which runs a listing wants: all of them when every field is `None`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunFilter<'a> {
@@ -1433,6 +1442,33 @@ impl Store {
                     reason: r.get(2)?,
                     frozen_by: r.get(3)?,
                     frozen_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The newest result of each of `hosts` (the run, its host status, when it ended or
+    /// started), for the console's hosts page. One pass over `host_results`, however many
+    /// hosts are asked about; hosts that never ran are absent.
+    pub fn last_host_results(&self, hosts: &[&str]) -> Result<Vec<LastHostResult>, StoreError> {
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.lock();
+        let marks = vec!["?"; hosts.len()].join(",");
+        // SQLite returns the other columns of the row holding MAX(rowid): the newest one.
+        let mut stmt = conn.prepare(&format!(
+            "SELECT host, run_id, status, COALESCE(finished_at, started_at), MAX(rowid) \
+             FROM host_results WHERE host IN ({marks}) GROUP BY host"
+        ))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(hosts.iter()), |r| {
+                Ok(LastHostResult {
+                    host: r.get(0)?,
+                    run_id: r.get(1)?,
+                    status: r.get(2)?,
+                    at: r.get(3)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

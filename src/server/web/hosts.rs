@@ -3,21 +3,284 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
 
-use super::{blocking, esc, page, urlencode, Signed};
-use crate::config::Role;
+use super::{blocking, csrf_ok, esc, page, urlencode, Signed};
+use crate::config::{Role, Transport};
 use crate::policy::matrix::{owns_of, thousands, MatrixRow};
+use crate::run::estate::HostFilter;
 use crate::run::App;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
+        .route("/hosts", get(hosts_page))
+        .route("/hosts/freeze", post(freeze))
+        .route("/hosts/lift", post(lift))
         .route("/matrix", get(matrix_page))
         .route("/matrix.csv", get(matrix_csv))
+}
+
+#[derive(Deserialize, Default)]
+struct HostsQuery {
+    name: Option<String>,
+    owner: Option<String>,
+    tag: Option<String>,
+    frozen: Option<String>,
+    runbook: Option<String>,
+    page: Option<usize>,
+}
+
+fn nonempty(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl HostsQuery {
+    fn filter(&self) -> HostFilter {
+        HostFilter {
+            name: nonempty(&self.name),
+            owner: nonempty(&self.owner),
+            tag: nonempty(&self.tag),
+            frozen: self.frozen.as_deref() == Some("yes"),
+            runbook: nonempty(&self.runbook),
+        }
+    }
+
+    /// The query string of this filter at another page.
+    fn at_page(&self, page: usize) -> String {
+        let f = self.filter();
+        let mut q: Vec<String> = Vec::new();
+        for (k, v) in [
+            ("name", f.name),
+            ("owner", f.owner),
+            ("tag", f.tag),
+            ("runbook", f.runbook),
+        ] {
+            if let Some(v) = v {
+                q.push(format!("{k}={}", urlencode(&v)));
+            }
+        }
+        if f.frozen {
+            q.push("frozen=yes".into());
+        }
+        if page > 0 {
+            q.push(format!("page={page}"));
+        }
+        if q.is_empty() {
+            "/hosts".into()
+        } else {
+            format!("/hosts?{}", q.join("&amp;"))
+        }
+    }
+}
+
+async fn hosts_page(
+    State(app): State<Arc<App>>,
+    Signed { user, csrf }: Signed,
+    Query(q): Query<HostsQuery>,
+) -> Response {
+    let a = app.clone();
+    let u = user.clone();
+    let filter = q.filter();
+    let page_no = q.page.unwrap_or(0);
+    let p = match blocking(move || a.hosts_for(&u, &filter, page_no)).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let f = q.filter();
+    let mut body = format!(
+        "<p id=\"hosts-summary\">{party} owns {owned} of the {seen} hosts it can see{frozen}.</p>",
+        party = esc(&user.party),
+        owned = thousands(p.owned),
+        seen = thousands(p.seen),
+        frozen = if p.frozen_owned > 0 {
+            format!(
+                "; <a href=\"/hosts?frozen=yes\" class=\"frozen\">{} frozen</a>",
+                thousands(p.frozen_owned)
+            )
+        } else {
+            String::new()
+        },
+    );
+    let _ = write!(
+        body,
+        "<form class=\"filter\" method=\"get\" action=\"/hosts\">\
+<label>Name <input name=\"name\" id=\"f-name\" value=\"{}\"></label>\
+<label>Owner <input name=\"owner\" id=\"f-owner\" value=\"{}\"></label>\
+<label>Tag <input name=\"tag\" id=\"f-tag\" value=\"{}\"></label>\
+<label>Runbook <input name=\"runbook\" id=\"f-runbook\" value=\"{}\"></label>\
+<label><span>Frozen only</span><input type=\"checkbox\" name=\"frozen\" value=\"yes\" id=\"f-frozen\"{}></label>\
+<button type=\"submit\" id=\"f-apply\">Filter</button> <a href=\"/hosts\">Clear</a></form>",
+        esc(f.name.as_deref().unwrap_or_default()),
+        esc(f.owner.as_deref().unwrap_or_default()),
+        esc(f.tag.as_deref().unwrap_or_default()),
+        esc(f.runbook.as_deref().unwrap_or_default()),
+        if f.frozen { " checked" } else { "" },
+    );
+    let first = p.page * p.per_page;
+    let _ = write!(
+        body,
+        "<p id=\"hosts-matching\">{} host{} match{}{}.</p>",
+        thousands(p.matching),
+        if p.matching == 1 { "" } else { "s" },
+        if p.matching == 1 { "es" } else { "" },
+        if p.matching > p.per_page {
+            format!(
+                "; showing {}–{}",
+                thousands(first + 1),
+                thousands(first + p.rows.len())
+            )
+        } else {
+            String::new()
+        }
+    );
+    let back = q.at_page(p.page).replace("&amp;", "&");
+    body.push_str("<div class=\"scroll\"><table id=\"hosts\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Owner</th><th scope=\"col\">Tags</th><th scope=\"col\">Reached by</th><th scope=\"col\">Freeze</th><th scope=\"col\">Last run</th></tr></thead><tbody>");
+    for v in &p.rows {
+        let h = &v.host;
+        let reached = match h.transport {
+            Transport::Local => "local (on the daemon's machine)".to_string(),
+            Transport::Ssh => format!("ssh {}@{}:{}", h.user, h.address, h.port),
+        };
+        let mut freeze = match (&v.freeze, v.frozen) {
+            (Some(fr), _) => format!(
+                "<span class=\"frozen\">frozen</span> by {} at {}: {}",
+                esc(&fr.frozen_by),
+                esc(&fr.frozen_at),
+                esc(&fr.reason)
+            ),
+            (None, true) => "<span class=\"frozen\">frozen</span> by its owner".to_string(),
+            (None, false) => "not frozen".to_string(),
+        };
+        if v.may_freeze {
+            let id = esc(&h.name);
+            if v.frozen {
+                let _ = write!(
+                    freeze,
+                    "<form method=\"post\" action=\"/hosts/lift\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"host\" value=\"{id}\"><input type=\"hidden\" name=\"back\" value=\"{b}\">\
+<button type=\"submit\" id=\"lift-{id}\">Lift the freeze</button></form>",
+                    csrf = esc(&csrf),
+                    b = esc(&back),
+                );
+            } else {
+                let _ = write!(
+                    freeze,
+                    "<form method=\"post\" action=\"/hosts/freeze\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"host\" value=\"{id}\"><input type=\"hidden\" name=\"back\" value=\"{b}\">\
+<label>Reason <input name=\"reason\" id=\"reason-{id}\" required></label> \
+<button type=\"submit\" id=\"freeze-{id}\">Freeze</button></form>",
+                    csrf = esc(&csrf),
+                    b = esc(&back),
+                );
+            }
+        }
+        let last = match &v.last {
+            Some(r) => format!(
+                "<a href=\"/runs/{id}\">{id}</a> {}{}",
+                esc(r.status.as_str()),
+                r.at.as_deref()
+                    .map(|t| format!(" at {}", esc(t)))
+                    .unwrap_or_default(),
+                id = esc(&r.run_id),
+            ),
+            None => "<span class=\"muted\">none</span>".to_string(),
+        };
+        let _ = write!(
+            body,
+            "<tr id=\"host-{id}\"><th scope=\"row\">{id}</th><td>{}</td><td>{}</td><td>{}</td><td class=\"freeze\">{freeze}</td><td>{last}</td></tr>",
+            esc(&h.owner),
+            esc(&h.tags.join(", ")),
+            esc(&reached),
+            id = esc(&h.name),
+        );
+    }
+    body.push_str("</tbody></table></div><p class=\"pager\">");
+    if p.page > 0 {
+        let _ = write!(
+            body,
+            "<a rel=\"prev\" href=\"{}\">Previous {}</a>",
+            q.at_page(p.page - 1),
+            p.per_page
+        );
+    }
+    if first + p.rows.len() < p.matching {
+        let _ = write!(
+            body,
+            "<a rel=\"next\" id=\"next-page\" href=\"{}\">Next {}</a>",
+            q.at_page(p.page + 1),
+            p.per_page
+        );
+    }
+    body.push_str("</p>");
+    page(StatusCode::OK, "Hosts", &body)
+}
+
+#[derive(Deserialize)]
+struct FreezeForm {
+    csrf: String,
+    host: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// Where to go after a freeze or lift: back to the hosts page the form was on.
+fn back_to(back: &str, host: &str) -> String {
+    let ok = back.starts_with("/hosts") && !back.contains("//") && !back.contains('\\');
+    let base = if ok { back } else { "/hosts" };
+    format!("{base}#host-{}", urlencode(host))
+}
+
+fn csrf_refused() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Not done",
+        "<p class=\"error\" id=\"error\">The form is out of date (CSRF check failed); reload the page and try again.</p>",
+    )
+}
+
+/// Freezes one host: the same `App::freeze` as `POST /api/v1/freezes` (rule 11: only an
+/// approver or admin of the owning party).
+async fn freeze(
+    State(app): State<Arc<App>>,
+    Signed { user, csrf }: Signed,
+    Form(f): Form<FreezeForm>,
+) -> Response {
+    if !csrf_ok(&csrf, &f.csrf) {
+        return csrf_refused();
+    }
+    let to = back_to(&f.back, &f.host);
+    let targets = vec![f.host];
+    match blocking(move || app.freeze(&user, &targets, &f.reason)).await {
+        Ok(_) => Redirect::to(&to).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Lifts one host's freeze: the same `App::unfreeze` as `POST /api/v1/freezes/lift`.
+async fn lift(
+    State(app): State<Arc<App>>,
+    Signed { user, csrf }: Signed,
+    Form(f): Form<FreezeForm>,
+) -> Response {
+    if !csrf_ok(&csrf, &f.csrf) {
+        return csrf_refused();
+    }
+    let to = back_to(&f.back, &f.host);
+    let targets = vec![f.host];
+    match blocking(move || app.unfreeze(&user, &targets)).await {
+        Ok(_) => Redirect::to(&to).into_response(),
+        Err(r) => r,
+    }
 }
 
 fn roles(r: &[Role]) -> String {
