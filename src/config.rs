@@ -47,6 +47,9 @@ pub enum Transport {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state_dir: Option<PathBuf>,
+    /// A PostgreSQL URL: the store several nodes share (SPEC §10). Unset: SQLite in
+    /// `state_dir`.
+    database_url: Option<String>,
     listen: Option<String>,
     runbooks_dir: Option<PathBuf>,
     /// Base URL people use to reach the web pages, for links in prompts.
@@ -517,6 +520,9 @@ pub struct Config {
     /// The config file itself.
     pub path: PathBuf,
     pub state_dir: PathBuf,
+    /// The PostgreSQL store (`database_url`, or `TANDEM_DATABASE_URL`, which wins); `None`:
+    /// SQLite in `state_dir`. A secret: the URL may carry a password.
+    pub database_url: Option<SecretValue>,
     pub listen: String,
     pub runbooks_dir: PathBuf,
     pub public_url: Option<String>,
@@ -706,6 +712,9 @@ fn audit_config(
     out
 }
 
+/// The environment variable that names the PostgreSQL store, over `database_url`.
+pub const DATABASE_URL_ENV: &str = "TANDEM_DATABASE_URL";
+
 impl Config {
     /// Reads and validates the config at `path`. Relative paths inside it are resolved
     /// against the config file's folder.
@@ -750,6 +759,21 @@ impl Config {
             e.line = yaml::refine_line(&text, e.line, needle);
             e
         };
+
+        let database_url = std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| raw.database_url.clone());
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                // The URL itself is not repeated: it may carry a password.
+                errors.push(err(
+                    "database_url".into(),
+                    "database_url",
+                    format!("must be a postgres:// URL (from the config or {DATABASE_URL_ENV})"),
+                ));
+            }
+        }
 
         let parties: BTreeSet<&str> = raw.parties.iter().map(String::as_str).collect();
         if raw.parties.is_empty() {
@@ -1061,6 +1085,7 @@ impl Config {
         let config = Config {
             path: path.to_path_buf(),
             state_dir: base.join(raw.state_dir.unwrap_or_else(|| PathBuf::from(".tandem"))),
+            database_url: database_url.map(SecretValue),
             listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
             runbooks_dir: base.join(
                 raw.runbooks_dir

@@ -57,6 +57,21 @@ macro_rules! string_enum {
             }
         }
 
+        impl $crate::store::ToParam for $name {
+            fn to_param(&self) -> $crate::store::Param<'_> {
+                $crate::store::Param::Text(self.as_str())
+            }
+        }
+
+        impl $crate::store::Column for $name {
+            fn from_lite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self, $crate::store::StoreError> {
+                $crate::store::state_column(r.get(i)?, i)
+            }
+            fn from_pg(r: &postgres::Row, i: usize) -> Result<Self, $crate::store::StoreError> {
+                $crate::store::state_column(r.try_get(i)?, i)
+            }
+        }
+
         impl rusqlite::types::FromSql for $name {
             fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
                 let s = v.as_str()?;

@@ -594,7 +594,17 @@ fn fifty_concurrent_approvals_by_one_user_count_once() {
 
 #[test]
 fn racing_approvers_start_the_run_once() {
-    let env = site_env(&site_config());
+    let (env, _daemon, _id) = racing_approvers_start_the_run_once_on(&site_config());
+    assert_audit_verifies(&env);
+}
+
+/// Three approvers decide at once on `config` (the PostgreSQL tests pass one with a
+/// `database_url`): one approval counts, the run starts once and succeeds, and every
+/// decision is audited. Returns the env, the daemon and the run's id.
+pub(crate) fn racing_approvers_start_the_run_once_on(
+    config: &StandardConfig,
+) -> (Env, Daemon, String) {
+    let env = site_env(config);
     write_marker_runbook(&env, "asks", "[web1]", "approval: { from: internal }");
     let daemon = Daemon::start(&env);
     let id = request_pending(&daemon, "paula", "asks");
@@ -632,6 +642,8 @@ fn racing_approvers_start_the_run_once() {
     assert_eq!(events(&records, "run_started").len(), 1, "{names:?}");
     assert_eq!(events(&records, "run_finished").len(), 1, "{names:?}");
     assert_decisions_audited(&daemon, &id);
+    assert!(ran(&env, &id, ""), "the approved run did not run");
+    (env, daemon, id)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -676,6 +688,40 @@ fn a_decision_for_another_digest_is_refused() {
     assert!(ran(&env, &id, ""));
     assert_decisions_audited(&daemon, &id);
     assert_audit_verifies(&env);
+}
+
+#[test]
+fn a_denial_without_a_reason_is_refused_and_decides_nothing() {
+    let env = site_env(&site_config());
+    write_marker_runbook(&env, "asks", "[web1]", "approval: { from: internal }");
+    let daemon = Daemon::start(&env);
+    let id = request_pending(&daemon, "alice", "asks");
+    for body in [
+        json!({}),
+        json!({"reason": ""}),
+        json!({"reason": "  \t"}),
+        json!({"comment": " "}),
+    ] {
+        let (status, answer) =
+            daemon.post(&format!("/api/v1/runs/{id}/deny"), &token("ivan"), &body);
+        assert_eq!(status, 422, "a denial with {body}: {answer}");
+        assert_eq!(
+            answer["error"]["message"], "a denial needs a reason",
+            "{answer}"
+        );
+    }
+    let run = get_run(&daemon, &id);
+    assert_eq!(run["status"], "awaiting_approval", "{run}");
+    assert_eq!(gate(&run, 0)["decisions"], json!([]), "{run}");
+    // A reason given as `comment` is a reason.
+    let (status, answer) = daemon.post(
+        &format!("/api/v1/runs/{id}/deny"),
+        &token("ivan"),
+        &json!({"comment": "not today"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "denied", "{answer}");
+    assert!(!ran(&env, &id, ""));
 }
 
 #[test]

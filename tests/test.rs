@@ -16,6 +16,7 @@ mod notify;
 mod output;
 mod output_secrets;
 mod party_reads;
+mod postgres_store;
 mod rollout;
 mod run_flow;
 mod schedules;

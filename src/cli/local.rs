@@ -271,7 +271,7 @@ pub fn audit_key(config: &Path, json: bool) -> Result<()> {
 /// `audit checkpoint`: signs one over the store's head now and prints it as one JSON line.
 pub fn audit_checkpoint(config: &Path) -> Result<()> {
     let config = Config::load(config)?;
-    let store = Store::open(&config.state_dir)?;
+    let store = Store::for_config(&config)?;
     let key = AuditKey::load_or_create(&config.state_dir)?;
     let cp = crate::witness::sign_checkpoint(&store, &key, crate::witness::Trigger::Command)?;
     outln!("{}", serde_json::to_string(&cp).unwrap_or_default());
@@ -295,7 +295,7 @@ pub fn audit_export(config: &Path) -> Result<()> {
 
 fn open_store(config: &Path) -> Result<Store> {
     let config = Config::load(config).map_err(|e: LoadErrors| Error::Load(e))?;
-    Ok(Store::open(&config.state_dir)?)
+    Ok(Store::for_config(&config)?)
 }
 
 /// The store's audit records in order, read a page at a time.

@@ -18,7 +18,11 @@ const SHUTDOWN_CHECKPOINT_WAIT: Duration = Duration::from_secs(15);
 
 pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
     let (config, catalog) = super::local::load(config_path, &[])?;
-    let store = Store::open(&config.state_dir)?;
+    // Opening a PostgreSQL store blocks (and may wait for the database): off the workers.
+    let store_config = config.clone();
+    let store = tokio::task::spawn_blocking(move || Store::for_config(&store_config))
+        .await
+        .map_err(|e| Error::Usage(format!("startup task failed: {e}")))??;
     let listen = listen.unwrap_or_else(|| config.listen.clone());
     let versions: serde_json::Map<String, serde_json::Value> = catalog
         .runbooks

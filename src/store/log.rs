@@ -7,11 +7,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::params;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::{now, Store, StoreError, Tx};
+use super::{now, p, Store, StoreError, Tx};
 
 /// One line of a run's log, rendered for people (see [`render_line`]).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -220,44 +219,43 @@ impl Store {
         limit: usize,
         mut visit: impl FnMut(LineRef<'_>),
     ) -> Result<usize, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT first_line, ts, host, stream, bytes, last_line FROM log_chunks
-             WHERE run_id = ?1 AND last_line > ?2 ORDER BY last_line LIMIT ?3",
-        )?;
+        let conn = self.lock()?;
         let mut count = 0;
         let mut cursor = after;
         while count < limit {
-            let mut rows = stmt.query(params![run_id, cursor, CHUNKS_PER_QUERY])?;
             let mut read = 0;
-            while let Some(r) = rows.next()? {
-                read += 1;
-                let first: i64 = r.get(0)?;
-                let ts = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-                let host = r
-                    .get_ref(2)?
-                    .as_str_or_null()
-                    .map_err(rusqlite::Error::from)?;
-                let stream = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
-                let bytes = r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?;
-                cursor = r.get(5)?;
-                for (id, line) in (first..).zip(lines(bytes)) {
-                    if id <= after {
-                        continue;
+            let from = cursor;
+            conn.each(
+                "SELECT first_line, ts, host, stream, bytes, last_line FROM log_chunks
+                 WHERE run_id = ?1 AND last_line > ?2 ORDER BY last_line LIMIT ?3",
+                p![run_id, from, CHUNKS_PER_QUERY],
+                |r| {
+                    read += 1;
+                    let first: i64 = r.get(0)?;
+                    let ts = r.str(1)?;
+                    let host = r.opt_str(2)?;
+                    let stream = r.str(3)?;
+                    let bytes = r.blob(4)?;
+                    cursor = r.get(5)?;
+                    for (id, line) in (first..).zip(lines(bytes)) {
+                        if id <= after {
+                            continue;
+                        }
+                        if count >= limit {
+                            return Ok(false);
+                        }
+                        visit(LineRef {
+                            id,
+                            ts,
+                            host,
+                            stream,
+                            bytes: line,
+                        });
+                        count += 1;
                     }
-                    if count >= limit {
-                        return Ok(count);
-                    }
-                    visit(LineRef {
-                        id,
-                        ts,
-                        host,
-                        stream,
-                        bytes: line,
-                    });
-                    count += 1;
-                }
-            }
+                    Ok(true)
+                },
+            )?;
             if read < CHUNKS_PER_QUERY {
                 break;
             }
@@ -283,23 +281,19 @@ impl Store {
 
     /// A run's status alone (`None`: no such run): what a follower checks after each commit.
     pub fn run_status(&self, run_id: &str) -> Result<Option<crate::state::RunStatus>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT status FROM runs WHERE id = ?1")?;
-        let mut rows = stmt.query(params![run_id])?;
-        Ok(match rows.next()? {
-            Some(r) => Some(r.get(0)?),
-            None => None,
-        })
+        self.lock()?
+            .row("SELECT status FROM runs WHERE id = ?1", p![run_id], |r| {
+                r.get(0)
+            })
     }
 
     /// The number of lines in a run's log.
     pub fn log_len(&self, run_id: &str) -> Result<i64, StoreError> {
-        let conn = self.lock();
-        Ok(conn.query_row(
+        self.lock()?.one(
             "SELECT COALESCE(MAX(last_line), 0) FROM log_chunks WHERE run_id = ?1",
-            params![run_id],
+            p![run_id],
             |r| r.get(0),
-        )?)
+        )
     }
 
     /// Up to `limit` chunks of a run's log after chunk `after`, exactly as stored,
@@ -312,23 +306,20 @@ impl Store {
         stream: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RawChunk>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
+        self.lock()?.rows(
             "SELECT id, host, stream, bytes FROM log_chunks
-             WHERE run_id = ?1 AND id > ?2 AND (?3 IS NULL OR host = ?3) AND (?4 IS NULL OR stream = ?4)
+             WHERE run_id = ?1 AND id > ?2 AND (CAST(?3 AS TEXT) IS NULL OR host = ?3) AND (CAST(?4 AS TEXT) IS NULL OR stream = ?4)
              ORDER BY id LIMIT ?5",
-        )?;
-        let rows = stmt
-            .query_map(params![run_id, after, host, stream, limit as i64], |r| {
+            p![run_id, after, host, stream, limit as i64],
+            |r| {
                 Ok(RawChunk {
                     id: r.get(0)?,
                     host: r.get(1)?,
                     stream: r.get(2)?,
                     bytes: r.get(3)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 }
 
@@ -342,9 +333,9 @@ impl Tx<'_> {
         stream: &str,
         bytes: &[u8],
     ) -> Result<i64, StoreError> {
-        let last: i64 = self.tx.query_row(
+        let last: i64 = self.tx.one(
             "SELECT COALESCE(MAX(last_line), 0) FROM log_chunks WHERE run_id = ?1",
-            params![run_id],
+            p![run_id],
             |r| r.get(0),
         )?;
         if bytes.is_empty() {
@@ -365,20 +356,11 @@ impl Tx<'_> {
                 }),
             ));
         }
-        self.tx
-            .prepare_cached(
-                "INSERT INTO log_chunks (run_id, host, stream, first_line, last_line, ts, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                run_id,
-                host,
-                stream,
-                last + 1,
-                last + lines,
-                ts,
-                bytes
-            ])?;
+        self.tx.execute(
+            "INSERT INTO log_chunks (run_id, host, stream, first_line, last_line, ts, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            p![run_id, host, stream, last + 1, last + lines, ts, bytes],
+        )?;
         Ok(last + lines)
     }
 

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -31,8 +31,16 @@ use crate::policy::ApprovalRequirement;
 use crate::runbook::plan::{Initiator, Plan};
 use crate::state::{ActionStatus, Decision, GateStatus, HostStatus, ReviewStatus, RunStatus};
 
+pub(crate) mod db;
 mod log;
 mod seam;
+/// The throwaway PostgreSQL the integration tests use, shared with the unit tests.
+#[cfg(test)]
+#[path = "../../tests/harness/postgres.rs"]
+#[allow(dead_code)]
+pub(crate) mod test_postgres;
+use db::{p, Conn, Row};
+pub use db::{state_column, Column, Dialect, Param, ToParam};
 pub use log::{render_line, LineRef, LiveChunk, LogLine, RawChunk};
 pub use seam::{Ending, Intent, Outcome, RunStore};
 
@@ -42,6 +50,12 @@ pub use seam::{Ending, Intent, Outcome, RunStore};
 pub enum StoreError {
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("state store (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("state store: bad row: {0}")]
+    Row(String),
+    #[error("state store: {0}")]
+    Config(String),
     #[error("state store: cannot create {path}: {source}")]
     Dir {
         path: String,
@@ -58,6 +72,13 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// The columns of a run row, in [`run_from_row`]'s order.
+macro_rules! run_select {
+    () => {
+        "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot, parent_run, ref FROM runs"
+    };
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -144,12 +165,12 @@ const MIGRATIONS: &[&str] = &[
         run_id TEXT NOT NULL,
         gate INTEGER NOT NULL,
         party TEXT NOT NULL,
-        user TEXT NOT NULL,
+        "user" TEXT NOT NULL,
         decision TEXT NOT NULL,
         comment TEXT,
         digest TEXT NOT NULL,
         ts TEXT NOT NULL,
-        UNIQUE (run_id, gate, user),
+        UNIQUE (run_id, gate, "user"),
         FOREIGN KEY (run_id, gate) REFERENCES gates(run_id, gate)
     );
     CREATE TABLE reviews (
@@ -173,7 +194,7 @@ const MIGRATIONS: &[&str] = &[
         runbook TEXT NOT NULL,
         digest TEXT NOT NULL,
         party TEXT NOT NULL,
-        user TEXT NOT NULL,
+        "user" TEXT NOT NULL,
         granted_at TEXT NOT NULL,
         until TEXT NOT NULL,
         comment TEXT
@@ -235,7 +256,8 @@ pub fn now_at(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The SQLite store.
+/// The state store: SQLite in the state directory, or a PostgreSQL database shared by
+/// several nodes. Both run the same operations (see [`db`]); only the connection differs.
 pub struct Store {
     writer: Mutex<Writer>,
     /// Signalled whenever a commit group is resolved.
@@ -243,7 +265,7 @@ pub struct Store {
     /// Writers waiting for the writer lock: while there are any, the group stays open.
     queued: AtomicUsize,
     /// The read connection: it sees committed data only.
-    reader: Mutex<Connection>,
+    reader: Mutex<Conn>,
     /// Log chunks handed to live followers as they are written, before their commit.
     live: log::LiveFeed,
     /// Told about committed audit records of the events it watches (see [`Store::observe`]).
@@ -258,7 +280,7 @@ struct Observer {
 
 /// The write connection and its commit groups.
 struct Writer {
-    conn: Connection,
+    conn: Conn,
     /// The group whose transaction is open.
     open: Option<u64>,
     /// The last group numbered; groups up to `resolved` are committed or failed.
@@ -266,21 +288,49 @@ struct Writer {
     resolved: u64,
     /// The latest groups whose commit failed, with the error.
     failed: VecDeque<(u64, String)>,
+    /// A member's savepoint could not be rolled back: the open group must not commit.
+    poisoned: Option<String>,
 }
 
+/// The advisory lock every PostgreSQL write transaction takes first, for its whole length:
+/// writes are serialized across nodes as SQLite serializes them in one process, so the
+/// audit chain stays one linear chain, log lines are numbered densely, and two store
+/// transactions never wait on each other's rows (no deadlocks).
+const PG_WRITE_LOCK: i64 = 0x7461_6e64_656d_0001;
+/// The advisory lock migrations take, so nodes starting together migrate once.
+const PG_MIGRATE_LOCK: i64 = 0x7461_6e64_656d_0002;
+
 impl Writer {
+    /// Opens a group's transaction.
+    fn begin(&mut self) -> Result<(), StoreError> {
+        match self.conn.dialect() {
+            Dialect::Sqlite => self.conn.batch("BEGIN IMMEDIATE"),
+            Dialect::Postgres => {
+                self.conn.reopen_if_lost()?;
+                self.conn.batch(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
+                ))?;
+                Ok(())
+            }
+        }
+    }
+
     /// Commits the open group and wakes its members.
     fn commit(&mut self, resolved: &Condvar) {
         let Some(group) = self.open.take() else {
             return;
         };
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        let outcome = match self.poisoned.take() {
+            Some(e) => Err(e),
+            None => self.conn.batch("COMMIT").map_err(|e| e.to_string()),
+        };
+        if let Err(e) = outcome {
             tracing::error!(error = %e, "state store: commit failed");
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.conn.batch("ROLLBACK");
             if self.failed.len() >= 64 {
                 self.failed.pop_front();
             }
-            self.failed.push_back((group, e.to_string()));
+            self.failed.push_back((group, e));
         }
         self.resolved = group;
         resolved.notify_all();
@@ -485,25 +535,27 @@ impl Store {
         Store::open_file(&state_dir.join("tandem.db"))
     }
 
+    /// The store a config names: its `database_url` (PostgreSQL) if set, else SQLite in its
+    /// state directory. Blocking: call it off the async workers.
+    pub fn for_config(config: &crate::config::Config) -> Result<Store, StoreError> {
+        match &config.database_url {
+            Some(url) => Store::connect(url.expose()),
+            None => Store::open(&config.state_dir),
+        }
+    }
+
     /// Opens a database file, created 0600 (with its `-wal` and `-shm`) whatever the umask.
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
         private_file(path)?;
-        let mut conn = Connection::open(path)?;
+        let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: an action's intent must survive a power cut before the action runs (rule 8).
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > MIGRATIONS.len() as i64 {
-            return Err(StoreError::TooNew(version));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
+        conn.set_prepared_statement_cache_capacity(64);
+        let conn = Conn::Lite(conn);
+        migrate(&conn)?;
         // SQLite gives the WAL files the database file's mode; set it anyway, in case they
         // were left behind by an older tandem with a looser umask.
         for suffix in ["-wal", "-shm"] {
@@ -517,27 +569,50 @@ impl Store {
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         reader.pragma_update(None, "query_only", true)?;
-        Ok(Store {
+        reader.set_prepared_statement_cache_capacity(64);
+        Ok(Store::with(conn, Conn::Lite(reader)))
+    }
+
+    /// Connects to a PostgreSQL database (`postgres://…`, TLS per its `sslmode`) and brings
+    /// its schema up to date; several nodes may share it.
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        let target = std::sync::Arc::new(db::PgTarget::parse(url)?);
+        let writer = target.connect()?;
+        migrate(&writer)?;
+        let reader = target.connect()?;
+        Ok(Store::with(writer, reader))
+    }
+
+    fn with(writer: Conn, reader: Conn) -> Store {
+        Store {
             writer: Mutex::new(Writer {
-                conn,
+                conn: writer,
                 open: None,
                 numbered: 0,
                 resolved: 0,
                 failed: VecDeque::new(),
+                poisoned: None,
             }),
             resolved: Condvar::new(),
             queued: AtomicUsize::new(0),
             reader: Mutex::new(reader),
             live: log::LiveFeed::default(),
             observer: OnceLock::new(),
-        })
+        }
     }
 
-    // A panic while holding either lock leaves SQLite consistent (an open savepoint rolls
-    // back on drop, and a group left open is committed by its next member to wake), so a
-    // poisoned lock is safe to keep using.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    /// Which database this store speaks to.
+    pub fn dialect(&self) -> Dialect {
+        self.lock_writer().conn.dialect()
+    }
+
+    // A panic while holding either lock leaves the database consistent (an open savepoint
+    // rolls back on drop, and a group left open is committed by its next member to wake),
+    // so a poisoned lock is safe to keep using.
+    fn lock(&self) -> Result<MutexGuard<'_, Conn>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        conn.reopen_if_lost()?;
+        Ok(conn)
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
@@ -553,14 +628,14 @@ impl Store {
         let group = match w.open {
             Some(g) => g,
             None => {
-                w.conn.execute_batch("BEGIN IMMEDIATE")?;
+                w.begin()?;
                 w.numbered += 1;
                 w.open = Some(w.numbered);
                 w.numbered
             }
         };
         let watched = self.observer.get().map_or(&[][..], |o| o.events);
-        let out = in_savepoint(&mut w.conn, &self.live, watched, f);
+        let out = in_savepoint(&mut w, &self.live, watched, f);
         // The last writer in line commits; the others wait for it. Every member blocks until
         // its group resolves, so a group grows to at most the number of writing threads. A
         // member that wakes to find its group still open with nobody queued (its committer
@@ -614,20 +689,22 @@ impl Store {
 
     /// One run with its host results, gates and review.
     pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
-        run_by_id(&self.lock(), id)
+        run_by_id(&*self.lock()?, id)
     }
 
     /// How many parents a run has above it (0 for a run nobody chained), counted up to
     /// `limit`: the walk stops there, whatever the rows say.
     pub fn chain_depth(&self, id: &str, limit: usize) -> Result<usize, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT parent_run FROM runs WHERE id = ?1")?;
+        let conn = self.lock()?;
         let mut current = id.to_string();
         let mut depth = 0;
         while depth < limit {
-            let parent: Option<String> = stmt
-                .query_row([&current], |r| r.get(0))
-                .optional()?
+            let parent: Option<String> = conn
+                .row(
+                    "SELECT parent_run FROM runs WHERE id = ?1",
+                    p![current],
+                    |r| r.get(0),
+                )?
                 .flatten();
             match parent {
                 Some(p) => {
@@ -642,13 +719,15 @@ impl Store {
 
     /// Runs, newest first, optionally only those in `status`.
     pub fn runs(&self, status: Option<RunStatus>, limit: usize) -> Result<Vec<RunRow>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(&format!(
-            "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
-        ))?;
-        let rows = stmt
-            .query_map(params![status, limit as i64], run_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+        let conn = self.lock()?;
+        let rows = conn.rows(
+            concat!(
+                run_select!(),
+                " WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
+            ),
+            p![status, limit as i64],
+            run_from_row,
+        )?;
         let mut out = Vec::with_capacity(rows.len());
         for mut r in rows {
             fill(&conn, &mut r)?;
@@ -659,16 +738,14 @@ impl Store {
 
     /// Audit records with seq greater than `after`, at most `limit`.
     pub fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(
+        self.lock()?.rows(
             "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![after as i64, limit as i64], |r| {
+            p![after as i64, limit as i64],
+            |r| {
                 let actor: String = r.get(2)?;
                 let detail: String = r.get(5)?;
                 Ok(Record {
-                    seq: r.get::<_, i64>(0)? as u64,
+                    seq: r.get::<i64>(0)? as u64,
                     ts: r.get(1)?,
                     // A row whose JSON was tampered with still yields a record; verify then
                     // reports the hash mismatch at its seq.
@@ -679,19 +756,16 @@ impl Store {
                     prev_hash: r.get(6)?,
                     hash: r.get(7)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Actions recorded as intended with no result yet, of runs in `status`.
     pub fn open_actions(&self) -> Result<Vec<OpenAction>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(
+        self.lock()?.rows(
             "SELECT id, run_id, host, kind, target FROM actions WHERE status = ?1 ORDER BY id",
-        )?;
-        let rows = stmt
-            .query_map([ActionStatus::Intent], |r| {
+            p![ActionStatus::Intent],
+            |r| {
                 Ok(OpenAction {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
@@ -699,27 +773,23 @@ impl Store {
                     kind: r.get(3)?,
                     target: r.get(4)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// The status of one gate.
     pub fn gate_status(&self, run_id: &str, gate: i64) -> Result<Option<GateStatus>, StoreError> {
-        let conn = self.lock();
-        Ok(conn
-            .query_row(
-                "SELECT status FROM gates WHERE run_id = ?1 AND gate = ?2",
-                params![run_id, gate],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.lock()?.row(
+            "SELECT status FROM gates WHERE run_id = ?1 AND gate = ?2",
+            p![run_id, gate],
+            |r| r.get(0),
+        )
     }
 
     /// Runs with a pending gate, oldest first.
     pub fn runs_with_pending_gates(&self) -> Result<Vec<RunRow>, StoreError> {
         self.runs_listed(
-            "SELECT DISTINCT run_id FROM gates WHERE status = ?1 ORDER BY requested_at",
+            "SELECT run_id FROM gates WHERE status = ?1 GROUP BY run_id ORDER BY MIN(requested_at)",
             GateStatus::Pending.as_str(),
         )
     }
@@ -733,12 +803,9 @@ impl Store {
     }
 
     /// The whole runs whose ids `ids_sql` selects (with `status` as `?1`), in its order.
-    fn runs_listed(&self, ids_sql: &str, status: &str) -> Result<Vec<RunRow>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(ids_sql)?;
-        let ids = stmt
-            .query_map([status], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
+    fn runs_listed(&self, ids_sql: &'static str, status: &str) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.lock()?;
+        let ids: Vec<String> = conn.rows(ids_sql, p![status], |r| r.get(0))?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(r) = run_by_id(&conn, &id)? {
@@ -753,32 +820,98 @@ impl Store {
         &self,
         statuses: &[RunStatus],
     ) -> Result<Vec<(String, RunStatus, Option<String>)>, StoreError> {
-        let conn = self.lock();
+        let conn = self.lock()?;
         let mut out = Vec::new();
         for s in statuses {
-            let mut stmt = conn.prepare(
+            out.extend(conn.rows(
                 "SELECT id, status, slot FROM runs WHERE status = ?1 ORDER BY created_at",
-            )?;
-            let rows = stmt
-                .query_map([s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            out.extend(rows);
+                p![s],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?);
         }
         Ok(out)
     }
 }
 
-const RUN_SELECT: &str = "SELECT id, runbook, version, status, initiator_user, initiator_party, created_at, started_at, finished_at, digest, plan, error, break_glass, reason, slot, parent_run, ref FROM runs";
-
-/// A JSON column read into its type; a row that does not parse is an error, not a default.
-fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
-    let text: String = r.get(i)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
+/// Brings a database's schema up to date; refuses one newer than this tandem. SQLite keeps
+/// its version in `user_version`, PostgreSQL in a `schema_version` table, migrated under
+/// an advisory lock so nodes starting together migrate once.
+fn migrate(conn: &Conn) -> Result<(), StoreError> {
+    let latest = MIGRATIONS.len() as i64;
+    match conn.dialect() {
+        Dialect::Sqlite => {
+            let version: i64 = conn.one("PRAGMA user_version", p![], |r| r.get(0))?;
+            if version > latest {
+                return Err(StoreError::TooNew(version));
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                conn.batch("BEGIN")?;
+                let applied = conn
+                    .batch(sql)
+                    .and_then(|()| conn.batch(&format!("PRAGMA user_version = {}", i + 1)))
+                    .and_then(|()| conn.batch("COMMIT"));
+                if let Err(e) = applied {
+                    let _ = conn.batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+        }
+        Dialect::Postgres => {
+            conn.batch(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({PG_MIGRATE_LOCK});
+                 CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);"
+            ))?;
+            let applied = (|| {
+                let version: Option<i64> =
+                    conn.row("SELECT version FROM schema_version", p![], |r| r.get(0))?;
+                let version = match version {
+                    Some(v) => v,
+                    None => {
+                        conn.execute("INSERT INTO schema_version (version) VALUES (0)", p![])?;
+                        0
+                    }
+                };
+                if version > latest {
+                    return Err(StoreError::TooNew(version));
+                }
+                for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                    conn.batch(&pg_migration(i, sql))?;
+                }
+                conn.execute("UPDATE schema_version SET version = ?1", p![latest])?;
+                conn.batch("COMMIT")
+            })();
+            if let Err(e) = applied {
+                let _ = conn.batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+/// Migration `i` as PostgreSQL runs it: the same schema in its types; the one data
+/// conversion SQLite needed (old line rows into chunks) has nothing to convert there.
+fn pg_migration(i: usize, sql: &str) -> String {
+    match i {
+        4 => db::pg_ddl(
+            "CREATE TABLE log_chunks (
+                id INTEGER PRIMARY KEY,
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                host TEXT,
+                stream TEXT NOT NULL,
+                first_line INTEGER NOT NULL,
+                last_line INTEGER NOT NULL,
+                ts TEXT NOT NULL,
+                bytes BLOB NOT NULL
+            );
+            CREATE INDEX log_chunks_run ON log_chunks(run_id, last_line);
+            DROP TABLE logs;",
+        ),
+        _ => db::pg_ddl(sql),
+    }
+}
+
+fn run_from_row(r: &Row<'_>) -> Result<RunRow, StoreError> {
     Ok(RunRow {
         id: r.get(0)?,
         runbook: r.get(1)?,
@@ -792,9 +925,9 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         started_at: r.get(7)?,
         finished_at: r.get(8)?,
         digest: r.get(9)?,
-        plan: json_column(r, 10)?,
+        plan: r.json(10)?,
         error: r.get(11)?,
-        break_glass: r.get::<_, i64>(12)? != 0,
+        break_glass: r.get(12)?,
         reason: r.get(13)?,
         slot: r.get(14)?,
         reference: r.get(16)?,
@@ -807,7 +940,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
 }
 
 /// Loads a run's hosts, gates with their decisions, and review.
-fn fill(conn: &Connection, r: &mut RunRow) -> Result<(), StoreError> {
+fn fill(conn: &Conn, r: &mut RunRow) -> Result<(), StoreError> {
     r.hosts = host_results(conn, &r.id)?;
     r.gates = gates(conn, &r.id)?;
     r.review = review(conn, &r.id)?;
@@ -816,61 +949,56 @@ fn fill(conn: &Connection, r: &mut RunRow) -> Result<(), StoreError> {
 }
 
 /// The follow-up runs a run started, oldest first.
-fn children(conn: &Connection, run_id: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id FROM runs WHERE parent_run = ?1 ORDER BY created_at, id")?;
-    let ids = stmt
-        .query_map([run_id], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(ids)
+fn children(conn: &Conn, run_id: &str) -> Result<Vec<String>, StoreError> {
+    conn.rows(
+        "SELECT id FROM runs WHERE parent_run = ?1 ORDER BY created_at, id",
+        p![run_id],
+        |r| r.get(0),
+    )
 }
 
 /// The break-glass review of a run, if it has one.
-fn review(conn: &Connection, run_id: &str) -> Result<Option<ReviewRow>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT parties, status, requested_at, reviewed_by, comment, reviewed_at FROM reviews WHERE run_id = ?1",
-            [run_id],
-            |x| {
-                Ok(ReviewRow {
-                    parties: json_column(x, 0)?,
-                    status: x.get(1)?,
-                    requested_at: x.get(2)?,
-                    reviewed_by: x.get(3)?,
-                    comment: x.get(4)?,
-                    reviewed_at: x.get(5)?,
-                })
-            },
-        )
-        .optional()?)
+fn review(conn: &Conn, run_id: &str) -> Result<Option<ReviewRow>, StoreError> {
+    conn.row(
+        "SELECT parties, status, requested_at, reviewed_by, comment, reviewed_at FROM reviews WHERE run_id = ?1",
+        p![run_id],
+        |x| {
+            Ok(ReviewRow {
+                parties: x.json(0)?,
+                status: x.get(1)?,
+                requested_at: x.get(2)?,
+                reviewed_by: x.get(3)?,
+                comment: x.get(4)?,
+                reviewed_at: x.get(5)?,
+            })
+        },
+    )
 }
 
-fn gates(conn: &Connection, run_id: &str) -> Result<Vec<GateRow>, StoreError> {
-    let mut stmt = conn.prepare(
+fn gates(conn: &Conn, run_id: &str) -> Result<Vec<GateRow>, StoreError> {
+    let mut rows = conn.rows(
         "SELECT gate, reason, host, requirements, status, requested_at, expires_at, decided_at FROM gates WHERE run_id = ?1 ORDER BY gate",
-    )?;
-    let mut rows = stmt
-        .query_map([run_id], |r| {
+        p![run_id],
+        |r| {
             Ok(GateRow {
                 gate: r.get(0)?,
                 reason: r.get(1)?,
                 host: r.get(2)?,
-                requirements: json_column(r, 3)?,
+                requirements: r.json(3)?,
                 status: r.get(4)?,
                 requested_at: r.get(5)?,
                 expires_at: r.get(6)?,
                 decided_at: r.get(7)?,
                 decisions: Vec::new(),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut stmt = conn.prepare(
-        "SELECT gate, party, user, decision, comment, digest, ts FROM decisions WHERE run_id = ?1 ORDER BY id",
+        },
     )?;
-    let decisions = stmt
-        .query_map([run_id], |r| {
+    let decisions = conn.rows(
+        "SELECT gate, party, \"user\", decision, comment, digest, ts FROM decisions WHERE run_id = ?1 ORDER BY id",
+        p![run_id],
+        |r| {
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<i64>(0)?,
                 DecisionRow {
                     party: r.get(1)?,
                     user: r.get(2)?,
@@ -880,8 +1008,8 @@ fn gates(conn: &Connection, run_id: &str) -> Result<Vec<GateRow>, StoreError> {
                     ts: r.get(6)?,
                 },
             ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     for (gate, d) in decisions {
         if let Some(g) = rows.iter_mut().find(|g| g.gate == gate) {
             g.decisions.push(d);
@@ -890,12 +1018,11 @@ fn gates(conn: &Connection, run_id: &str) -> Result<Vec<GateRow>, StoreError> {
     Ok(rows)
 }
 
-fn host_results(conn: &Connection, run_id: &str) -> Result<Vec<HostResult>, StoreError> {
-    let mut stmt = conn.prepare(
+fn host_results(conn: &Conn, run_id: &str) -> Result<Vec<HostResult>, StoreError> {
+    conn.rows(
         "SELECT host, status, exit_code, started_at, finished_at, error FROM host_results WHERE run_id = ?1 ORDER BY position",
-    )?;
-    let rows = stmt
-        .query_map([run_id], |r| {
+        p![run_id],
+        |r| {
             let started_at: Option<String> = r.get(3)?;
             let finished_at: Option<String> = r.get(4)?;
             Ok(HostResult {
@@ -907,9 +1034,8 @@ fn host_results(conn: &Connection, run_id: &str) -> Result<Vec<HostResult>, Stor
                 finished_at,
                 error: r.get(5)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        },
+    )
 }
 
 fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<i64> {
@@ -918,36 +1044,87 @@ fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<i64> {
     Some((e - s).num_milliseconds())
 }
 
+/// A savepoint of the open group that rolls back unless released, even when its closure
+/// panics.
+struct Savepoint<'a> {
+    conn: &'a Conn,
+    released: bool,
+}
+
+impl Savepoint<'_> {
+    fn rollback(mut self) -> Result<(), StoreError> {
+        self.released = true;
+        self.conn.batch("ROLLBACK TO tx; RELEASE tx")
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.conn.batch("ROLLBACK TO tx; RELEASE tx");
+        }
+    }
+}
+
 /// Runs `f` in a savepoint of the open group: kept when `f` returns `Ok`, rolled back when
-/// it returns `Err` (or panics).
+/// it returns `Err` (or panics). A savepoint that cannot be rolled back poisons the group,
+/// so none of its members is told it committed.
 fn in_savepoint<T>(
-    conn: &mut Connection,
+    w: &mut Writer,
     live: &log::LiveFeed,
     watched: &'static [Event],
     f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<(T, Vec<Record>), StoreError> {
-    let sp = conn.savepoint()?;
+    if let Err(e) = w.conn.batch("SAVEPOINT tx") {
+        w.poisoned = Some(e.to_string());
+        return Err(e);
+    }
+    let sp = Savepoint {
+        conn: &w.conn,
+        released: false,
+    };
     let tx = Tx {
-        tx: &sp,
+        tx: &w.conn,
         live,
         appended: Default::default(),
         watched,
         seen: RefCell::new(Vec::new()),
     };
-    let out = f(&tx)?;
+    let out = f(&tx);
     let appended = tx.appended.take();
     let seen = tx.seen.into_inner();
-    sp.commit()?;
-    // Still under the writer lock: followers get chunks in line order.
-    live.publish(appended);
-    Ok((out, seen))
+    let kept = match out {
+        Ok(out) => {
+            let mut sp = sp;
+            sp.released = true;
+            w.conn.batch("RELEASE tx").map(|()| out)
+        }
+        Err(e) => Err(sp.rollback().err().unwrap_or(e)),
+    };
+    match kept {
+        Ok(out) => {
+            // Still under the writer lock: followers get chunks in line order.
+            live.publish(appended);
+            Ok((out, seen))
+        }
+        Err(e) => {
+            if w.conn.dialect() == Dialect::Postgres && w.conn.batch("SELECT 1").is_err() {
+                // The transaction is aborted or its connection lost: nothing of the group
+                // may be reported committed.
+                w.poisoned = Some(e.to_string());
+            }
+            Err(e)
+        }
+    }
 }
 
 /// A run with everything the API shows.
-fn run_by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>, StoreError> {
-    let row = conn
-        .query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_from_row)
-        .optional()?;
+fn run_by_id(conn: &Conn, id: &str) -> Result<Option<RunRow>, StoreError> {
+    let row = conn.row(
+        concat!(run_select!(), " WHERE id = ?1"),
+        p![id],
+        run_from_row,
+    )?;
     match row {
         Some(mut r) => {
             fill(conn, &mut r)?;
@@ -960,7 +1137,7 @@ fn run_by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>, StoreError> 
 /// A write transaction (a savepoint of the open commit group). Dropped without commit, it
 /// rolls back.
 pub struct Tx<'a> {
-    tx: &'a Connection,
+    tx: &'a Conn,
     live: &'a log::LiveFeed,
     /// Chunks this transaction appended to logs someone follows, published once it holds.
     appended: std::cell::RefCell<Vec<(String, std::sync::Arc<LiveChunk>)>>,
@@ -981,7 +1158,7 @@ impl Tx<'_> {
     ) -> Result<bool, StoreError> {
         let n = self.tx.execute(
             "INSERT OR IGNORE INTO freezes (host, party, reason, frozen_by, frozen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![host, party, reason, by, now()],
+            p![host, party, reason, by, now()],
         )?;
         Ok(n == 1)
     }
@@ -990,7 +1167,7 @@ impl Tx<'_> {
     pub fn unfreeze_host(&self, host: &str) -> Result<bool, StoreError> {
         let n = self
             .tx
-            .execute("DELETE FROM freezes WHERE host = ?1", [host])?;
+            .execute("DELETE FROM freezes WHERE host = ?1", p![host])?;
         Ok(n == 1)
     }
 
@@ -1002,14 +1179,13 @@ impl Tx<'_> {
         event: Event,
         detail: Value,
     ) -> Result<Record, StoreError> {
-        let last: Option<(i64, String)> = self
-            .tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        // The head is read inside the write transaction, which holds the write lock (the
+        // SQLite writer, or PostgreSQL's advisory lock across nodes): nobody appends between.
+        let last: Option<(i64, String)> = self.tx.row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            p![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let (seq, prev_hash) = match last {
             Some((s, h)) => (s as u64 + 1, h),
             None => (1, GENESIS.to_string()),
@@ -1028,7 +1204,7 @@ impl Tx<'_> {
         let watched = self.watched.contains(&event);
         self.tx.execute(
             "INSERT INTO audit (seq, ts, actor, run_id, event, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+            p![
                 rec.seq as i64,
                 rec.ts,
                 serde_json::to_string(&rec.actor).unwrap_or_default(),
@@ -1049,7 +1225,7 @@ impl Tx<'_> {
     pub fn insert_run(&self, run: &NewRun<'_>) -> Result<(), StoreError> {
         self.tx.execute(
             "INSERT INTO runs (id, runbook, version, status, initiator_user, initiator_party, created_at, digest, plan, break_glass, reason, slot, parent_run, ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
+            p![
                 run.id,
                 run.runbook,
                 run.version,
@@ -1059,7 +1235,7 @@ impl Tx<'_> {
                 now(),
                 run.digest,
                 serde_json::to_string(run.plan).map_err(|e| StoreError::Encode(e.to_string()))?,
-                run.break_glass as i64,
+                run.break_glass,
                 run.reason,
                 run.slot,
                 run.parent_run,
@@ -1069,7 +1245,7 @@ impl Tx<'_> {
         for (i, h) in run.hosts.iter().enumerate() {
             self.tx.execute(
                 "INSERT INTO host_results (run_id, host, position, status) VALUES (?1, ?2, ?3, ?4)",
-                params![run.id, h, i as i64, HostStatus::Pending],
+                p![run.id, h, i as i64, HostStatus::Pending],
             )?;
         }
         Ok(())
@@ -1088,8 +1264,8 @@ impl Tx<'_> {
         error: Option<&str>,
         audit: AuditEntry<'_>,
     ) -> Result<Transitioned, StoreError> {
-        // The write connection is exclusive and this runs inside its transaction, so the
-        // status read here is the one the guarded update below replaces.
+        // The write transaction holds the write lock, so the status read here is the one
+        // the guarded update below replaces.
         let Some(now_status) = self.run_status(id)? else {
             return Ok(Transitioned::Refused(None));
         };
@@ -1101,7 +1277,7 @@ impl Tx<'_> {
         let finished = to.is_final().then_some(ts.as_str());
         let n = self.tx.execute(
             "UPDATE runs SET status = ?2, started_at = COALESCE(started_at, ?3), finished_at = COALESCE(?4, finished_at), error = COALESCE(?5, error) WHERE id = ?1 AND status = ?6",
-            params![id, to, started, finished, error, now_status],
+            p![id, to, started, finished, error, now_status],
         )?;
         if n != 1 {
             return Ok(Transitioned::Refused(Some(now_status)));
@@ -1112,10 +1288,10 @@ impl Tx<'_> {
 
     /// The current status of a run.
     pub fn run_status(&self, id: &str) -> Result<Option<RunStatus>, StoreError> {
-        Ok(self
-            .tx
-            .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?)
+        self.tx
+            .row("SELECT status FROM runs WHERE id = ?1", p![id], |r| {
+                r.get(0)
+            })
     }
 
     /// Updates one host's result.
@@ -1132,7 +1308,7 @@ impl Tx<'_> {
         let finished = status.is_final().then_some(ts.as_str());
         self.tx.execute(
             "UPDATE host_results SET status = ?3, exit_code = COALESCE(?4, exit_code), started_at = COALESCE(started_at, ?5), finished_at = COALESCE(?6, finished_at), error = COALESCE(?7, error) WHERE run_id = ?1 AND host = ?2",
-            params![run_id, host, status, exit_code, started, finished, error],
+            p![run_id, host, status, exit_code, started, finished, error],
         )?;
         Ok(())
     }
@@ -1141,7 +1317,7 @@ impl Tx<'_> {
     pub fn close_hosts(&self, run_id: &str, status: HostStatus) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE host_results SET status = ?2, finished_at = COALESCE(finished_at, ?3) WHERE run_id = ?1 AND status IN (?4, ?5)",
-            params![run_id, status, now(), HostStatus::Pending, HostStatus::Running],
+            p![run_id, status, now(), HostStatus::Pending, HostStatus::Running],
         )?;
         Ok(())
     }
@@ -1154,11 +1330,11 @@ impl Tx<'_> {
         kind: &str,
         target: &str,
     ) -> Result<i64, StoreError> {
-        self.tx.execute(
-            "INSERT INTO actions (run_id, host, kind, target, status, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run_id, host, kind, target, ActionStatus::Intent, now()],
-        )?;
-        Ok(self.tx.last_insert_rowid())
+        self.tx.one(
+            "INSERT INTO actions (run_id, host, kind, target, status, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            p![run_id, host, kind, target, ActionStatus::Intent, now()],
+            |r| r.get(0),
+        )
     }
 
     /// A run with everything the API shows, read inside this transaction.
@@ -1172,70 +1348,63 @@ impl Tx<'_> {
         run_id: &str,
         reason: &str,
     ) -> Result<Option<(i64, GateStatus)>, StoreError> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT gate, status FROM gates WHERE run_id = ?1 AND reason = ?2 AND gate > 0",
-                params![run_id, reason],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+        self.tx.row(
+            "SELECT gate, status FROM gates WHERE run_id = ?1 AND reason = ?2 AND gate > 0",
+            p![run_id, reason],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// The next free gate number of a run (mid-run gates start at 1).
     pub fn next_gate(&self, run_id: &str) -> Result<i64, StoreError> {
-        Ok(self.tx.query_row(
+        self.tx.one(
             "SELECT COALESCE(MAX(gate), 0) + 1 FROM gates WHERE run_id = ?1",
-            [run_id],
+            p![run_id],
             |r| r.get(0),
-        )?)
+        )
     }
 
     /// Marks every pending gate of a run with `status`.
     pub fn close_pending_gates(&self, run_id: &str, status: GateStatus) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE gates SET status = ?2, decided_at = ?3 WHERE run_id = ?1 AND status = ?4",
-            params![run_id, status, now(), GateStatus::Pending],
+            p![run_id, status, now(), GateStatus::Pending],
         )?;
         Ok(())
     }
 
     /// The last slot handled for a schedule (RFC 3339), if any.
     pub fn schedule_last(&self, runbook: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT last_slot FROM schedule_state WHERE runbook = ?1",
-                [runbook],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.tx.row(
+            "SELECT last_slot FROM schedule_state WHERE runbook = ?1",
+            p![runbook],
+            |r| r.get(0),
+        )
     }
 
     /// Records that every slot up to `slot` was handled.
     pub fn set_schedule_last(&self, runbook: &str, slot: &str) -> Result<(), StoreError> {
         self.tx.execute(
             "INSERT INTO schedule_state (runbook, last_slot) VALUES (?1, ?2) ON CONFLICT(runbook) DO UPDATE SET last_slot = excluded.last_slot",
-            params![runbook, slot],
+            p![runbook, slot],
         )?;
         Ok(())
     }
 
     /// The id and status of the run recorded for a slot key, if any.
     pub fn run_for_slot(&self, slot: &str) -> Result<Option<(String, RunStatus)>, StoreError> {
-        Ok(self
-            .tx
-            .query_row("SELECT id, status FROM runs WHERE slot = ?1", [slot], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
+        self.tx.row(
+            "SELECT id, status FROM runs WHERE slot = ?1",
+            p![slot],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// Whether a scheduled run of this runbook is queued or running (for `overlap`).
     pub fn scheduled_run_active(&self, runbook: &str) -> Result<bool, StoreError> {
-        let n: i64 = self.tx.query_row(
+        let n: i64 = self.tx.one(
             "SELECT COUNT(*) FROM runs WHERE runbook = ?1 AND slot IS NOT NULL AND status IN (?2, ?3)",
-            params![runbook, RunStatus::Queued, RunStatus::Running],
+            p![runbook, RunStatus::Queued, RunStatus::Running],
             |r| r.get(0),
         )?;
         Ok(n > 0)
@@ -1244,15 +1413,11 @@ impl Tx<'_> {
     /// Queued scheduled runs, oldest slot first: (id, runbook, slot key). One query, so a
     /// daemon with thousands of schedules pays for the few runs that wait, not for them all.
     pub fn queued_slot_runs(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        let mut stmt = self.tx.prepare(
+        self.tx.rows(
             "SELECT id, runbook, slot FROM runs WHERE status = ?1 AND slot IS NOT NULL ORDER BY slot",
-        )?;
-        let rows = stmt
-            .query_map([RunStatus::Queued], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            p![RunStatus::Queued],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
     }
 
     /// Records a standing approval of a schedule's digest until `until`.
@@ -1265,11 +1430,11 @@ impl Tx<'_> {
         until: &str,
         comment: Option<&str>,
     ) -> Result<i64, StoreError> {
-        self.tx.execute(
-            "INSERT INTO standing_approvals (runbook, digest, party, user, granted_at, until, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![runbook, digest, party, user, now(), until, comment],
-        )?;
-        Ok(self.tx.last_insert_rowid())
+        self.tx.one(
+            "INSERT INTO standing_approvals (runbook, digest, party, \"user\", granted_at, until, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            p![runbook, digest, party, user, now(), until, comment],
+            |r| r.get(0),
+        )
     }
 
     /// (party, user) of standing approvals of this digest valid at `at`.
@@ -1279,25 +1444,20 @@ impl Tx<'_> {
         digest: &str,
         at: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = self.tx.prepare(
-            "SELECT DISTINCT party, user FROM standing_approvals WHERE runbook = ?1 AND digest = ?2 AND granted_at <= ?3 AND until > ?3",
-        )?;
-        let rows = stmt
-            .query_map(params![runbook, digest, at], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.tx.rows(
+            "SELECT DISTINCT party, \"user\" FROM standing_approvals WHERE runbook = ?1 AND digest = ?2 AND granted_at <= ?3 AND until > ?3",
+            p![runbook, digest, at],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// The newest scheduled run of a runbook: (slot, status).
     pub fn last_scheduled(&self, runbook: &str) -> Result<Option<(String, RunStatus)>, StoreError> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT slot, status FROM runs WHERE runbook = ?1 AND slot IS NOT NULL ORDER BY slot DESC LIMIT 1",
-                [runbook],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+        self.tx.row(
+            "SELECT slot, status FROM runs WHERE runbook = ?1 AND slot IS NOT NULL ORDER BY slot DESC LIMIT 1",
+            p![runbook],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// Opens gate `gate` of a run.
@@ -1314,7 +1474,7 @@ impl Tx<'_> {
             serde_json::to_string(requirements).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.tx.execute(
             "INSERT INTO gates (run_id, gate, reason, host, requirements, status, requested_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![run_id, gate, reason, host, requirements, GateStatus::Pending, now(), expires_at],
+            p![run_id, gate, reason, host, requirements, GateStatus::Pending, now(), expires_at],
         )?;
         Ok(())
     }
@@ -1328,7 +1488,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE gates SET status = ?3, decided_at = ?4 WHERE run_id = ?1 AND gate = ?2 AND status = ?5",
-            params![run_id, gate, status, now(), GateStatus::Pending],
+            p![run_id, gate, status, now(), GateStatus::Pending],
         )?;
         Ok(())
     }
@@ -1336,23 +1496,19 @@ impl Tx<'_> {
     /// Records one decision. `false` when this user already decided on this gate.
     pub fn insert_decision(&self, d: &NewDecision<'_>) -> Result<bool, StoreError> {
         let n = self.tx.execute(
-            "INSERT OR IGNORE INTO decisions (run_id, gate, party, user, decision, comment, digest, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![d.run_id, d.gate, d.party, d.user, d.decision, d.comment, d.digest, now()],
+            "INSERT OR IGNORE INTO decisions (run_id, gate, party, \"user\", decision, comment, digest, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            p![d.run_id, d.gate, d.party, d.user, d.decision, d.comment, d.digest, now()],
         )?;
         Ok(n == 1)
     }
 
     /// Pending gates whose expiry is at or before `now` (RFC 3339): (run id, gate).
     pub fn due_gates(&self, now_ts: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut stmt = self
-            .tx
-            .prepare("SELECT run_id, gate FROM gates WHERE status = ?2 AND expires_at <= ?1 ORDER BY expires_at")?;
-        let rows = stmt
-            .query_map(params![now_ts, GateStatus::Pending], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.tx.rows(
+            "SELECT run_id, gate FROM gates WHERE status = ?2 AND expires_at <= ?1 ORDER BY expires_at",
+            p![now_ts, GateStatus::Pending],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// Opens the after-the-fact review of a break-glass run.
@@ -1361,7 +1517,7 @@ impl Tx<'_> {
             serde_json::to_string(parties).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.tx.execute(
             "INSERT OR IGNORE INTO reviews (run_id, parties, status, requested_at) VALUES (?1, ?2, ?3, ?4)",
-            params![run_id, parties, ReviewStatus::Open, now()],
+            p![run_id, parties, ReviewStatus::Open, now()],
         )?;
         Ok(())
     }
@@ -1375,7 +1531,7 @@ impl Tx<'_> {
     ) -> Result<bool, StoreError> {
         let n = self.tx.execute(
             "UPDATE reviews SET status = ?5, reviewed_by = ?2, comment = ?3, reviewed_at = ?4 WHERE run_id = ?1 AND status = ?6",
-            params![run_id, user, comment, now(), ReviewStatus::Acknowledged, ReviewStatus::Open],
+            p![run_id, user, comment, now(), ReviewStatus::Acknowledged, ReviewStatus::Open],
         )?;
         Ok(n == 1)
     }
@@ -1384,7 +1540,7 @@ impl Tx<'_> {
     pub fn action_done(&self, id: i64, status: ActionStatus) -> Result<(), StoreError> {
         self.tx.execute(
             "UPDATE actions SET status = ?2, finished_at = ?3 WHERE id = ?1",
-            params![id, status, now()],
+            p![id, status, now()],
         )?;
         Ok(())
     }
@@ -1401,41 +1557,41 @@ impl Store {
         limit: usize,
         keep: impl Fn(&RunRow) -> bool,
     ) -> Result<Vec<RunRow>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(&format!(
-            "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (created_at, id) < \
-             (SELECT created_at, id FROM runs WHERE id = ?2)) AND (?3 IS NULL OR ref = ?3) \
-             ORDER BY created_at DESC, id DESC"
-        ))?;
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
+        let conn = self.lock()?;
         let (status, before, reference) = (filter.status, filter.before, filter.reference);
-        for row in stmt.query_map(params![status, before, reference], run_from_row)? {
-            let mut r = row?;
-            r.review = review(&conn, &r.id)?;
-            if !keep(&r) {
-                continue;
-            }
-            r.hosts = host_results(&conn, &r.id)?;
-            r.gates = gates(&conn, &r.id)?;
-            out.push(r);
-            if out.len() == limit {
-                break;
-            }
-        }
+        conn.each(
+            concat!(
+                run_select!(),
+                " WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR (created_at, id) < \
+                 (SELECT created_at, id FROM runs WHERE id = ?2)) AND (CAST(?3 AS TEXT) IS NULL OR ref = ?3) \
+                 ORDER BY created_at DESC, id DESC"
+            ),
+            p![status, before, reference],
+            |row| {
+                let mut r = run_from_row(row)?;
+                r.review = review(&conn, &r.id)?;
+                if !keep(&r) {
+                    return Ok(true);
+                }
+                r.hosts = host_results(&conn, &r.id)?;
+                r.gates = gates(&conn, &r.id)?;
+                out.push(r);
+                Ok(out.len() < limit)
+            },
+        )?;
         Ok(out)
     }
 
     /// Every frozen host, by name.
     pub fn freezes(&self) -> Result<Vec<FreezeRow>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(
+        self.lock()?.rows(
             "SELECT host, party, reason, frozen_by, frozen_at FROM freezes ORDER BY host",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
+            p![],
+            |r| {
                 Ok(FreezeRow {
                     host: r.get(0)?,
                     party: r.get(1)?,
@@ -1443,9 +1599,8 @@ impl Store {
                     frozen_by: r.get(3)?,
                     frozen_at: r.get(4)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// The newest result of each of `hosts` (the run, its host status, when it ended or
@@ -1477,19 +1632,20 @@ impl Store {
 
     /// How many runs are in each status, for `/metrics`.
     pub fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let conn = self.lock();
-        let mut stmt =
-            conn.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.lock()?.rows(
+            "SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status",
+            p![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// The number of audit records.
     pub fn audit_len(&self) -> Result<u64, StoreError> {
-        let conn = self.lock();
-        let n: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?;
+        let n: i64 = self
+            .lock()?
+            .one("SELECT COALESCE(MAX(seq), 0) FROM audit", p![], |r| {
+                r.get(0)
+            })?;
         Ok(n as u64)
     }
 }
@@ -1854,7 +2010,7 @@ mod tests {
         // and keep the writer lock until two writers are queued to join it.
         let mut w = store.lock_writer();
         w.conn
-            .execute_batch(
+            .batch(
                 "BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;
                  INSERT INTO log_chunks (run_id, stream, first_line, last_line, ts, bytes) VALUES ('no-such-run', 'log', 1, 1, 'x', x'78');",
             )

@@ -651,4 +651,14 @@ pub(crate) mod contract {
             store
         });
     }
+
+    #[test]
+    fn postgres_keeps_the_contract() {
+        let pg = crate::store::test_postgres::Postgres::start();
+        run_all(|| {
+            let store = Store::connect(&pg.database()).unwrap();
+            assert_eq!(store.dialect(), crate::store::Dialect::Postgres);
+            store
+        });
+    }
 }

@@ -170,6 +170,12 @@ impl StandardConfig {
         self
     }
 
+    /// Keeps the state in the PostgreSQL database at `url` instead of SQLite (SPEC §10).
+    pub fn database_url(self, url: &str) -> StandardConfig {
+        let line = format!("database_url: {}\n", quoted(url));
+        self.extra(&line)
+    }
+
     /// Appends top-level YAML, e.g. `"secrets:\n  api: {env: API_TOKEN, owner: internal}\n"`.
     pub fn extra(mut self, yaml: &str) -> StandardConfig {
         self.extra.push_str(yaml);

@@ -12,6 +12,8 @@
 #![allow(dead_code, unused_imports)]
 
 mod config;
+mod postgres;
+pub use postgres::Postgres;
 mod daemon;
 mod env;
 mod http_stub;
