@@ -8,6 +8,7 @@ mod audit_anchor;
 mod audit_tamper;
 mod chains;
 mod crash_safety;
+mod estate;
 mod harness;
 mod hostile_scripts;
 mod mission;

@@ -68,6 +68,7 @@ pub fn plan(
     params: &[String],
     as_user: Option<&str>,
     limit: &[String],
+    list_targets: bool,
     json: bool,
 ) -> Result<()> {
     let (config, catalog) = load(config_path, &[])?;
@@ -124,19 +125,33 @@ pub fn plan(
     for (k, v) in &plan.params {
         out.push_str(&format!("  {k} = {v}\n"));
     }
-    out.push_str("targets:\n");
     if plan.targets.is_empty() {
-        out.push_str("  (none: the script runs once)\n");
-    }
-    for t in &plan.targets {
+        out.push_str("targets:   none (the script runs once)\n");
+    } else if list_targets {
+        out.push_str("targets:\n");
+        for t in &plan.targets {
+            let at = match t.transport {
+                crate::config::Transport::Local => "local".to_string(),
+                crate::config::Transport::Ssh => format!("{}@{}:{}", t.user, t.address, t.port),
+            };
+            out.push_str(&format!(
+                "  {} {} owner={} {}\n",
+                t.name,
+                at,
+                t.owner,
+                t.host_key.as_deref().unwrap_or("")
+            ));
+        }
+    } else {
+        let total = plan.targets.len();
+        let counts: Vec<String> = plan
+            .target_owner_counts()
+            .into_iter()
+            .map(|(p, n)| format!("{p} {}", crate::policy::matrix::owns_of(n, total)))
+            .collect();
         out.push_str(&format!(
-            "  {} {}@{}:{} owner={} {}\n",
-            t.name,
-            t.user,
-            t.address,
-            t.port,
-            t.owner,
-            t.host_key.as_deref().unwrap_or("local")
+            "targets:   {} (--targets lists them)\n",
+            counts.join(", ")
         ));
     }
     if !plan.limit.is_empty() {
@@ -148,11 +163,16 @@ pub fn plan(
         out.push_str("approval:  not needed\n");
     }
     for a in &plan.approvals {
+        let reasons = if list_targets {
+            a.reasons.clone()
+        } else {
+            plan.reasons_summary(a)
+        };
         out.push_str(&format!(
             "approval:  {} x{} ({})\n",
             a.party,
             a.quorum,
-            a.reasons.join("; ")
+            reasons.join("; ")
         ));
     }
     out.push_str(&format!("digest:    {}\n", plan.digest));

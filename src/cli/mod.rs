@@ -95,6 +95,10 @@ pub enum Command {
         /// Narrow the plan to these of the runbook's targets (hosts or `tag:NAME`).
         #[arg(long, value_delimiter = ',', value_name = "TARGET,…")]
         limit: Vec<String>,
+        /// List every target host and every host an approval is needed for, instead of
+        /// counts per owner.
+        #[arg(long)]
+        targets: bool,
     },
     /// Triggers (alerts that start runs).
     Trigger {
@@ -360,12 +364,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             params,
             as_user,
             limit,
+            targets,
         } => local::plan(
             &cli.config,
             &runbook,
             &params,
             as_user.as_deref(),
             &limit,
+            targets,
             json,
         ),
         Command::Serve { listen } => serve::serve(&cli.config, listen).await,

@@ -3,6 +3,7 @@
 
 pub mod audit_read;
 pub mod command;
+pub mod matrix;
 pub mod scope;
 
 use std::collections::BTreeSet;
@@ -89,49 +90,136 @@ pub fn scope_owned(rb: &Runbook, config: &Config) -> Vec<Owned> {
     out
 }
 
+/// Why one party's approval is needed (rule 3), in structured form: the reasons of an
+/// [`ApprovalRequirement`] are this, worded. The responsibility matrix counts from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalNeed<'a> {
+    pub party: String,
+    pub quorum: u32,
+    /// The runbook's `approval:` section asks for this party.
+    pub runbook_asks: bool,
+    /// The target hosts this party owns, when it is not the initiator's party.
+    pub hosts: Vec<&'a str>,
+    /// The APIs and secrets in scope ([`Owned::what`]) it owns, likewise.
+    pub items: Vec<&'a str>,
+}
+
 /// Rule 3: the runbook's `approval.from` party (default: the owners of the targets, or the
 /// runbook's owner when there are none), and always each party that owns a target host or
-/// something in the scope ([`scope_owned`]) but is not the initiator's party.
+/// something in the scope ([`scope_owned`]) but is not the initiator's party. In the order
+/// the parties are first named; linear in the number of targets.
+pub fn approval_needs<'a>(
+    rb: &Runbook,
+    targets: &[&'a Host],
+    owned: &'a [Owned],
+    initiator_party: &str,
+) -> Vec<ApprovalNeed<'a>> {
+    let quorum = rb.approval.as_ref().map_or(1, |a| a.quorum);
+    let mut out: Vec<ApprovalNeed<'a>> = Vec::new();
+    // Parties are few; a linear find over them keeps the first-named order.
+    let mut need = |party: &str| -> usize {
+        match out.iter().position(|n| n.party == party) {
+            Some(i) => i,
+            None => {
+                out.push(ApprovalNeed {
+                    party: party.to_string(),
+                    quorum,
+                    runbook_asks: false,
+                    hosts: Vec::new(),
+                    items: Vec::new(),
+                });
+                out.len() - 1
+            }
+        }
+    };
+    let mut asks: Vec<usize> = Vec::new();
+    if let Some(a) = &rb.approval {
+        match &a.from {
+            Some(p) => asks.push(need(p)),
+            None if targets.is_empty() => asks.push(need(&rb.owner)),
+            None => {
+                let mut last: Option<&str> = None;
+                for h in targets {
+                    if last != Some(h.owner.as_str()) {
+                        asks.push(need(&h.owner));
+                        last = Some(h.owner.as_str());
+                    }
+                }
+            }
+        }
+    }
+    let mut host_of: Vec<(usize, &'a str)> = Vec::new();
+    let mut last: Option<(&str, usize)> = None;
+    for h in targets {
+        if h.owner != initiator_party {
+            let i = match last {
+                Some((o, i)) if o == h.owner => i,
+                _ => need(&h.owner),
+            };
+            last = Some((h.owner.as_str(), i));
+            host_of.push((i, h.name.as_str()));
+        }
+    }
+    let mut item_of: Vec<(usize, &'a str)> = Vec::new();
+    for o in owned {
+        if o.owner != initiator_party {
+            item_of.push((need(&o.owner), o.what.as_str()));
+        }
+    }
+    for i in asks {
+        out[i].runbook_asks = true;
+    }
+    for (i, h) in host_of {
+        out[i].hosts.push(h);
+    }
+    for (i, w) in item_of {
+        if !out[i].items.contains(&w) {
+            out[i].items.push(w);
+        }
+    }
+    out
+}
+
+/// Rule 3 as stored in a plan: [`approval_needs`], each need worded as reasons
+/// (`runbook asks for approval`, `owns HOST`, `owns API NAME`, `owns secret NAME`).
 pub fn required_approvals(
     rb: &Runbook,
     targets: &[&Host],
     owned: &[Owned],
     initiator_party: &str,
 ) -> Vec<ApprovalRequirement> {
-    let quorum = rb.approval.as_ref().map_or(1, |a| a.quorum);
-    let mut out: Vec<ApprovalRequirement> = Vec::new();
-    let mut add = |party: &str, reason: String| match out.iter_mut().find(|r| r.party == party) {
-        Some(r) => {
-            if !r.reasons.contains(&reason) {
-                r.reasons.push(reason)
+    approval_needs(rb, targets, owned, initiator_party)
+        .into_iter()
+        .map(|n| {
+            let mut reasons = Vec::with_capacity(n.hosts.len() + n.items.len() + 1);
+            if n.runbook_asks {
+                reasons.push("runbook asks for approval".to_string());
             }
-        }
-        None => out.push(ApprovalRequirement {
-            party: party.to_string(),
-            quorum,
-            reasons: vec![reason],
-        }),
-    };
-    if let Some(a) = &rb.approval {
-        match &a.from {
-            Some(p) => add(p, "runbook asks for approval".into()),
-            None if targets.is_empty() => add(&rb.owner, "runbook asks for approval".into()),
-            None => {
-                for h in targets {
-                    add(&h.owner, "runbook asks for approval".into());
-                }
+            reasons.extend(n.hosts.iter().map(|h| format!("owns {h}")));
+            reasons.extend(n.items.iter().map(|w| format!("owns {w}")));
+            ApprovalRequirement {
+                party: n.party,
+                quorum: n.quorum,
+                reasons,
             }
+        })
+        .collect()
+}
+
+/// Who reviews a break-glass run after the fact: each party it asked to approve or whose
+/// things it touches (`parties`, first named first), or else the runbook's owner.
+pub fn break_glass_reviewers<'a>(
+    runbook_owner: &str,
+    parties: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in parties {
+        if !out.contains(p) {
+            out.push(p.clone());
         }
     }
-    for h in targets {
-        if h.owner != initiator_party {
-            add(&h.owner, format!("owns {}", h.name));
-        }
-    }
-    for o in owned {
-        if o.owner != initiator_party {
-            add(&o.owner, format!("owns {}", o.what));
-        }
+    if out.is_empty() {
+        out.push(runbook_owner.to_string());
     }
     out
 }

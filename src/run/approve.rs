@@ -31,22 +31,14 @@ pub(super) fn expiry(rb: &Runbook) -> String {
 /// The parties that own what a run touches: those whose approval it needs, the owners of its
 /// targets and of the APIs and secrets in its scope, or else the runbook's owner. They review break-glass runs and hold mid-run gates.
 pub(super) fn review_parties(rb: &Runbook, plan: &Plan) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for p in plan
-        .approvals
-        .iter()
-        .map(|a| &a.party)
-        .chain(plan.targets.iter().map(|t| &t.owner))
-        .chain(plan.owners.iter())
-    {
-        if !out.contains(p) {
-            out.push(p.clone());
-        }
-    }
-    if out.is_empty() {
-        out.push(rb.owner.clone());
-    }
-    out
+    crate::policy::break_glass_reviewers(
+        &rb.owner,
+        plan.approvals
+            .iter()
+            .map(|a| &a.party)
+            .chain(plan.targets.iter().map(|t| &t.owner))
+            .chain(plan.owners.iter()),
+    )
 }
 
 fn state_of(gate: &GateRow, digest: &str) -> GateState {

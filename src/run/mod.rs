@@ -8,6 +8,7 @@
 
 mod approve;
 pub mod chain;
+pub mod estate;
 pub mod freeze;
 mod host;
 pub mod lifecycle;
@@ -144,6 +145,8 @@ pub struct App {
     /// Recent trigger signatures, alerts and starts (replays, dedup, rate limits). A std
     /// mutex: held only on blocking threads, across one request's starts.
     trigger_guard: Mutex<crate::trigger::Guard>,
+    /// The console's estate-wide reads, computed once per loaded config (see [`estate`]).
+    estate: estate::EstateCache,
 }
 
 impl std::fmt::Debug for App {
@@ -352,6 +355,7 @@ impl App {
             generation: std::sync::atomic::AtomicU64::new(0),
             frozen: RwLock::new(frozen),
             trigger_guard: Mutex::new(crate::trigger::Guard::default()),
+            estate: estate::EstateCache::default(),
         });
         // Outcome notices: every committed record of a watched event (a run ended, a slot
         // skipped, a host frozen, ...) reaches `audited`. Weak: the store lives in the app.

@@ -142,6 +142,38 @@ pub fn resolve_targets<'c>(rb: &Runbook, config: &'c Config) -> Result<Vec<&'c H
 }
 
 impl Plan {
+    /// Who owns the targets, counted: `[("internal", 2), ("provider", 1)]`, most first.
+    pub fn target_owner_counts(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for t in &self.targets {
+            match out.iter_mut().find(|(p, _)| *p == t.owner) {
+                Some((_, n)) => *n += 1,
+                None => out.push((t.owner.clone(), 1)),
+            }
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+
+    /// The reasons of approval `a` with its `owns HOST` reasons counted into one,
+    /// `owns 2 of 3 targets`, where the first of them stood: long lists read as summaries.
+    pub fn reasons_summary(&self, a: &crate::policy::ApprovalRequirement) -> Vec<String> {
+        let names: std::collections::HashSet<&str> =
+            self.targets.iter().map(|t| t.name.as_str()).collect();
+        let is_host = |r: &str| r.strip_prefix("owns ").is_some_and(|h| names.contains(h));
+        let hosts = a.reasons.iter().filter(|r| is_host(r)).count();
+        let mut out = Vec::new();
+        let mut counted = false;
+        for r in &a.reasons {
+            if !is_host(r) {
+                out.push(r.clone());
+            } else if !counted {
+                counted = true;
+                out.push(crate::policy::matrix::owns_of(hosts, self.targets.len()));
+            }
+        }
+        out
+    }
     /// The parties that own something the plan may touch (rule 11): the owners of its
     /// target hosts and its `owners` (owners of the APIs and secrets in its scope).
     pub fn touched_owners(&self) -> std::collections::BTreeSet<String> {

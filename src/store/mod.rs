@@ -500,6 +500,15 @@ pub struct FreezeRow {
     pub frozen_at: String,
 }
 
+/// The newest result of one host ([`Store::last_host_results`]).
+#[derive(Debug, Clone)]
+pub struct LastHostResult {
+    pub host: String,
+    pub run_id: String,
+    pub status: crate::state::HostStatus,
+    pub at: Option<String>,
+}
+
 /// Which runs a listing wants: all of them when every field is `None`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunFilter<'a> {
@@ -1630,6 +1639,31 @@ impl Store {
                 })
             },
         )
+    }
+
+    /// The newest result of each of `hosts` (the run, its host status, when it ended or
+    /// started), for the console's hosts page (a page of hosts at a time). One indexed read
+    /// per host; hosts that never ran are absent.
+    pub fn last_host_results(&self, hosts: &[&str]) -> Result<Vec<LastHostResult>, StoreError> {
+        let conn = self.lock()?;
+        let mut out = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            out.extend(conn.row(
+                "SELECT h.host, h.run_id, h.status, COALESCE(h.finished_at, h.started_at) \
+                 FROM host_results h JOIN runs r ON r.id = h.run_id WHERE h.host = ?1 \
+                 ORDER BY r.created_at DESC, r.id DESC LIMIT 1",
+                p![*host],
+                |r| {
+                    Ok(LastHostResult {
+                        host: r.get(0)?,
+                        run_id: r.get(1)?,
+                        status: r.get(2)?,
+                        at: r.get(3)?,
+                    })
+                },
+            )?);
+        }
+        Ok(out)
     }
 
     /// How many runs are in each status, for `/metrics`.

@@ -27,6 +27,8 @@ mod browser;
 pub use browser::*;
 mod netns;
 pub use netns::*;
+mod screens;
+pub use screens::SCREEN_SIZES;
 
 pub use config::{config_yaml, token, token_sha256, HostSpec, StandardConfig, PARTIES, USERS};
 pub use daemon::Daemon;

@@ -1,0 +1,248 @@
+//! Reads of the whole estate for the console: the responsibility matrix, scoped to a party
+//! (rule 10). What depends only on the config and catalog in force is computed once per
+//! loaded pair and kept until a reload replaces it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use super::{App, RunError};
+use crate::config::{Host, User};
+use crate::policy;
+use crate::policy::matrix::Matrix;
+use crate::runbook::plan::resolve_targets;
+use crate::runbook::Catalog;
+use crate::store::{FreezeRow, LastHostResult};
+
+/// Per party, the names of the hosts it may see.
+type HostsByParty = HashMap<String, Arc<HashSet<String>>>;
+
+/// Values computed from one loaded config and catalog, dropped when they are replaced.
+#[derive(Default)]
+pub(super) struct EstateCache {
+    matrix: Mutex<Option<(Arc<Catalog>, Arc<Matrix>)>>,
+    /// Per party, the hosts it may see ([`App::hosts_for`]).
+    hosts_seen: Mutex<Option<(Arc<Catalog>, HostsByParty)>>,
+}
+
+/// What the hosts page asks for; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct HostFilter {
+    /// A part of the host's name.
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub tag: Option<String>,
+    /// Only frozen hosts.
+    pub frozen: bool,
+    /// Only the targets of this runbook.
+    pub runbook: Option<String>,
+}
+
+/// One host as a party sees it.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub host: Host,
+    pub frozen: bool,
+    /// The freeze's reason, author and time: only for the owning party, as
+    /// `GET /api/v1/freezes` shows them.
+    pub freeze: Option<FreezeRow>,
+    /// The newest run on it, if the party may see that run.
+    pub last: Option<LastHostResult>,
+    /// Whether this user may freeze and lift it ([`policy::may_freeze`]).
+    pub may_freeze: bool,
+}
+
+/// A page of hosts and the counts behind it.
+#[derive(Debug, Clone)]
+pub struct HostsPage {
+    pub rows: Vec<HostView>,
+    /// Hosts the party may see, hosts among them it owns, of those how many are frozen.
+    pub seen: usize,
+    pub owned: usize,
+    pub frozen_owned: usize,
+    /// Hosts matching the filter (all pages).
+    pub matching: usize,
+    pub page: usize,
+    pub per_page: usize,
+}
+
+/// Hosts per page of `/hosts`.
+pub const HOSTS_PER_PAGE: usize = 50;
+
+impl App {
+    /// The responsibility matrix of every runbook in force (not scoped: for the caller to
+    /// scope). Computed once per loaded config and catalog.
+    fn whole_matrix(&self) -> Arc<Matrix> {
+        let loaded = self.loaded();
+        let mut cache = match self.estate.matrix.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((catalog, m)) = cache.as_ref() {
+            if Arc::ptr_eq(catalog, &loaded.catalog) {
+                return m.clone();
+            }
+        }
+        let m = Arc::new(policy::matrix::matrix(
+            &loaded.config,
+            loaded.catalog.runbooks.values(),
+        ));
+        *cache = Some((loaded.catalog.clone(), m.clone()));
+        m
+    }
+
+    /// The responsibility matrix of the runbooks `user`'s party may see (the same rule as
+    /// [`App::runbooks_for`]: it owns them or their targets, approves them, or may start them).
+    pub fn matrix_for(&self, user: &User) -> Matrix {
+        let whole = self.whole_matrix();
+        let grants = &self.config().read_grants;
+        Matrix {
+            parties: whole.parties.clone(),
+            rows: whole
+                .rows
+                .iter()
+                .filter(|r| policy::may_see_run(&user.party, &r.concerns, grants))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+impl App {
+    /// The hosts `user`'s party may see: those it owns and the targets of the runbooks it
+    /// may see ([`App::matrix_for`]'s rule). Cached per party and loaded catalog.
+    fn hosts_seen(&self, user: &User) -> Arc<HashSet<String>> {
+        let loaded = self.loaded();
+        let mut cache = match self.estate.hosts_seen.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if !matches!(cache.as_ref(), Some((c, _)) if Arc::ptr_eq(c, &loaded.catalog)) {
+            *cache = Some((loaded.catalog.clone(), HashMap::new()));
+        }
+        let Some((_, by_party)) = cache.as_mut() else {
+            return Arc::new(HashSet::new());
+        };
+        if let Some(set) = by_party.get(&user.party) {
+            return set.clone();
+        }
+        let config = &loaded.config;
+        let mut set: HashSet<String> = config
+            .inventory
+            .iter()
+            .filter(|h| h.owner == user.party)
+            .map(|h| h.name.clone())
+            .collect();
+        for rb in self.runbooks_for(user) {
+            for h in resolve_targets(&rb, config).unwrap_or_default() {
+                set.insert(h.name.clone());
+            }
+        }
+        let set = Arc::new(set);
+        by_party.insert(user.party.clone(), set.clone());
+        set
+    }
+
+    /// A page (from 0) of the hosts `user`'s party may see, narrowed by `filter`, in
+    /// inventory order, with freezes and each host's newest run. Blocking (reads the store).
+    pub fn hosts_for(
+        &self,
+        user: &User,
+        filter: &HostFilter,
+        page: usize,
+    ) -> Result<HostsPage, RunError> {
+        let config = self.config();
+        let seen = self.hosts_seen(user);
+        let freezes: HashMap<String, FreezeRow> = self
+            .store
+            .freezes()?
+            .into_iter()
+            .map(|f| (f.host.clone(), f))
+            .collect();
+        let only: Option<HashSet<String>> = match &filter.runbook {
+            Some(name) => {
+                let catalog = self.catalog();
+                let rb = catalog
+                    .get(name)
+                    .filter(|rb| self.runbooks_for(user).iter().any(|r| r.name == rb.name))
+                    .ok_or_else(|| RunError::UnknownRunbook(name.clone()))?;
+                Some(
+                    resolve_targets(rb, &config)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|h| h.name.clone())
+                        .collect(),
+                )
+            }
+            None => None,
+        };
+        let visible: Vec<&Host> = config
+            .inventory
+            .iter()
+            .filter(|h| seen.contains(&h.name))
+            .collect();
+        let owned = visible.iter().filter(|h| h.owner == user.party).count();
+        let frozen_owned = visible
+            .iter()
+            .filter(|h| h.owner == user.party && freezes.contains_key(&h.name))
+            .count();
+        let name = filter.name.as_deref().map(str::to_lowercase);
+        let matching: Vec<&Host> = visible
+            .iter()
+            .copied()
+            .filter(|h| {
+                name.as_deref()
+                    .map_or(true, |n| h.name.to_lowercase().contains(n))
+                    && filter.owner.as_deref().map_or(true, |o| h.owner == o)
+                    && filter
+                        .tag
+                        .as_deref()
+                        .map_or(true, |t| h.tags.iter().any(|x| x == t))
+                    && (!filter.frozen || freezes.contains_key(&h.name))
+                    && only.as_ref().map_or(true, |o| o.contains(&h.name))
+            })
+            .collect();
+        let start = page.saturating_mul(HOSTS_PER_PAGE);
+        let shown: Vec<&Host> = matching
+            .iter()
+            .skip(start)
+            .take(HOSTS_PER_PAGE)
+            .copied()
+            .collect();
+        let names: Vec<&str> = shown.iter().map(|h| h.name.as_str()).collect();
+        let mut last: HashMap<String, LastHostResult> = self
+            .store
+            .last_host_results(&names)?
+            .into_iter()
+            .map(|r| (r.host.clone(), r))
+            .collect();
+        let mut rows = Vec::with_capacity(shown.len());
+        for h in shown {
+            // A run on a host the party owns concerns it (rule 10); another's, only if seen.
+            let last = match last.remove(&h.name) {
+                Some(r) if h.owner == user.party => Some(r),
+                Some(r) => match self.store.run(&r.run_id)? {
+                    Some(run) if self.sees(user, &run) => Some(r),
+                    _ => None,
+                },
+                None => None,
+            };
+            let freeze = freezes.get(&h.name);
+            rows.push(HostView {
+                host: h.clone(),
+                frozen: freeze.is_some(),
+                freeze: freeze.filter(|f| f.party == user.party).cloned(),
+                last,
+                may_freeze: policy::may_freeze(user, h).is_ok(),
+            });
+        }
+        Ok(HostsPage {
+            rows,
+            seen: visible.len(),
+            owned,
+            frozen_owned,
+            matching: matching.len(),
+            page,
+            per_page: HOSTS_PER_PAGE,
+        })
+    }
+}

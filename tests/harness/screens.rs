@@ -1,0 +1,44 @@
+//! Screenshots of console pages as test artifacts: `target/screenshots/NAME-WxH.png` at a
+//! desktop and a phone size.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use serde_json::json;
+
+use super::Browser;
+
+/// The sizes every page is saved at: a laptop and a phone.
+pub const SCREEN_SIZES: [(u32, u32); 2] = [(1280, 800), (390, 844)];
+
+impl Browser {
+    /// Resizes the browser window.
+    pub fn set_window(&self, width: u32, height: u32) {
+        self.command(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Saves the current page at each of [`SCREEN_SIZES`] under `target/screenshots/`, then
+    /// goes back to the desktop size. Returns the files written.
+    pub fn save_screens(&self, name: &str) -> Vec<PathBuf> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).expect("create target/screenshots");
+        let mut out = Vec::new();
+        for (w, h) in SCREEN_SIZES {
+            self.set_window(w, h);
+            let shot = self.command("GET", "/screenshot", None);
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(shot.as_str().unwrap_or_default())
+                .expect("screenshot is base64");
+            assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+            let path = dir.join(format!("{name}-{w}x{h}.png"));
+            std::fs::write(&path, png).expect("write screenshot");
+            out.push(path);
+        }
+        self.set_window(SCREEN_SIZES[0].0, SCREEN_SIZES[0].1);
+        out
+    }
+}
