@@ -15,6 +15,7 @@ mod notify;
 mod output;
 mod output_secrets;
 mod party_reads;
+mod reports;
 mod rollout;
 mod run_flow;
 mod schedules;

@@ -143,7 +143,7 @@ impl Browser {
     }
 
     /// Sends one WebDriver command and returns its `value`; panics on a WebDriver error.
-    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(super) fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = self.endpoint(path);
         let request = match method {
             "GET" => self.client.get(&url),

@@ -25,6 +25,7 @@ mod browser;
 pub use browser::*;
 mod netns;
 pub use netns::*;
+mod screenshot;
 
 pub use config::{config_yaml, token, token_sha256, HostSpec, StandardConfig, PARTIES, USERS};
 pub use daemon::Daemon;
