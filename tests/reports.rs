@@ -495,6 +495,10 @@ fn a_report_over_a_real_history_matches_the_audit_export_and_each_party_sees_its
     let out = env.path().join("report.html");
     report(&env, "html", &["--out", out.to_str().unwrap()]);
     let html = std::fs::read_to_string(&out).unwrap();
+    // Kept as a test artifact beside the page screenshots.
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("report-standalone.html"), &html).unwrap();
     let now: Value = serde_json::from_str(&report(&env, "json", &[])).unwrap();
     let head = now["chain"]["head_hash"].as_str().unwrap();
     assert!(

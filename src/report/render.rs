@@ -228,7 +228,13 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
             restore,
             "<div class=\"charts\"><figure><figcaption>Restore duration (measured RTO), oldest left; red: failed</figcaption>{}</figure>\
 <figure><figcaption>Restored size</figcaption>{}</figure></div>",
-            bars("Restore duration over time", &durations, |v| duration((v / 1000.0).round() as i64)),
+            bars("Restore duration over time", &durations, |ms| {
+                if ms < 10_000.0 {
+                    format!("{:.1} s", ms / 1000.0)
+                } else {
+                    duration((ms / 1000.0).round() as i64)
+                }
+            }),
             bars("Restored size over time", &sizes, bytes),
         );
         let rows: Vec<Vec<String>> = rs
@@ -285,6 +291,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
                 ]
             })
             .collect();
+        incidents.push_str("<h3>Isolations</h3>");
         incidents.push_str(&table(
             "isolation-table",
             &["Ended", "Runbook", "Hosts", "Started by", "Outcome"],
@@ -309,6 +316,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
                 ]
             })
             .collect();
+        incidents.push_str("<h3>Break-glass uses</h3>");
         incidents.push_str(&table(
             "break-glass-table",
             &["Started", "Runbook", "By", "Reason", "Time to review"],
@@ -369,17 +377,16 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
     let mut failures = if rows.is_empty() {
         "<p>No run ended in the period.</p>".to_string()
     } else {
-        table(
-            "runbook-table",
-            &[
-                "Runbook",
-                "Runs ended",
-                "Succeeded",
-                "Failed",
-                "Other (cancelled, interrupted, denied, expired)",
-            ],
-            &rows,
-            fold,
+        let head = [
+            "Runbook",
+            "Runs ended",
+            "Succeeded",
+            "Failed",
+            "Other (cancelled, interrupted, denied, expired)",
+        ];
+        format!(
+            "<h3>By runbook</h3>{}",
+            table("runbook-table", &head, &rows, fold)
         )
     };
     if r.failures_by_host.is_empty() {
@@ -449,7 +456,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
 
 /// The stylesheet of a standalone report file: screen and A4 print.
 const STANDALONE_CSS: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#111;max-width:60rem}\
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:1.5rem;border-bottom:1px solid #ccc}\
+h1{font-size:1.5rem}h3{font-size:1rem;margin:1rem 0 .4rem}h2{font-size:1.15rem;margin-top:1.5rem;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .4rem;text-align:left;vertical-align:top}\
 th{background:#f0f0f0}code.hash{word-break:break-all;font-size:.8rem}.bad{color:#b00020}\
 .charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}svg.chart{max-width:100%;height:auto}\
