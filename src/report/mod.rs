@@ -300,7 +300,10 @@ pub fn compute(period: Period, source: &Source) -> Report {
     let end = period.end();
     // The reference instant for "days since": the period's end, or now while it lasts.
     let as_of = parse_ts(&source.generated_at).map_or(end, |now| now.min(end));
-    let mut chain = ChainRef::default();
+    let mut chain = ChainRef {
+        head_hash: crate::audit::GENESIS.to_string(),
+        ..ChainRef::default()
+    };
     let mut runs: HashMap<&str, RunInfo> = HashMap::new();
     let mut emitted: HashMap<(&str, &str, &str), &Value> = HashMap::new();
     let mut asked: HashMap<(&str, i64), Asked> = HashMap::new();
@@ -1068,6 +1071,46 @@ mod tests {
         assert_eq!(r.chain.head_seq, head);
         assert_eq!(r.totals.runs_finished, 0);
         assert!(r.failures_by_runbook.is_empty() && r.activity.is_empty());
+    }
+
+    #[test]
+    fn user_text_is_escaped_in_the_html_and_the_empty_log_names_genesis() {
+        let mut log = Log(Vec::new());
+        requested(
+            &mut log,
+            "2026-12-01T00:00:00.000Z",
+            paula(),
+            "x",
+            "<b>rb</b>",
+            &["web1"],
+        );
+        log.add(
+            "2026-12-01T00:00:00.000Z",
+            paula(),
+            Some("x"),
+            Event::BreakGlass,
+            json!({"reason": "<script>alert(1)</script>"}),
+        );
+        let source = Source {
+            entries: log.0,
+            ..Source::default()
+        };
+        let period = Period::parse("2026-12-01", "2026-12-01").unwrap();
+        let html = render::html_document(&compute(period, &source));
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;b&gt;rb&lt;/b&gt;"), "{html}");
+        assert!(
+            !html.contains("<script") && !html.contains("<b>rb"),
+            "{html}"
+        );
+        let empty = compute(period, &Source::default());
+        assert_eq!(
+            (empty.chain.head_seq, empty.chain.head_hash.as_str()),
+            (0, crate::audit::GENESIS)
+        );
     }
 
     #[test]

@@ -477,12 +477,19 @@ pub fn html_document(r: &Report) -> String {
     )
 }
 
-/// One CSV field, quoted when it needs to be (RFC 4180).
+/// One CSV field, quoted when it needs to be (RFC 4180). Text that a spreadsheet would take
+/// for a formula (a break-glass reason is typed by a user) gets a leading `'`.
 fn field(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err();
+    let s = if formula {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -665,5 +672,30 @@ pub fn render(r: &Report, format: Format) -> String {
         Format::Html => html_document(r),
         Format::Csv => csv(r),
         Format::Json => json(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(field("plain"), "plain");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\"\nnow"), "\"say \"\"hi\"\"\nnow\"");
+        assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(field("-5"), "-5");
+    }
+
+    #[test]
+    fn durations_and_sizes_read_as_words() {
+        assert_eq!(duration(45), "45 s");
+        assert_eq!(duration(600), "10 min");
+        assert_eq!(duration(3 * 3600), "3.0 h");
+        assert_eq!(duration(3 * 86400), "3.0 d");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0), "1.5 KiB");
     }
 }
