@@ -1,5 +1,5 @@
 //! The business-review report (`tandem report`, `/reports`): over a history made by real
-//! runs of a real daemon (patch runs, restore tests that pass and fail, a denial, an
+//! runs of a real daemon on local and ssh hosts (patch runs, restore tests that pass and fail, a denial, an
 //! expiry, a break-glass isolation and its review, another party's failing run), the
 //! report's figures equal those the test computes itself from the audit export; the CSV
 //! parses; the HTML names the chain head; the page shows it in Chromium; and a party's
@@ -11,18 +11,19 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::approvals::{
-    deny, id_of, request, request_pending, site_env, wait_status, wait_status_as, write_runbook,
+    deny, id_of, ran, request, request_pending, site_env, touch, wait_status, wait_status_as,
+    write_runbook,
 };
-use crate::harness::{token, Browser, Daemon, Env, HostSpec, StandardConfig};
+use crate::harness::{token, Browser, Daemon, Env, HostSpec, Sshd, StandardConfig};
 use crate::web::{page_client, sign_in};
 
-/// The standard parties with internal's hosts web1, web2 (patched) and nas1 (backed up), and
-/// provider's mon1; no checkpoint but those signed on purpose.
-fn report_config() -> StandardConfig {
+/// The standard parties with internal's hosts web1, web2 (patched, local) and nas1 (backed
+/// up, over ssh to `sshd`), and provider's mon1; no checkpoint but those signed on purpose.
+fn report_config(sshd: &Sshd) -> StandardConfig {
     StandardConfig::new()
         .host(HostSpec::local("web1", "internal"))
         .host(HostSpec::local("web2", "internal"))
-        .host(HostSpec::local("nas1", "internal"))
+        .host(HostSpec::ssh("nas1", "internal", sshd))
         .host(HostSpec::local("mon1", "provider"))
         .extra("audit: { checkpoint_records: 100000, checkpoint_interval: 24h }")
 }
@@ -41,7 +42,10 @@ fn write_runbooks(env: &Env) {
         "restore",
         "[nas1]",
         "report: restore_test\nparams: { ok: { type: bool, default: true } }",
-        "if !params.ok { fail(\"checksum MISMATCH\"); }\nemit(\"restore_ms\", 1500);\nemit(\"restore_bytes\", 1048576);",
+        &format!(
+            "{}\nif !params.ok {{ fail(\"checksum MISMATCH\"); }}\nemit(\"restore_ms\", 1500);\nemit(\"restore_bytes\", 1048576);",
+            touch(env, "")
+        ),
     );
     write_runbook(
         env,
@@ -74,7 +78,7 @@ fn write_runbooks(env: &Env) {
 }
 
 /// Runs the history; returns the break-glass run's id.
-fn make_history(daemon: &Daemon) -> String {
+fn make_history(env: &Env, daemon: &Daemon) -> String {
     let patch = id_of(&request(daemon, "alice", "patch"));
     wait_status(daemon, &patch, "failed");
     let ok = daemon.post(
@@ -84,6 +88,10 @@ fn make_history(daemon: &Daemon) -> String {
     );
     assert_eq!(ok.0, 201, "{}", ok.1);
     wait_status(daemon, &id_of(&ok.1), "succeeded");
+    assert!(
+        ran(env, &id_of(&ok.1), ""),
+        "the restore test ran on nas1 over ssh"
+    );
     let bad = daemon.post(
         "/api/v1/runs",
         &token("alice"),
@@ -371,10 +379,11 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn a_report_over_a_real_history_matches_the_audit_export_and_each_party_sees_its_own() {
-    let env = site_env(&report_config());
+    let sshd = Sshd::start();
+    let env = site_env(&report_config(&sshd));
     write_runbooks(&env);
     let mut daemon = Daemon::start(&env);
-    let glass = make_history(&daemon);
+    let glass = make_history(&env, &daemon);
     // A stopping daemon signs a checkpoint over its head; then nothing writes the store.
     daemon.sigterm();
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
@@ -515,7 +524,8 @@ fn a_report_over_a_real_history_matches_the_audit_export_and_each_party_sees_its
 
 #[test]
 fn report_refuses_a_bad_period_or_party_with_a_clear_error() {
-    let env = site_env(&report_config());
+    let sshd = Sshd::start();
+    let env = site_env(&report_config(&sshd));
     write_runbooks(&env);
     env.command()
         .args(["report", "--from", "2026-13-01", "--to", "2026-12-01"])
@@ -554,10 +564,11 @@ fn get_page(cookie: &str, url: &str) -> (u16, String) {
 
 #[test]
 fn the_reports_page_shows_each_party_its_own_report_in_a_real_browser() {
-    let env = site_env(&report_config());
+    let sshd = Sshd::start();
+    let env = site_env(&report_config(&sshd));
     write_runbooks(&env);
     let daemon = Daemon::start(&env);
-    make_history(&daemon);
+    make_history(&env, &daemon);
     let (from, to) = period();
     let query = format!("from={from}&to={to}");
 
@@ -623,4 +634,6 @@ fn the_reports_page_shows_each_party_its_own_report_in_a_real_browser() {
     assert!(!browser.find_all("svg.chart").is_empty(), "no chart");
     browser.screenshot_at("reports", 1280, 800);
     browser.screenshot_at("reports", 390, 844);
+    let errors = browser.console_errors();
+    assert!(errors.is_empty(), "console errors on /reports: {errors:?}");
 }

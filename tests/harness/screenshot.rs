@@ -1,4 +1,5 @@
-//! Screenshots of pages as test artifacts: `target/screenshots/NAME-WxH.png`.
+//! Screenshots of pages as test artifacts (`target/screenshots/NAME-WxH.png`), and the
+//! browser's console errors (a CSP violation shows there).
 
 use std::path::PathBuf;
 
@@ -25,5 +26,20 @@ impl Browser {
         let path = dir.join(format!("{name}-{width}x{height}.png"));
         std::fs::write(&path, bytes).expect("write the screenshot");
         path
+    }
+
+    /// The browser console's errors (level SEVERE) since the last call: script errors,
+    /// refused resources, CSP violations. The browser's own request for `/favicon.ico`
+    /// (which the console does not serve) is not the page's error and is left out.
+    pub fn console_errors(&self) -> Vec<String> {
+        let entries = self.command("POST", "/se/log", Some(json!({"type": "browser"})));
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .filter(|m| !m.contains("/favicon.ico "))
+            .collect()
     }
 }
