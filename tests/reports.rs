@@ -1,9 +1,9 @@
 //! The business-review report (`tandem report`, `/reports`): over a history made by real
-//! runs of a real daemon on local and ssh hosts (patch runs, restore tests that pass and fail, a denial, an
-//! expiry, a break-glass isolation and its review, another party's failing run), the
-//! report's figures equal those the test computes itself from the audit export; the CSV
-//! parses; the HTML names the chain head; the page shows it in Chromium; and a party's
-//! report leaves out what that party may not see (rule 10).
+//! runs of a real daemon on local and ssh hosts (patch runs, restore tests that pass and
+//! fail, a denial, an expiry, a break-glass isolation and its review, another party's
+//! failing run), the report's figures equal those the test computes itself from the audit
+//! export; the CSV parses; the HTML names the chain head; the page shows it in Chromium
+//! without console errors; and a party's report leaves out what it may not see (rule 10).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
