@@ -274,12 +274,28 @@ fn parse_ts(ts: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn who(actor: &Actor) -> (String, Option<&str>) {
+/// Who did it, in words: `alice (internal)`, or the daemon's name.
+fn who(actor: &Actor) -> String {
     match actor {
-        Actor::User { user, party } => (format!("{user} ({party})"), Some(party.as_str())),
-        Actor::System(s) => (s.clone(), None),
+        Actor::User { user, party } => format!("{user} ({party})"),
+        Actor::System(s) => s.clone(),
     }
 }
+
+/// The events the report counts; every other record only moves the head.
+const COUNTED: [Event; 11] = [
+    Event::RunRequested,
+    Event::Emitted,
+    Event::ApprovalRequested,
+    Event::ApprovalGranted,
+    Event::ApprovalDenied,
+    Event::ApprovalExpired,
+    Event::BreakGlass,
+    Event::ReviewAcknowledged,
+    Event::HostFrozen,
+    Event::CheckpointSigned,
+    Event::RunFinished,
+];
 
 /// The value at `p` percent of `sorted` (nearest rank).
 fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
@@ -329,30 +345,38 @@ pub fn compute(period: Period, source: &Source) -> Report {
     }
     let int = |v: Option<&&Value>| v.and_then(|v| v.as_u64());
 
+    // The last record read: the head the report was computed from.
+    let mut head: Option<(u64, &str)> = None;
     for entry in &source.entries {
         let r: &Record = match entry {
             Entry::Full(r) => r,
             Entry::Redacted(r) => {
-                chain.head_seq = r.seq;
-                chain.head_hash = r.hash.clone();
+                head = Some((r.seq, &r.hash));
                 continue;
             }
         };
-        chain.head_seq = r.seq;
-        chain.head_hash = r.hash.clone();
+        head = Some((r.seq, &r.hash));
+        // Most of a log is actions and their results: skipped before any parsing.
+        let Ok(event) = r.event.parse::<Event>() else {
+            continue;
+        };
+        if !COUNTED.contains(&event) {
+            continue;
+        }
         let Some(ts) = parse_ts(&r.ts) else { continue };
         if ts >= end {
             // Later than the period: only the chain's head moves on.
             continue;
         }
         let in_period = period.contains(ts);
-        let Ok(event) = r.event.parse::<Event>() else {
-            continue;
-        };
         let run_id = r.run_id.as_deref();
         let d = &r.detail;
         let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
-        let (by, by_party) = who(&r.actor);
+        let by_party = match &r.actor {
+            Actor::User { party, .. } => Some(party.as_str()),
+            Actor::System(_) => None,
+        };
+        let by = || who(&r.actor);
         let mut party_activity = |f: &dyn Fn(&mut Activity)| {
             if let Some(p) = by_party {
                 let a = activity.entry(p.to_string()).or_insert_with(|| Activity {
@@ -380,7 +404,7 @@ pub fn compute(period: Period, source: &Source) -> Report {
                     RunInfo {
                         runbook: text("runbook").to_string(),
                         targets,
-                        by: by.clone(),
+                        by: by(),
                     },
                 );
                 if in_period {
@@ -470,7 +494,7 @@ pub fn compute(period: Period, source: &Source) -> Report {
                     run_id: id.to_string(),
                     ts: r.ts.clone(),
                     runbook: runs.get(id).map(|i| i.runbook.clone()).unwrap_or_default(),
-                    by: by.clone(),
+                    by: by(),
                     reason: text("reason").to_string(),
                     reviewed_at: None,
                     review_secs: None,
@@ -608,6 +632,10 @@ pub fn compute(period: Period, source: &Source) -> Report {
         }
     }
 
+    if let Some((seq, hash)) = head {
+        chain.head_seq = seq;
+        chain.head_hash = hash.to_string();
+    }
     for p in patch.values_mut() {
         p.days_since = p
             .last_patched
