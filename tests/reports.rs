@@ -14,7 +14,7 @@ use crate::approvals::{
     deny, id_of, ran, request, request_pending, site_env, touch, wait_status, wait_status_as,
     write_runbook,
 };
-use crate::harness::{token, Browser, Daemon, Env, HostSpec, Sshd, StandardConfig};
+use crate::harness::{token, wait_until, Browser, Daemon, Env, HostSpec, Sshd, StandardConfig};
 use crate::web::{page_client, sign_in};
 
 /// The standard parties with internal's hosts web1, web2 (patched, local) and nas1 (backed
@@ -588,11 +588,23 @@ fn the_reports_page_shows_each_party_its_own_report_in_a_real_browser() {
         "{html}"
     );
     assert!(html.contains("id=\"head-hash\""), "{html}");
+    // Every field has its label, and the form is sent by a real button (keyboard, no script).
+    for field in ["from", "to", "party"] {
+        assert!(
+            html.contains(&format!("<label for=\"{field}\">"))
+                && html.contains(&format!("id=\"{field}\"")),
+            "{field} without a label: {html}"
+        );
+    }
+    assert!(html.contains("<button type=\"submit\" id=\"show-report\">"));
     let json_link = format!("{}/reports/report.json?{query}", daemon.url());
     let (status, body) = get_page(&alice, &json_link);
     assert_eq!(status, 200, "{body}");
     let internal: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(internal["party"], "internal");
+    assert_eq!(
+        (&internal["viewer"], &internal["party"]),
+        (&json!("internal"), &Value::Null)
+    );
     let (status, csv) = get_page(
         &alice,
         &format!("{}/reports/report.csv?{query}", daemon.url()),
@@ -626,14 +638,28 @@ fn the_reports_page_shows_each_party_its_own_report_in_a_real_browser() {
     browser.navigate(&format!("{}/reports?{query}", daemon.url()));
     let head = browser.text(&browser.find("#head-hash"));
     assert_eq!(head.len(), 64, "{head}");
-    // The page was computed a moment after the JSON: the head can only have moved on.
+    // The daemon is idle (no periodic checkpoint): the JSON read now has the same head.
     let again: Value = serde_json::from_str(&get_page(&alice, &json_link).1).unwrap();
     assert_eq!(head, again["chain"]["head_hash"].as_str().unwrap());
     assert_eq!(browser.text(&browser.find("#restore-passed")), "1");
     assert_eq!(browser.text(&browser.find("#break-glass-count")), "1");
     assert!(!browser.find_all("svg.chart").is_empty(), "no chart");
-    browser.screenshot_at("reports", 1280, 800);
-    browser.screenshot_at("reports", 390, 844);
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "console errors on /reports: {errors:?}");
+    browser.screenshot_at("reports", 1280, 800);
+    browser.screenshot_at("reports", 390, 844);
+
+    // The form: narrow to what concerns provider too, and send it with its button.
+    browser.click(&browser.find("select#party option[value=\"provider\"]"));
+    browser.click(&browser.find("button#show-report"));
+    wait_until(Duration::from_secs(10), "the narrowed report", || {
+        browser.current_url().contains("party=provider")
+    });
+    let meta = browser.text(&browser.wait_find("p.report-meta", Duration::from_secs(10)));
+    assert!(
+        meta.contains("what internal may see that concerns provider too"),
+        "{meta}"
+    );
+    // Still internal's view: provider's own check stays out.
+    assert!(!browser.page_source().contains("mon-check"));
 }

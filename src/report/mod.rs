@@ -83,7 +83,9 @@ pub struct Source {
     /// Hosts patch compliance should list even if no patch run touched them (the targets of
     /// the patch runbooks that the reader owns).
     pub patch_hosts: Vec<String>,
-    /// The party whose view this is; `None`: the whole log.
+    /// The reader's party, whose view this is (rule 10); `None`: the whole log.
+    pub viewer: Option<String>,
+    /// The party the report is narrowed to: only what concerns it too.
     pub party: Option<String>,
     /// When the report is made (RFC 3339).
     pub generated_at: String,
@@ -241,6 +243,9 @@ pub struct Totals {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     pub period: Period,
+    /// The reader's party (rule 10); `None`: the whole log.
+    pub viewer: Option<String>,
+    /// The party the report is narrowed to.
     pub party: Option<String>,
     pub generated_at: String,
     pub chain: ChainRef,
@@ -671,6 +676,7 @@ pub fn compute(period: Period, source: &Source) -> Report {
     failures_by_host.sort_by(|a, b| b.failed.cmp(&a.failed).then(a.host.cmp(&b.host)));
     Report {
         period,
+        viewer: source.viewer.clone(),
         party: source.party.clone(),
         generated_at: source.generated_at.clone(),
         chain,
@@ -969,6 +975,7 @@ mod tests {
                 ),
             ]),
             patch_hosts: vec!["web3".into()],
+            viewer: None,
             party: None,
             generated_at: "2026-12-10T00:00:00.000Z".into(),
         };

@@ -97,9 +97,14 @@ fn table(id: &str, head: &[&str], rows: &[Vec<String>], fold: bool) -> String {
 /// tables fold away) or for a standalone file.
 pub fn html_fragment(r: &Report, fold: bool) -> String {
     let mut o = String::from("<article class=\"report\" id=\"report\">");
-    let scope = match &r.party {
-        Some(p) => format!("what <strong>{}</strong> may see", esc(p)),
-        None => "the whole estate".to_string(),
+    let scope = match (&r.viewer, &r.party) {
+        (Some(v), Some(p)) if v != p => format!(
+            "what <strong>{}</strong> may see that concerns <strong>{}</strong> too",
+            esc(v),
+            esc(p)
+        ),
+        (Some(p), _) | (None, Some(p)) => format!("what <strong>{}</strong> may see", esc(p)),
+        (None, None) => "the whole estate".to_string(),
     };
     let _ = write!(
         o,
@@ -502,6 +507,7 @@ pub fn csv(r: &Report) -> String {
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     add("report", "", "from", r.period.from.to_string());
     add("report", "", "to", r.period.to.to_string());
+    add("report", "", "viewer", r.viewer.clone().unwrap_or_default());
     add("report", "", "party", r.party.clone().unwrap_or_default());
     add("report", "", "generated_at", r.generated_at.clone());
     add("chain", "head", "seq", r.chain.head_seq.to_string());

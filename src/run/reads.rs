@@ -256,7 +256,8 @@ pub fn report_source(
             .values()
             .filter_map(|rb| rb.report.map(|k| (rb.name.clone(), k)))
             .collect(),
-        party: scope.party.or(scope.viewer).map(str::to_string),
+        viewer: scope.viewer.map(str::to_string),
+        party: scope.party.map(str::to_string),
         generated_at: crate::store::now(),
         ..Source::default()
     };
