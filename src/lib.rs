@@ -35,6 +35,8 @@
 //! |              | [`run::lifecycle`] owns every move of a run's status                      |
 //! | [`trigger`]  | alerts that start runs: config, HMAC/bearer auth, Alertmanager and       |
 //! |              | generic payloads → run requests, replay/dedup/rate bookkeeping (pure)    |
+//! | [`report`]   | the business-review report: patch compliance, restore tests, incidents,  |
+//! |              | approvals, failures, activity, from audit records; HTML, CSV, JSON; pure  |
 //! | [`server`]   | axum router and handlers: HTTP ↔ run/store; no ssh2, no rhai             |
 //! | [`cli`]      | clap arguments → calls; one file per group of subcommands; printing only |
 //!
@@ -59,6 +61,7 @@ pub mod error;
 pub mod exec;
 pub mod notify;
 pub mod policy;
+pub mod report;
 pub mod run;
 pub mod runbook;
 pub mod scheduler;

@@ -63,6 +63,19 @@ fn run_mission(daemon: &Daemon, user: &str, runbook: &str, params: Value) -> (Va
     (run, log)
 }
 
+/// The value `host` emitted for `key` in run `id`, from the audit log (what the report reads).
+fn emitted(daemon: &Daemon, id: &str, host: &str, key: &str) -> Option<Value> {
+    audit_records(daemon)
+        .into_iter()
+        .find(|r| {
+            r["event"] == "emitted"
+                && r["run_id"] == id
+                && r["detail"]["host"] == host
+                && r["detail"]["key"] == key
+        })
+        .map(|r| r["detail"]["value"].clone())
+}
+
 /// Asserts the run ended `status`, showing the run and its log otherwise.
 fn assert_status(run: &Value, log: &str, status: &str) {
     assert_eq!(run["status"], status, "{run:#}\n--- log ---\n{log}");
@@ -569,6 +582,11 @@ fn backup_restore_test_verifies_a_real_restore_and_fails_loudly_on_damage() {
         !scratch_dir(&good_id).exists(),
         "the scratch folder is left"
     );
+    // The measures the business-review report charts are audited.
+    for key in ["restore_ms", "restore_bytes", "restore_files"] {
+        let v = emitted(&daemon, &good_id, "nas1", key);
+        assert!(v.as_ref().and_then(Value::as_u64).is_some(), "{key}: {v:?}");
+    }
 
     // A snapshot whose data no longer matches its manifest: a checksum mismatch.
     std::fs::write(source.join("notes.txt"), b"quarterly numbers, edited\n").expect("edit");
@@ -585,6 +603,8 @@ fn backup_restore_test_verifies_a_real_restore_and_fails_loudly_on_damage() {
         !scratch_dir(&mismatch_id).exists(),
         "the scratch folder is left"
     );
+    // A failed test emits no measure: the report counts it as failed.
+    assert_eq!(emitted(&daemon, &mismatch_id, "nas1", "restore_ms"), None);
 
     // Damaged pack files: restic itself finds them, the run fails.
     assert!(corrupt_packs(&repo) > 0, "no pack files to corrupt");
@@ -782,6 +802,11 @@ fn patch_window_upgrades_only_the_named_package_from_a_local_repository() {
             "patch-window deb1: upgraded 1 package(s): {DUMMY} 1.0 -> 2.0; reboot "
         ))),
         "no summary line\n{log}"
+    );
+    // What the business-review report counts as this host's patch.
+    assert_eq!(
+        emitted(&daemon, &id_of(&run), "deb1", "packages_changed"),
+        Some(json!(1))
     );
 
     // Once more: nothing left to upgrade, and the summary says so.

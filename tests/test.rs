@@ -17,6 +17,7 @@ mod output;
 mod output_secrets;
 mod party_reads;
 mod postgres_store;
+mod reports;
 mod rollout;
 mod run_flow;
 mod schedules;

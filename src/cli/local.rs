@@ -293,6 +293,44 @@ pub fn audit_export(config: &Path) -> Result<()> {
     out.flush().map_err(|e| Error::io("writing the export", e))
 }
 
+/// `tandem report`: reads the store like `audit verify` does, and writes the report.
+pub fn report(
+    config_path: &Path,
+    from: &str,
+    to: &str,
+    party: Option<&str>,
+    format: crate::report::render::Format,
+    out: Option<&Path>,
+) -> Result<()> {
+    let period =
+        crate::report::Period::parse(from, to).map_err(|e| Error::Usage(format!("--{e}")))?;
+    let (config, catalog) = load(config_path, &[])?;
+    if let Some(p) = party {
+        if !config.parties.iter().any(|x| x == p) {
+            return Err(Error::Usage(format!(
+                "--party: unknown party `{p}` (parties: {})",
+                config.parties.join(", ")
+            )));
+        }
+    }
+    let store = Store::open(&config.state_dir)?;
+    let scope = crate::run::reads::ReportScope {
+        viewer: None,
+        party,
+    };
+    let source = crate::run::reads::report_source(&store, &config, &catalog, &scope, period)?;
+    let report = crate::report::compute(period, &source);
+    let text = crate::report::render::render(&report, format);
+    match out {
+        Some(f) => std::fs::write(f, text)
+            .map_err(|e| Error::io(format!("cannot write {}", f.display()), e)),
+        None => {
+            out!("{text}");
+            Ok(())
+        }
+    }
+}
+
 fn open_store(config: &Path) -> Result<Store> {
     let config = Config::load(config).map_err(|e: LoadErrors| Error::Load(e))?;
     Ok(Store::for_config(&config)?)

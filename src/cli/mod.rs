@@ -263,6 +263,24 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The business-review report over a period, from the store's audit log: patch
+    /// compliance, restore tests, incidents, approvals, failures, each party's activity.
+    Report {
+        /// The first day (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        /// The last day, included (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        to: String,
+        /// Only what this party may see (rule 10), as its own report would show it.
+        #[arg(long, value_name = "PARTY")]
+        party: Option<String>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: crate::report::render::Format,
+        /// Write the report to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Verify or export the audit log.
     Audit {
         #[command(subcommand)]
@@ -402,6 +420,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Token {
             command: TokenCommand::New { user },
         } => local::token_new(&user, json),
+        Command::Report {
+            from,
+            to,
+            party,
+            format,
+            out,
+        } => local::report(
+            &cli.config,
+            &from,
+            &to,
+            party.as_deref(),
+            format,
+            out.as_deref(),
+        ),
         Command::Run {
             runbook,
             params,

@@ -15,7 +15,7 @@ pub mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod output;
-mod reads;
+pub mod reads;
 pub mod schedule;
 pub mod trigger;
 pub mod words;

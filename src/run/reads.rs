@@ -3,17 +3,20 @@
 //! may not see is [`RunError::UnknownRun`], the same answer as an id that does not exist,
 //! so its existence is not revealed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
 use super::{App, RunError};
-use crate::audit::{Event, Record};
-use crate::config::User;
+use crate::audit::{Entry, Event, Record};
+use crate::config::{Config, User};
 use crate::policy;
+use crate::policy::audit_read::{record_concerns, Links};
+use crate::report::{Period, Source};
 use crate::runbook::plan::resolve_targets;
-use crate::runbook::Runbook;
-use crate::store::{RunFilter, RunRow};
+use crate::runbook::{Catalog, ReportAs, Runbook};
+use crate::state::HostStatus;
+use crate::store::{RunFilter, RunRow, Store, StoreError};
 
 impl App {
     /// Whether `user`'s party may see `run`: it started it, owns something it touches, is
@@ -165,3 +168,188 @@ impl App {
 
 /// How many of the latest checkpoint deliveries the home page looks through.
 const RECENT_DELIVERIES: usize = 200;
+
+/// What the audit scope remembers of one run.
+struct RunFacts {
+    /// The parties the run concerns ([`policy::run_parties`]).
+    parties: BTreeSet<String>,
+    hosts: Vec<(String, HostStatus)>,
+}
+
+/// Rule 10 for the audit log: which records concern a party, with the runs they name read
+/// from the store once each. Blocking (reads runs). One scope serves the audit API's party
+/// view and the business-review report.
+pub struct AuditScope<'a> {
+    store: &'a Store,
+    config: &'a Config,
+    catalog: &'a Catalog,
+    /// `None`: no such run.
+    runs: HashMap<String, Option<RunFacts>>,
+}
+
+impl<'a> AuditScope<'a> {
+    pub fn new(store: &'a Store, config: &'a Config, catalog: &'a Catalog) -> AuditScope<'a> {
+        AuditScope {
+            store,
+            config,
+            catalog,
+            runs: HashMap::new(),
+        }
+    }
+
+    fn facts(&mut self, id: &str) -> Result<Option<&RunFacts>, StoreError> {
+        if !self.runs.contains_key(id) {
+            let facts = self.store.run(id)?.map(|run| RunFacts {
+                parties: policy::run_parties(&run.initiator.party, &run.plan),
+                hosts: run
+                    .hosts
+                    .iter()
+                    .map(|h| (h.host.clone(), h.status))
+                    .collect(),
+            });
+            self.runs.insert(id.to_string(), facts);
+        }
+        Ok(self.runs.get(id).and_then(Option::as_ref))
+    }
+
+    /// Whether `record` concerns `party` ([`record_concerns`]).
+    pub fn concerns(&mut self, party: &str, record: &Record) -> Result<bool, StoreError> {
+        let grants = &self.config.read_grants;
+        let run_visible = match &record.run_id {
+            Some(id) => self
+                .facts(id)?
+                .map(|f| policy::may_see_run(party, &f.parties, grants)),
+            None => None,
+        };
+        let runbook_owner = record.detail["runbook"]
+            .as_str()
+            .and_then(|name| self.catalog.get(name))
+            .map(|rb| rb.owner.as_str());
+        let links = Links {
+            run_visible,
+            runbook_owner,
+        };
+        Ok(record_concerns(party, record, links))
+    }
+
+    /// `party`'s view of `records`: those that do not concern it redacted to their links.
+    pub fn view(&mut self, party: &str, records: Vec<Record>) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            out.push(if self.concerns(party, &r)? {
+                Entry::Full(r)
+            } else {
+                Entry::Redacted(r.redacted())
+            });
+        }
+        Ok(out)
+    }
+
+    /// The per-host outcome of run `id`, if it exists.
+    fn hosts(&mut self, id: &str) -> Result<Option<Vec<(String, HostStatus)>>, StoreError> {
+        Ok(self.facts(id)?.map(|f| f.hosts.clone()))
+    }
+}
+
+/// How a business-review report is scoped.
+#[derive(Debug, Clone, Default)]
+pub struct ReportScope<'s> {
+    /// The reader's party: the report covers only what it may see (rule 10). `None`: the
+    /// whole log (the local `tandem report`, which reads the store itself).
+    pub viewer: Option<&'s str>,
+    /// Narrow further to what concerns this party too.
+    pub party: Option<&'s str>,
+}
+
+/// Reads what a business-review report over `period` is computed from: the whole audit log
+/// (cut to what the scope may see), the per-host outcomes of the runs that ended in the
+/// period, and the hosts patch runbooks target. Blocking (SQLite). Shared by `tandem
+/// report` and the console's `/reports`.
+pub fn report_source(
+    store: &Store,
+    config: &Config,
+    catalog: &Catalog,
+    scope: &ReportScope<'_>,
+    period: Period,
+) -> Result<Source, StoreError> {
+    let parties: Vec<&str> = scope.viewer.into_iter().chain(scope.party).collect();
+    let mut audit = AuditScope::new(store, config, catalog);
+    let end = crate::store::now_at(period.end());
+    let start = crate::store::now_at(period.start());
+    let mut source = Source {
+        kinds: catalog
+            .runbooks
+            .values()
+            .filter_map(|rb| rb.report.map(|k| (rb.name.clone(), k)))
+            .collect(),
+        viewer: scope.viewer.map(str::to_string),
+        party: scope.party.map(str::to_string),
+        generated_at: crate::store::now(),
+        ..Source::default()
+    };
+    let mut after = 0u64;
+    loop {
+        let page = store.audit_records(after, 5000)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in page {
+            let mut shown = true;
+            for p in &parties {
+                shown = shown && audit.concerns(p, &r)?;
+            }
+            if !shown {
+                source.entries.push(Entry::Redacted(r.redacted()));
+                continue;
+            }
+            // Store timestamps sort as text (one fixed RFC 3339 form).
+            let finished_in_period = r.event == Event::RunFinished.as_str()
+                && r.ts.as_str() >= start.as_str()
+                && r.ts.as_str() < end.as_str();
+            if let (true, Some(id)) = (finished_in_period, &r.run_id) {
+                if let Some(hosts) = audit.hosts(id)? {
+                    source.hosts.insert(id.clone(), hosts);
+                }
+            }
+            source.entries.push(Entry::Full(r));
+        }
+    }
+    // Patch compliance lists the hosts the patch runbooks target, as far as they are the
+    // reader's: owned by the viewer (and the party narrowed to), or all of them.
+    let mut seen = BTreeSet::new();
+    for rb in catalog
+        .runbooks
+        .values()
+        .filter(|rb| rb.report == Some(ReportAs::Patch))
+    {
+        for h in resolve_targets(rb, config).unwrap_or_default() {
+            if parties.iter().all(|p| h.owner == *p) && seen.insert(h.name.clone()) {
+                source.patch_hosts.push(h.name.clone());
+            }
+        }
+    }
+    Ok(source)
+}
+
+impl App {
+    /// The business-review report over `period` as `user`'s party may see it (rule 10),
+    /// narrowed to what concerns `party` too when given.
+    pub fn report(
+        &self,
+        user: &User,
+        party: Option<&str>,
+        period: Period,
+    ) -> Result<crate::report::Report, RunError> {
+        let config = self.config();
+        if let Some(p) = party {
+            if !config.parties.iter().any(|x| x == p) {
+                return Err(RunError::Invalid(format!("unknown party `{p}`")));
+            }
+        }
+        let scope = ReportScope {
+            viewer: Some(&user.party),
+            party,
+        };
+        let source = report_source(&self.store, &config, &self.catalog(), &scope, period)?;
+        Ok(crate::report::compute(period, &source))
+    }
+}

@@ -459,6 +459,7 @@ impl Runbook {
             path: path.to_path_buf(),
             version,
             then,
+            report: raw.report,
         })
     }
 }

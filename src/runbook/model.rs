@@ -35,6 +35,20 @@ pub(super) struct RawRunbook {
     pub script_file: Option<PathBuf>,
     #[serde(default)]
     pub then: Vec<super::chain::RawFollowUp>,
+    /// How the business-review report counts this runbook's runs.
+    pub report: Option<ReportAs>,
+}
+
+/// What a runbook's runs are to the business-review report (`report:` in the runbook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportAs {
+    /// Patching: each host that emits `packages_changed` was patched.
+    Patch,
+    /// A backup restore test: each host that emits `restore_ms` passed.
+    RestoreTest,
+    /// Isolating a device in an incident.
+    Isolation,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -445,4 +459,6 @@ pub struct Runbook {
     pub version: String,
     /// Follow-up runs started when this one ends (`then:`).
     pub then: Vec<super::chain::FollowUp>,
+    /// How the business-review report counts its runs (`report:`).
+    pub report: Option<ReportAs>,
 }

@@ -1,5 +1,5 @@
-//! Screenshots of console pages as test artifacts: `target/screenshots/NAME-WxH.png` at a
-//! desktop and a phone size.
+//! Screenshots of console pages as test artifacts (`target/screenshots/NAME-WxH.png` at a
+//! desktop and a phone size), and the browser's console errors (a CSP violation shows there).
 
 use std::path::PathBuf;
 
@@ -40,5 +40,20 @@ impl Browser {
         }
         self.set_window(SCREEN_SIZES[0].0, SCREEN_SIZES[0].1);
         out
+    }
+
+    /// The browser console's errors (level SEVERE) since the last call: script errors,
+    /// refused resources, CSP violations. The browser's own request for `/favicon.ico`
+    /// (which the console does not serve) is not the page's error and is left out.
+    pub fn console_errors(&self) -> Vec<String> {
+        let entries = self.command("POST", "/se/log", Some(json!({"type": "browser"})));
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .filter(|m| !m.contains("/favicon.ico "))
+            .collect()
     }
 }
