@@ -267,6 +267,10 @@ pub fn now_at(t: chrono::DateTime<chrono::Utc>) -> String {
 /// several nodes. Both run the same operations (see [`db`]); only the connection differs.
 pub struct Store {
     writer: Mutex<Writer>,
+    /// Which groups are resolved, and how. Members wait for their group here rather than
+    /// on the writer lock: woken, they return at once instead of queueing again for the
+    /// writer, which by then the next group holds for its work and its fsync.
+    resolution: Mutex<Resolution>,
     /// Signalled whenever a commit group is resolved.
     resolved: Condvar,
     /// Writers waiting for the writer lock: while there are any, the group stays open.
@@ -290,13 +294,18 @@ struct Writer {
     conn: Conn,
     /// The group whose transaction is open.
     open: Option<u64>,
-    /// The last group numbered; groups up to `resolved` are committed or failed.
+    /// The last group numbered.
     numbered: u64,
+    /// A member's savepoint could not be rolled back: the open group must not commit.
+    poisoned: Option<String>,
+}
+
+/// Groups up to `resolved` are committed or failed.
+#[derive(Default)]
+struct Resolution {
     resolved: u64,
     /// The latest groups whose commit failed, with the error.
     failed: VecDeque<(u64, String)>,
-    /// A member's savepoint could not be rolled back: the open group must not commit.
-    poisoned: Option<String>,
 }
 
 /// The advisory lock every PostgreSQL write transaction takes first, for its whole length:
@@ -323,23 +332,27 @@ impl Writer {
     }
 
     /// Commits the open group and wakes its members.
-    fn commit(&mut self, resolved: &Condvar) {
+    fn commit(&mut self, resolution: &Mutex<Resolution>, resolved: &Condvar) {
         let Some(group) = self.open.take() else {
             return;
         };
-        let outcome = match self.poisoned.take() {
-            Some(e) => Err(e),
-            None => self.conn.batch("COMMIT").map_err(|e| e.to_string()),
+        let failed = match self.poisoned.take() {
+            Some(e) => Some(e),
+            None => self.conn.batch("COMMIT").err().map(|e| e.to_string()),
         };
-        if let Err(e) = outcome {
+        if let Some(e) = &failed {
             tracing::error!(error = %e, "state store: commit failed");
             let _ = self.conn.batch("ROLLBACK");
-            if self.failed.len() >= 64 {
-                self.failed.pop_front();
-            }
-            self.failed.push_back((group, e));
         }
-        self.resolved = group;
+        let mut r = resolution.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = failed {
+            if r.failed.len() >= 64 {
+                r.failed.pop_front();
+            }
+            r.failed.push_back((group, e));
+        }
+        r.resolved = group;
+        drop(r);
         resolved.notify_all();
     }
 }
@@ -607,10 +620,9 @@ impl Store {
                 conn: writer,
                 open: None,
                 numbered: 0,
-                resolved: 0,
-                failed: VecDeque::new(),
                 poisoned: None,
             }),
+            resolution: Mutex::new(Resolution::default()),
             resolved: Condvar::new(),
             queued: AtomicUsize::new(0),
             reader: Mutex::new(reader),
@@ -637,6 +649,20 @@ impl Store {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_resolution(&self) -> MutexGuard<'_, Resolution> {
+        self.resolution.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits up to `timeout` for `group` to resolve; whether it did.
+    fn wait_resolved(&self, group: u64, timeout: Duration) -> bool {
+        let r = self.lock_resolution();
+        let (r, _) = self
+            .resolved
+            .wait_timeout_while(r, timeout, |r| r.resolved < group)
+            .unwrap_or_else(|p| p.into_inner());
+        r.resolved >= group
+    }
+
     /// Runs `f` in one transaction and returns once it is durable: when `f` returns `Ok`
     /// its writes are committed, when it returns `Err` none of them are.
     pub fn tx<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -658,21 +684,35 @@ impl Store {
         // its group resolves, so a group grows to at most the number of writing threads. A
         // member that wakes to find its group still open with nobody queued (its committer
         // panicked) commits it.
-        while w.resolved < group {
-            if w.open == Some(group) && self.queued.load(Ordering::SeqCst) == 0 {
-                w.commit(&self.resolved);
+        let mut writer = Some(w);
+        loop {
+            let mut w = match writer.take() {
+                Some(w) => w,
+                None => self.lock_writer(),
+            };
+            // Not open any more: committed (or failed) by another member.
+            if w.open != Some(group) {
                 break;
             }
-            w = match self.resolved.wait_timeout(w, Duration::from_millis(100)) {
-                Ok((w, _)) => w,
-                Err(p) => p.into_inner().0,
-            };
+            if self.queued.load(Ordering::SeqCst) == 0 {
+                w.commit(&self.resolution, &self.resolved);
+                break;
+            }
+            drop(w);
+            if self.wait_resolved(group, Duration::from_millis(100)) {
+                break;
+            }
         }
         let (out, seen) = out?;
-        if let Some((_, e)) = w.failed.iter().find(|(g, _)| *g == group) {
-            return Err(StoreError::Commit(e.clone()));
+        let failed = self
+            .lock_resolution()
+            .failed
+            .iter()
+            .find(|(g, _)| *g == group)
+            .map(|(_, e)| e.clone());
+        if let Some(e) = failed {
+            return Err(StoreError::Commit(e));
         }
-        drop(w);
         if let (false, Some(o)) = (seen.is_empty(), self.observer.get()) {
             (o.tell)(seen);
         }
@@ -1785,7 +1825,7 @@ mod tests {
         let verified = crate::audit::verify(all.into_iter().map(Ok)).unwrap();
         assert_eq!(verified.count, 16 * 40);
         let w = store.lock_writer();
-        assert!(w.open.is_none() && w.resolved == w.numbered);
+        assert!(w.open.is_none() && store.lock_resolution().resolved == w.numbered);
     }
 
     /// A closure that fails rolls back its own writes only, even inside a shared group.
