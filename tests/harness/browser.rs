@@ -45,7 +45,7 @@ const CHROMIUM_ARGS: [&str; 8] = [
 
 /// An element found on the current page.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Element(String);
+pub struct Element(pub(super) String);
 
 /// A chromedriver process and one browser session in it.
 pub struct Browser {
@@ -143,7 +143,7 @@ impl Browser {
     }
 
     /// Sends one WebDriver command and returns its `value`; panics on a WebDriver error.
-    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(super) fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = self.endpoint(path);
         let request = match method {
             "GET" => self.client.get(&url),
