@@ -77,7 +77,13 @@ impl App {
             self.visible_run(user, b)?;
         }
         let may_see = |run: &RunRow| self.sees(user, run);
-        crate::store::RunStore::runs_visible(self.store.as_ref(), filter, limit, &may_see)?
+        // The runs of parties the user may not read are skipped in the query itself.
+        let parties = policy::parties_seen_by(&user.party, &self.config().read_grants);
+        let filter = RunFilter {
+            mentions: Some(&parties),
+            ..*filter
+        };
+        crate::store::RunStore::runs_visible(self.store.as_ref(), &filter, limit, &may_see)?
             .into_iter()
             .map(|run| self.chain_links_seen(user, run))
             .collect()

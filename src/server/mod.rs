@@ -354,6 +354,7 @@ async fn list_runs(
             host: q.host.as_deref(),
             since: q.since.as_deref(),
             until: q.until.as_deref(),
+            ..RunFilter::default()
         };
         Ok(app.visible_runs(&user, &filter, limit)?)
     })

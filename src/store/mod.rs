@@ -226,6 +226,7 @@ const MIGRATIONS: &[&str] = &[
     // host, and the home page finds the latest records of an event (checkpoint deliveries).
     r#"
     CREATE INDEX runs_created ON runs(created_at, id);
+    CREATE INDEX runs_status_created ON runs(status, created_at, id);
     CREATE INDEX host_results_host ON host_results(host, run_id);
     CREATE INDEX audit_event ON audit(event, seq);
     "#,
@@ -470,6 +471,11 @@ pub struct RunFilter<'a> {
     pub since: Option<&'a str>,
     /// Only runs created before this time (RFC 3339 UTC).
     pub until: Option<&'a str>,
+    /// Only runs that name one of these parties: as the initiator's, anywhere in the stored
+    /// plan, or among the review's parties. A cheap necessary condition of rule 10, checked in
+    /// the query so a listing skips the runs of others without reading them; the exact check
+    /// is the listing's `keep`.
+    pub mentions: Option<&'a [String]>,
 }
 
 /// An action that was recorded as intended but never got a result.
@@ -778,6 +784,18 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// `s` with LIKE's wildcards and the escape character escaped (`ESCAPE '\'`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn record_from_row(r: &Row<'_>) -> rusqlite::Result<Record> {
@@ -1431,29 +1449,52 @@ impl Store {
         keep: impl Fn(&RunRow) -> bool,
     ) -> Result<Vec<RunRow>, StoreError> {
         let conn = self.lock();
+        let f = filter;
+        let mut args: Vec<Box<dyn rusqlite::ToSql + '_>> = vec![
+            Box::new(f.status),
+            Box::new(f.before),
+            Box::new(f.reference),
+            Box::new(f.runbook),
+            Box::new(f.party),
+            Box::new(f.host),
+            Box::new(f.since),
+            Box::new(f.until),
+        ];
+        let mut mentions = String::new();
+        if let Some(parties) = f.mentions {
+            let mut any = Vec::new();
+            for p in parties {
+                // The party as the plan's JSON spells it, quotes included, as a LIKE pattern.
+                let quoted =
+                    serde_json::to_string(p).map_err(|e| StoreError::Encode(e.to_string()))?;
+                args.push(Box::new(p.clone()));
+                let party = args.len();
+                args.push(Box::new(format!("%{}%", like_escape(&quoted))));
+                let like = args.len();
+                any.push(format!(
+                    "initiator_party = ?{party} OR plan LIKE ?{like} ESCAPE '\\' OR EXISTS \
+                     (SELECT 1 FROM reviews v WHERE v.run_id = runs.id AND v.parties LIKE ?{like} ESCAPE '\\')"
+                ));
+            }
+            mentions = if any.is_empty() {
+                " AND 1 = 0".into()
+            } else {
+                format!(" AND ({})", any.join(" OR "))
+            };
+        }
         let mut stmt = conn.prepare(&format!(
             "{RUN_SELECT} WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (created_at, id) < \
              (SELECT created_at, id FROM runs WHERE id = ?2)) AND (?3 IS NULL OR ref = ?3) \
              AND (?4 IS NULL OR runbook = ?4) AND (?5 IS NULL OR initiator_party = ?5) \
              AND (?6 IS NULL OR EXISTS (SELECT 1 FROM host_results h WHERE h.run_id = runs.id AND h.host = ?6)) \
-             AND (?7 IS NULL OR created_at >= ?7) AND (?8 IS NULL OR created_at < ?8) \
+             AND (?7 IS NULL OR created_at >= ?7) AND (?8 IS NULL OR created_at < ?8){mentions} \
              ORDER BY created_at DESC, id DESC"
         ))?;
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
-        let f = filter;
-        let args = params![
-            f.status,
-            f.before,
-            f.reference,
-            f.runbook,
-            f.party,
-            f.host,
-            f.since,
-            f.until
-        ];
+        let args = rusqlite::params_from_iter(args.iter());
         for row in stmt.query_map(args, run_from_row)? {
             let mut r = row?;
             r.review = review(&conn, &r.id)?;
@@ -1843,6 +1884,27 @@ mod tests {
             ..all
         };
         assert!(ids(until).is_empty());
+    }
+
+    /// `mentions` keeps the runs naming a party, and a party's name is no pattern.
+    #[test]
+    fn runs_where_skips_runs_that_name_none_of_the_parties() {
+        let (_dir, store) = store();
+        insert(&store, "r0", "a");
+        insert(&store, "r1", "ab");
+        let ids = |parties: &[String]| -> Vec<String> {
+            let filter = RunFilter {
+                mentions: Some(parties),
+                ..RunFilter::default()
+            };
+            let runs = store.runs_where(&filter, 10, |_| true).unwrap();
+            runs.into_iter().map(|r| r.id).collect()
+        };
+        assert_eq!(ids(&["a".into()]), ["r0"]);
+        assert_eq!(ids(&["ab".into(), "a".into()]), ["r1", "r0"]);
+        assert!(ids(&["a_".into()]).is_empty());
+        assert!(ids(&["%".into()]).is_empty());
+        assert!(ids(&[]).is_empty());
     }
 
     /// The observer hears committed records of the events it watches, and nothing of a

@@ -129,6 +129,7 @@ async fn list_page(
                 host: given(&q2.host),
                 since: since.as_deref(),
                 until: until.as_deref(),
+                ..RunFilter::default()
             };
             a.visible_runs(&u, &filter, RUNS_PER_PAGE)
         })
