@@ -273,6 +273,18 @@ pub fn may_see_run(party: &str, parties: &BTreeSet<String>, grants: &[ReadGrant]
             .any(|g| g.party == party && parties.contains(&g.reads))
 }
 
+/// The parties whose runs `party` may see (rule 10): itself and those a config grant lets it
+/// read. A run it may see concerns one of them ([`may_see_run`]).
+pub fn parties_seen_by(party: &str, grants: &[ReadGrant]) -> Vec<String> {
+    let mut out = vec![party.to_string()];
+    for g in grants.iter().filter(|g| g.party == party) {
+        if !out.contains(&g.reads) {
+            out.push(g.reads.clone());
+        }
+    }
+    out
+}
+
 /// The parties a runbook concerns (rule 10, for `GET /api/v1/schedules` and
 /// `GET /api/v1/runbooks`): its owner, the owners of its `targets`, and its `approval.from`.
 /// With `may_start`, also the parties its `allowed` admits (they may start it, so they may

@@ -247,6 +247,7 @@ const MIGRATIONS: &[&str] = &[
     // host, and the home page finds the latest records of an event (checkpoint deliveries).
     r#"
     CREATE INDEX runs_created ON runs(created_at, id);
+    CREATE INDEX runs_status_created ON runs(status, created_at, id);
     CREATE INDEX host_results_host ON host_results(host, run_id);
     CREATE INDEX audit_event ON audit(event, seq);
     "#,

@@ -45,7 +45,7 @@ const CHROMIUM_ARGS: [&str; 8] = [
 
 /// An element found on the current page.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Element(String);
+pub struct Element(pub(super) String);
 
 /// A chromedriver process and one browser session in it.
 pub struct Browser {

@@ -25,6 +25,7 @@ mod wait;
 pub use http_stub::*;
 mod browser;
 pub use browser::*;
+mod browser_more;
 mod netns;
 pub use netns::*;
 mod screens;

@@ -110,7 +110,8 @@ async fn run_page(
         StatusCode::OK,
         &format!("Run {}", run.id),
         &format!(
-            "{}{}",
+            "{}{}{}",
+            words_html(&run),
             run_body(&run, &user, &csrf, script.as_deref()),
             log_body(&format!("/approvals/{}", run.id), &log, total, None)
         ),
@@ -192,12 +193,21 @@ pub(super) fn log_body(base: &str, log: &[LogLine], total: i64, follow: Option<&
     b
 }
 
+/// The run in one sentence (who wants to run what, on whose hosts, who must approve): the
+/// first thing its pages say.
+pub(super) fn words_html(run: &RunRow) -> String {
+    format!(
+        "<p id=\"plan-words\">{}</p>",
+        esc(&run_in_words(run).summary)
+    )
+}
+
 /// Everything an approver approves: runbook version, params, targets, scope, digest,
 /// initiator, the script itself, and the decisions so far.
 pub(super) fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> String {
     let plan = &run.plan;
     let words = run_in_words(run);
-    let mut b = format!("<p id=\"plan-words\">{}</p>", esc(&words.summary));
+    let mut b = String::new();
     let _ = write!(
         b,
         "<table id=\"summary\"><tr><th>Runbook</th><td>{}</td></tr><tr><th>Version</th><td><code>{}</code></td></tr>\

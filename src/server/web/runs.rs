@@ -12,7 +12,7 @@ use axum::{Extension, Form, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::approvals::{log_body, run_and_log, run_body, script_of, RunPageQuery};
+use super::approvals::{log_body, run_and_log, run_body, script_of, words_html, RunPageQuery};
 use super::{blocking, esc, page, posted_by, urlencode, CsrfForm, Sessions, Signed};
 use crate::config::User;
 use crate::policy;
@@ -326,7 +326,7 @@ async fn run_page(
         Err(r) => return r,
     };
     let script = script_of(&app, &run);
-    let mut body = String::new();
+    let mut body = words_html(&run);
     body.push_str(&links_and_cancel(&run, &user, &csrf));
     body.push_str(&hosts_table(&run));
     body.push_str(&run_body(&run, &user, &csrf, script.as_deref()));

@@ -302,9 +302,10 @@ fn form_html(
             .iter()
             .find(|(name, _)| name == field)
             .map(|(_, e)| {
+                // `p.count` → `p-count-error`: an id a CSS selector names without escapes.
                 format!(
                     "<span class=\"field-error\" id=\"{}-error\">{}</span>",
-                    esc(field),
+                    esc(&field.replace('.', "-")),
                     esc(e)
                 )
             })
