@@ -648,6 +648,9 @@ fn the_reports_page_shows_each_party_its_own_report_in_a_real_browser() {
     assert!(errors.is_empty(), "console errors on /reports: {errors:?}");
     browser.screenshot_at("reports", 1280, 800);
     browser.screenshot_at("reports", 390, 844);
+    browser.navigate(&format!("{}/reports?{query}#restores", daemon.url()));
+    browser.screenshot_at("reports-restores", 1280, 800);
+    browser.screenshot_at("reports-restores", 390, 844);
 
     // The form: narrow to what concerns provider too, and send it with its button.
     browser.click(&browser.find("select#party option[value=\"provider\"]"));

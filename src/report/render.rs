@@ -49,6 +49,15 @@ pub fn bytes(n: f64) -> String {
     }
 }
 
+/// `one` for 1, `many` otherwise.
+fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
 fn opt_duration(secs: Option<i64>) -> String {
     secs.map_or("–".to_string(), duration)
 }
@@ -148,17 +157,20 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
     let _ = write!(
         o,
         "<section id=\"summary\"><h2>Summary</h2><ul class=\"report-summary\">\
-<li><strong id=\"runs-finished\">{}</strong> runs ended{}</li>\
+<li><strong id=\"runs-finished\">{}</strong> {} ended{}</li>\
 <li><strong>{patched_recently}</strong> of {} hosts patched in the last 30 days</li>\
 <li>Restore tests: <strong id=\"restore-passed\">{}</strong> of {} passed</li>\
-<li><strong>{}</strong> isolations, <strong id=\"break-glass-count\">{}</strong> break-glass uses ({} still to review)</li></ul></section>",
+<li><strong>{}</strong> {}, <strong id=\"break-glass-count\">{}</strong> break-glass {} ({} still to review)</li></ul></section>",
         r.totals.runs_finished,
+        plural(r.totals.runs_finished, "run", "runs"),
         if statuses.is_empty() { String::new() } else { format!(": {}", statuses.join(", ")) },
         r.patch.len(),
         r.restores.passed,
         r.restores.tests,
         r.incidents.isolations.len(),
+        plural(r.incidents.isolations.len() as u64, "isolation", "isolations"),
         r.incidents.break_glass.len(),
+        plural(r.incidents.break_glass.len() as u64, "use", "uses"),
         r.incidents.open_reviews,
     );
 
@@ -275,12 +287,14 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
     // Incidents.
     let inc = &r.incidents;
     let mut incidents = format!(
-        "<p><strong>{}</strong> isolations, <strong>{}</strong> break-glass uses (median time to review {}; {} still open), {} hosts frozen.</p>",
+        "<p><strong>{}</strong> {}, <strong>{}</strong> break-glass {} (median time to review {}; {} still open), {} frozen.</p>",
         inc.isolations.len(),
+        plural(inc.isolations.len() as u64, "isolation", "isolations"),
         inc.break_glass.len(),
+        plural(inc.break_glass.len() as u64, "use", "uses"),
         opt_duration(inc.review_median_secs),
         inc.open_reviews,
-        inc.freezes
+        plural(inc.freezes, "1 host", &format!("{} hosts", inc.freezes)),
     );
     if !inc.isolations.is_empty() {
         let rows: Vec<Vec<String>> = inc
