@@ -133,10 +133,19 @@ pub fn html_fragment(r: &Report, fold: bool) -> String {
         ),
         None => "The log holds no signed checkpoint yet (<code>tandem audit checkpoint</code> signs one).".to_string(),
     };
+    let verified = match (&r.chain.broken, r.chain.checkpoint_in_log) {
+        (Some(b), _) => format!(
+            "<strong class=\"bad\" id=\"chain-status\">The chain does NOT verify ({}): do not rely on these figures; run <code>tandem audit verify</code>.</strong> ",
+            esc(b)
+        ),
+        (None, Some(false)) => "<strong class=\"bad\" id=\"chain-status\">The log does NOT extend its latest checkpoint: records were changed or removed since it was signed.</strong> ".to_string(),
+        (None, Some(true)) => "<span id=\"chain-status\">The chain verified when the report was made, and it extends the checkpoint.</span> ".to_string(),
+        (None, None) => "<span id=\"chain-status\">The chain verified when the report was made.</span> ".to_string(),
+    };
     let _ = write!(
         o,
         "<section class=\"report-chain\" id=\"report-chain\"><h2>Where these numbers come from</h2>\
-<p>Computed from audit records 1 to <strong id=\"head-seq\">{}</strong>, head hash <code class=\"hash\" id=\"head-hash\">{}</code>. {checkpoint} \
+<p>Computed from audit records 1 to <strong id=\"head-seq\">{}</strong>, head hash <code class=\"hash\" id=\"head-hash\">{}</code>. {checkpoint} {verified}\
 Every figure below can be recomputed from an audit export (<code>tandem audit export</code>), which <code>tandem audit verify --file EXPORT --checkpoint FILE</code> checks against the chain and the checkpoint.</p></section>",
         r.chain.head_seq,
         esc(&r.chain.head_hash),
@@ -526,6 +535,13 @@ pub fn csv(r: &Report) -> String {
     add("report", "", "generated_at", r.generated_at.clone());
     add("chain", "head", "seq", r.chain.head_seq.to_string());
     add("chain", "head", "hash", r.chain.head_hash.clone());
+    add("chain", "", "verified", r.chain.verified.to_string());
+    add(
+        "chain",
+        "",
+        "broken",
+        r.chain.broken.clone().unwrap_or_default(),
+    );
     if let Some(c) = &r.chain.checkpoint {
         add("chain", "checkpoint", "seq", c.seq.to_string());
         add("chain", "checkpoint", "head", c.head.clone());
