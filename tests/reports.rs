@@ -399,6 +399,13 @@ fn a_report_over_a_real_history_matches_the_audit_export_and_each_party_sees_its
     let whole: Value = serde_json::from_str(&report(&env, "json", &[])).unwrap();
     let want = expected(&records);
     assert_eq!(reported(&whole), want, "report:\n{whole:#}");
+    // The report verified the chain it counted, and that it extends the checkpoint.
+    assert_eq!(whole["chain"]["verified"], true, "{:#}", whole["chain"]);
+    assert_eq!(
+        whole["chain"]["checkpoint_in_log"], true,
+        "{:#}",
+        whole["chain"]
+    );
     // The history is what the test made, so the comparison compared something.
     assert_eq!(want.restore_tests, 2);
     assert_eq!(want.restore_passed, 1);
@@ -641,12 +648,20 @@ fn the_reports_page_shows_each_party_its_own_report_in_a_real_browser() {
     // The daemon is idle (no periodic checkpoint): the JSON read now has the same head.
     let again: Value = serde_json::from_str(&get_page(&alice, &json_link).1).unwrap();
     assert_eq!(head, again["chain"]["head_hash"].as_str().unwrap());
+    assert!(
+        browser
+            .text(&browser.find("#chain-status"))
+            .starts_with("The chain verified"),
+        "chain status"
+    );
     assert_eq!(browser.text(&browser.find("#restore-passed")), "1");
     assert_eq!(browser.text(&browser.find("#break-glass-count")), "1");
     assert!(!browser.find_all("svg.chart").is_empty(), "no chart");
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "console errors on /reports: {errors:?}");
     browser.save_screens("reports");
+    browser.navigate(&format!("{}/reports?{query}#restores", daemon.url()));
+    browser.save_screens("reports-restores");
 
     // The form: narrow to what concerns provider too, and send it with its button.
     browser.click(&browser.find("select#party option[value=\"provider\"]"));

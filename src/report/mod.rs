@@ -99,6 +99,13 @@ pub struct ChainRef {
     pub head_hash: String,
     /// The latest signed checkpoint in the log, if any.
     pub checkpoint: Option<CheckpointRef>,
+    /// Whether the records read form an unbroken chain from the genesis (as `tandem audit
+    /// verify` checks it: a redacted record by its links).
+    pub verified: bool,
+    /// Where and how the chain breaks, when it does.
+    pub broken: Option<String>,
+    /// Whether the log's record `checkpoint.seq` has the checkpoint's `head` hash.
+    pub checkpoint_in_log: Option<bool>,
 }
 
 /// A `checkpoint_signed` record: the signed statement that record `seq` had hash `head`.
@@ -641,6 +648,7 @@ pub fn compute(period: Period, source: &Source) -> Report {
         chain.head_seq = seq;
         chain.head_hash = hash.to_string();
     }
+    check_chain(&source.entries, &mut chain);
     for p in patch.values_mut() {
         p.days_since = p
             .last_patched
@@ -689,6 +697,28 @@ pub fn compute(period: Period, source: &Source) -> Report {
         failures_by_host,
         activity: activity.into_values().collect(),
     }
+}
+
+/// Verifies the chain the report was computed from, and that it extends its latest
+/// checkpoint: the report's figures are only as good as the records under them.
+fn check_chain(entries: &[Entry], chain: &mut ChainRef) {
+    match crate::audit::verify_entries(entries.iter().cloned().map(Ok)) {
+        Ok(_) => chain.verified = true,
+        Err(b) => {
+            chain.verified = false;
+            chain.broken = Some(format!("record {}: {}", b.seq, b.reason));
+        }
+    }
+    chain.checkpoint_in_log = chain.checkpoint.as_ref().map(|c| {
+        let at = usize::try_from(c.seq).ok().and_then(|s| s.checked_sub(1));
+        at.and_then(|i| entries.get(i)).is_some_and(|e| {
+            let hash = match e {
+                Entry::Full(r) => &r.hash,
+                Entry::Redacted(r) => &r.hash,
+            };
+            e.seq() == c.seq && *hash == c.head
+        })
+    });
 }
 
 fn text_of<'a>(d: &'a Value, k: &str) -> &'a str {
@@ -1146,6 +1176,85 @@ mod tests {
             (empty.chain.head_seq, empty.chain.head_hash.as_str()),
             (0, crate::audit::GENESIS)
         );
+    }
+
+    #[test]
+    fn the_report_verifies_its_chain_and_checkpoint_and_names_a_break() {
+        let mut log = Log(Vec::new());
+        requested(
+            &mut log,
+            "2026-12-01T00:00:00.000Z",
+            alice(),
+            "x",
+            "patch",
+            &["web1"],
+        );
+        finished(&mut log, "2026-12-01T00:01:00.000Z", "x", "succeeded");
+        let head2 = match &log.0[1] {
+            Entry::Full(r) => r.hash.clone(),
+            _ => unreachable!(),
+        };
+        log.add(
+            "2026-12-01T00:02:00.000Z",
+            Actor::system(),
+            None,
+            Event::CheckpointSigned,
+            json!({"seq": 2, "head": head2, "ts": "t", "key": "k"}),
+        );
+        let period = Period::parse("2026-12-01", "2026-12-01").unwrap();
+        let good = Source {
+            entries: log.0.clone(),
+            ..Source::default()
+        };
+        let r = compute(period, &good);
+        assert!(
+            r.chain.verified && r.chain.broken.is_none(),
+            "{:?}",
+            r.chain
+        );
+        assert_eq!(r.chain.checkpoint_in_log, Some(true));
+        // An edited record: the report says where the chain breaks.
+        let mut edited = log.0.clone();
+        if let Entry::Full(rec) = &mut edited[1] {
+            rec.detail = json!({"status": "failed"});
+        }
+        let r = compute(
+            period,
+            &Source {
+                entries: edited,
+                ..Source::default()
+            },
+        );
+        assert!(!r.chain.verified);
+        assert!(
+            r.chain
+                .broken
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("record 2:"),
+            "{:?}",
+            r.chain
+        );
+        // A checkpoint over a head the log does not have.
+        let mut other = log.0;
+        other.truncate(2);
+        let mut forged = Log(other);
+        forged.add(
+            "2026-12-01T00:02:00.000Z",
+            Actor::system(),
+            None,
+            Event::CheckpointSigned,
+            json!({"seq": 2, "head": "f00", "ts": "t", "key": "k"}),
+        );
+        let r = compute(
+            period,
+            &Source {
+                entries: forged.0,
+                ..Source::default()
+            },
+        );
+        assert!(r.chain.verified);
+        assert_eq!(r.chain.checkpoint_in_log, Some(false));
     }
 
     #[test]

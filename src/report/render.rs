@@ -49,6 +49,15 @@ pub fn bytes(n: f64) -> String {
     }
 }
 
+/// `one` for 1, `many` otherwise.
+fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
 fn opt_duration(secs: Option<i64>) -> String {
     secs.map_or("–".to_string(), duration)
 }
@@ -124,10 +133,19 @@ pub fn html_fragment(r: &Report, fold: bool) -> String {
         ),
         None => "The log holds no signed checkpoint yet (<code>tandem audit checkpoint</code> signs one).".to_string(),
     };
+    let verified = match (&r.chain.broken, r.chain.checkpoint_in_log) {
+        (Some(b), _) => format!(
+            "<strong class=\"bad\" id=\"chain-status\">The chain does NOT verify ({}): do not rely on these figures; run <code>tandem audit verify</code>.</strong> ",
+            esc(b)
+        ),
+        (None, Some(false)) => "<strong class=\"bad\" id=\"chain-status\">The log does NOT extend its latest checkpoint: records were changed or removed since it was signed.</strong> ".to_string(),
+        (None, Some(true)) => "<span id=\"chain-status\">The chain verified when the report was made, and it extends the checkpoint.</span> ".to_string(),
+        (None, None) => "<span id=\"chain-status\">The chain verified when the report was made.</span> ".to_string(),
+    };
     let _ = write!(
         o,
         "<section class=\"report-chain\" id=\"report-chain\"><h2>Where these numbers come from</h2>\
-<p>Computed from audit records 1 to <strong id=\"head-seq\">{}</strong>, head hash <code class=\"hash\" id=\"head-hash\">{}</code>. {checkpoint} \
+<p>Computed from audit records 1 to <strong id=\"head-seq\">{}</strong>, head hash <code class=\"hash\" id=\"head-hash\">{}</code>. {checkpoint} {verified}\
 Every figure below can be recomputed from an audit export (<code>tandem audit export</code>), which <code>tandem audit verify --file EXPORT --checkpoint FILE</code> checks against the chain and the checkpoint.</p></section>",
         r.chain.head_seq,
         esc(&r.chain.head_hash),
@@ -148,17 +166,20 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
     let _ = write!(
         o,
         "<section id=\"summary\"><h2>Summary</h2><ul class=\"report-summary\">\
-<li><strong id=\"runs-finished\">{}</strong> runs ended{}</li>\
+<li><strong id=\"runs-finished\">{}</strong> {} ended{}</li>\
 <li><strong>{patched_recently}</strong> of {} hosts patched in the last 30 days</li>\
 <li>Restore tests: <strong id=\"restore-passed\">{}</strong> of {} passed</li>\
-<li><strong>{}</strong> isolations, <strong id=\"break-glass-count\">{}</strong> break-glass uses ({} still to review)</li></ul></section>",
+<li><strong>{}</strong> {}, <strong id=\"break-glass-count\">{}</strong> break-glass {} ({} still to review)</li></ul></section>",
         r.totals.runs_finished,
+        plural(r.totals.runs_finished, "run", "runs"),
         if statuses.is_empty() { String::new() } else { format!(": {}", statuses.join(", ")) },
         r.patch.len(),
         r.restores.passed,
         r.restores.tests,
         r.incidents.isolations.len(),
+        plural(r.incidents.isolations.len() as u64, "isolation", "isolations"),
         r.incidents.break_glass.len(),
+        plural(r.incidents.break_glass.len() as u64, "use", "uses"),
         r.incidents.open_reviews,
     );
 
@@ -275,12 +296,14 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
     // Incidents.
     let inc = &r.incidents;
     let mut incidents = format!(
-        "<p><strong>{}</strong> isolations, <strong>{}</strong> break-glass uses (median time to review {}; {} still open), {} hosts frozen.</p>",
+        "<p><strong>{}</strong> {}, <strong>{}</strong> break-glass {} (median time to review {}; {} still open), {} frozen.</p>",
         inc.isolations.len(),
+        plural(inc.isolations.len() as u64, "isolation", "isolations"),
         inc.break_glass.len(),
+        plural(inc.break_glass.len() as u64, "use", "uses"),
         opt_duration(inc.review_median_secs),
         inc.open_reviews,
-        inc.freezes
+        plural(inc.freezes, "1 host", &format!("{} hosts", inc.freezes)),
     );
     if !inc.isolations.is_empty() {
         let rows: Vec<Vec<String>> = inc
@@ -512,6 +535,13 @@ pub fn csv(r: &Report) -> String {
     add("report", "", "generated_at", r.generated_at.clone());
     add("chain", "head", "seq", r.chain.head_seq.to_string());
     add("chain", "head", "hash", r.chain.head_hash.clone());
+    add("chain", "", "verified", r.chain.verified.to_string());
+    add(
+        "chain",
+        "",
+        "broken",
+        r.chain.broken.clone().unwrap_or_default(),
+    );
     if let Some(c) = &r.chain.checkpoint {
         add("chain", "checkpoint", "seq", c.seq.to_string());
         add("chain", "checkpoint", "head", c.head.clone());
