@@ -600,6 +600,9 @@ impl App {
             if let Err(e) = app.execute(&id, control).await {
                 tracing::error!(run = %id, error = %e, "run could not be carried out");
             }
+            // The executor is gone: its lease is no longer renewed. A run it could not end
+            // (the store was unreachable) is taken over once the lease lapses.
+            app.store.release(&id);
             let now_idle = match app.active.lock() {
                 Ok(mut active) => {
                     active.remove(&id);

@@ -641,6 +641,14 @@ impl Store {
         self.cluster.as_ref()
     }
 
+    /// Stops renewing this node's lease on a run whose executor finished (the run ended, or
+    /// could not be ended: then its lease lapses and a survivor settles it).
+    pub fn release(&self, id: &str) {
+        if let Some(c) = &self.cluster {
+            c.held().remove(id);
+        }
+    }
+
     /// Renews the leases of the runs this node executes; returns how many are still its.
     pub fn renew_leases(&self) -> Result<usize, StoreError> {
         let Some(c) = &self.cluster else {
