@@ -214,3 +214,87 @@ fn with_postgres_down_nothing_runs_and_the_nodes_recover_when_it_returns() {
     drop(nodes);
     assert_audit_verifies(&env);
 }
+
+/// Every scheduled run of `runbook` known to `daemon`, ordered by slot.
+fn scheduled_runs(daemon: &Daemon, runbook: &str) -> Vec<Value> {
+    let (status, runs) = daemon.get("/api/v1/runs?limit=1000", &token("alice"));
+    assert_eq!(status, 200, "GET runs: {runs}");
+    let mut runs: Vec<Value> = runs
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r["runbook"] == runbook)
+        .collect();
+    runs.sort_by_key(|r| r["slot"].as_str().unwrap_or_default().to_string());
+    runs
+}
+
+/// A schedule firing every second on three nodes: one node leads the scheduler, each slot
+/// is fired once across the cluster (one run per slot, each run started once, no pass
+/// failing on a slot another node took), and when the leader is killed another node takes
+/// the schedule over.
+#[test]
+fn a_schedule_fires_each_slot_once_across_nodes_and_survives_its_leader() {
+    let pg = Postgres::start();
+    let env = cluster_env(&pg);
+    let yaml = format!(
+        "name: tick\ndescription: a schedule across nodes\nowner: internal\ntargets: [web1]\n\
+         scope:\n  commands: [\"touch *\"]\nschedule: {{ cron: \"* * * * * *\" }}\n\
+         script: |\n  {}\n",
+        touch(&env, "")
+    );
+    env.write_runbook("tick.yaml", &yaml);
+    // At `info` the node that takes the scheduler's lock says so.
+    let mut nodes: Vec<Daemon> = (0..3)
+        .map(|_| Daemon::start_with(&env, &[("TANDEM_LOG", "info")]))
+        .collect();
+    let finished = |node: &Daemon, n: usize| {
+        let runs = scheduled_runs(node, "tick");
+        runs.iter().filter(|r| r["status"] == "succeeded").count() >= n
+    };
+    let five = crate::harness::poll(SETTLE, || finished(&nodes[1], 5).then_some(()));
+    assert!(
+        five.is_some(),
+        "five slots did not run: {:?}\n{}",
+        scheduled_runs(&nodes[1], "tick"),
+        nodes[1].stderr()
+    );
+    // The leader names itself (host-PID-suffix); it dies, and another node leads on.
+    let leads = |node: &Daemon| {
+        node.stderr()
+            .lines()
+            .any(|l| l.contains("leads the scheduler") && l.contains(&format!("-{}-", node.pid())))
+    };
+    let leader = nodes
+        .iter()
+        .position(leads)
+        .expect("no node says it leads the scheduler");
+    nodes[leader].kill9();
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let before = scheduled_runs(&nodes[a], "tick").len();
+    wait_until(TAKEOVER, "five more slots after the leader died", || {
+        finished(&nodes[b], before + 5)
+    });
+    assert!(
+        leads(&nodes[a]) || leads(&nodes[b]),
+        "no survivor took the scheduler over"
+    );
+    let runs = scheduled_runs(&nodes[b], "tick");
+    let mut slots: Vec<&str> = runs.iter().filter_map(|r| r["slot"].as_str()).collect();
+    let fired = slots.len();
+    slots.dedup();
+    assert_eq!(slots.len(), fired, "a slot has two runs: {runs:?}");
+    for run in runs.iter().filter(|r| r["status"] == "succeeded") {
+        let id = id_of(run);
+        assert!(ran(&env, &id, ""), "{run}");
+        assert_eq!(count(&nodes[b], &id, "run_started"), 1, "{run}");
+    }
+    let log = nodes[b].stderr();
+    assert!(
+        !log.contains("could not be recorded"),
+        "a scheduler pass failed on a slot another node fired:\n{log}"
+    );
+    drop(nodes);
+    assert_audit_verifies(&env);
+}

@@ -152,7 +152,11 @@ impl Column for bool {
         Ok(r.get::<_, i64>(i)? != 0)
     }
     fn from_pg(r: &postgres::Row, i: usize) -> Result<Self, StoreError> {
-        Ok(r.try_get::<_, i64>(i)? != 0)
+        // Stored flags are integers, as in SQLite; PostgreSQL's own functions answer BOOL.
+        match r.try_get::<_, bool>(i) {
+            Ok(b) => Ok(b),
+            Err(_) => Ok(r.try_get::<_, i64>(i)? != 0),
+        }
     }
 }
 

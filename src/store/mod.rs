@@ -704,6 +704,7 @@ impl Store {
             |r| r.get::<bool>(0),
         );
         if got.unwrap_or(false) {
+            tracing::info!(node = %c.node, "this node now leads the scheduler");
             *leader = Some(conn);
             true
         } else {
