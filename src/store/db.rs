@@ -377,6 +377,47 @@ impl Conn {
         }
     }
 
+    /// Runs one statement built at run time (not prepared and kept).
+    pub fn execute_text(&self, sql: &str, params: &[Param<'_>]) -> Result<usize, StoreError> {
+        match self {
+            Conn::Lite(c) => Ok(c.execute(sql, rusqlite::params_from_iter(params))?),
+            Conn::Pg(c) => {
+                let mut c = c.borrow_mut();
+                let client = c.client()?;
+                let sql = pg_sql(sql);
+                Ok(off_runtime(|| client.execute(sql.as_str(), &pg_params(params)))? as usize)
+            }
+        }
+    }
+
+    /// The one row of a query built at run time, without parameters, read by `f`.
+    pub fn one_text<T>(
+        &self,
+        sql: &str,
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Conn::Lite(c) => {
+                let mut stmt = c.prepare(sql)?;
+                let mut rows = stmt.query([])?;
+                match rows.next()? {
+                    Some(r) => f(&Row::Lite(r)),
+                    None => Err(StoreError::Row(
+                        "a query that returns one row returned none".into(),
+                    )),
+                }
+            }
+            Conn::Pg(c) => {
+                let row = {
+                    let mut c = c.borrow_mut();
+                    let client = c.client()?;
+                    off_runtime(|| client.query_one(sql, &[]))?
+                };
+                f(&Row::Pg(&row))
+            }
+        }
+    }
+
     /// Hands each row of a query to `each` until it returns `false`.
     pub fn each(
         &self,

@@ -31,6 +31,7 @@ use crate::policy::ApprovalRequirement;
 use crate::runbook::plan::{Initiator, Plan};
 use crate::state::{ActionStatus, Decision, GateStatus, HostStatus, ReviewStatus, RunStatus};
 
+mod copy;
 pub(crate) mod db;
 mod log;
 mod seam;
@@ -39,6 +40,7 @@ mod seam;
 #[path = "../../tests/harness/postgres.rs"]
 #[allow(dead_code)]
 pub(crate) mod test_postgres;
+pub use copy::Copied;
 use db::{p, Conn, Row};
 pub use db::{state_column, Column, Dialect, Param, ToParam};
 pub use log::{render_line, LineRef, LiveChunk, LogLine, RawChunk};
