@@ -1,5 +1,12 @@
-//! The state store: SQLite on disk (WAL, foreign keys, versioned migrations) holding runs,
-//! per-host results, run logs, actions and the audit log. No business rules live here.
+//! The state store: SQLite on disk (WAL, foreign keys, versioned migrations), or a
+//! PostgreSQL database several nodes share (`database_url`), holding runs, per-host results,
+//! run logs, actions and the audit log. No business rules live here. Both databases run the
+//! same statements through `db::Conn`; what differs is in `db` and `migrate`.
+//!
+//! On PostgreSQL the writer below is this node's: each group's transaction first takes
+//! `pg_advisory_xact_lock`, so groups of all nodes commit one at a time and each reads the
+//! audit head inside the lock. Runs are claimed with a lease and a fencing token
+//! ([`Cluster`]).
 //!
 //! Every write goes through [`Store::tx`], which hands out a [`Tx`] that can append audit
 //! records in the same transaction as the state change they describe: either both land or

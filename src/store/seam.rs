@@ -3,10 +3,10 @@
 //! audit log, list what a party may see), not in terms of tables. Each operation is one
 //! transaction that either lands whole, with its audit record, or not at all.
 //!
-//! [`Store`] (SQLite) implements it; [`contract`] is the test suite every implementation
-//! must pass, run here against SQLite. The orchestrator still reaches the SQLite store
-//! directly for what the seam does not cover yet (gates and decisions, schedules, freezes,
-//! logs).
+//! [`Store`] implements it, on SQLite or on PostgreSQL; [`contract`] is the test suite every
+//! backend must pass, run here against both (PostgreSQL: a throwaway server started by the
+//! test). The orchestrator still reaches the store's transactions directly for what the seam
+//! does not cover yet (gates and decisions, schedules, freezes, logs).
 
 use serde_json::Value;
 
