@@ -1227,6 +1227,7 @@ fn in_savepoint<T>(
         tx: &w.conn,
         live,
         cluster,
+        fenced: RefCell::new(Vec::new()),
         appended: Default::default(),
         watched,
         seen: RefCell::new(Vec::new()),
@@ -1281,6 +1282,9 @@ pub struct Tx<'a> {
     tx: &'a Conn,
     live: &'a log::LiveFeed,
     cluster: Option<&'a Cluster>,
+    /// Runs whose lease this transaction checked already: the check holds to its end, as
+    /// no other node writes while it holds the write lock.
+    fenced: RefCell<Vec<String>>,
     /// Chunks this transaction appended to logs someone follows, published once it holds.
     appended: std::cell::RefCell<Vec<(String, std::sync::Arc<LiveChunk>)>>,
     /// The events the store's observer watches, and the records of them appended here.
@@ -1334,6 +1338,9 @@ impl Tx<'_> {
         let Some(token) = c.held().get(id).copied() else {
             return Ok(());
         };
+        if self.fenced.borrow().iter().any(|f| f == id) {
+            return Ok(());
+        }
         let current: Option<i64> =
             self.tx
                 .row("SELECT lease_token FROM runs WHERE id = ?1", p![id], |r| {
@@ -1342,6 +1349,7 @@ impl Tx<'_> {
         if current != Some(token) {
             return Err(StoreError::Fenced(id.to_string()));
         }
+        self.fenced.borrow_mut().push(id.to_string());
         Ok(())
     }
 
