@@ -1,7 +1,9 @@
 //! Several nodes on one PostgreSQL (SPEC §10): three real `tandem serve` processes share a
 //! throwaway PostgreSQL. A decision taken on any node starts the run once; a node killed
 //! mid-run loses its lease and a survivor marks the run `interrupted` and its in-flight
-//! action `outcome_unknown` without re-running anything; with PostgreSQL down nothing starts
+//! action `outcome_unknown` without re-running anything; a schedule fires each slot once
+//! and outlives its leader; a follower on one node sees another node's output as it is
+//! written; with PostgreSQL down nothing starts
 //! and no action runs without its intent, and the nodes recover by themselves when it
 //! returns; the shared audit chain verifies.
 
@@ -297,4 +299,55 @@ fn a_schedule_fires_each_slot_once_across_nodes_and_survives_its_leader() {
     );
     drop(nodes);
     assert_audit_verifies(&env);
+}
+
+/// A follower on one node sees the output a run executed by another node writes, while the
+/// run still runs: the command prints a line, then waits for a file the test creates only
+/// after the line arrived over server-sent events from the other node.
+#[test]
+fn a_follower_on_one_node_sees_output_written_by_another() {
+    use std::io::BufRead;
+    let pg = Postgres::start();
+    let env = cluster_env(&pg);
+    let go_on = env.path().join("go-on");
+    let script = format!(
+        "echo first-line; while [ ! -e {} ]; do sleep 0.02; done; echo second-line",
+        go_on.display()
+    );
+    let yaml = format!(
+        "name: wait\ndescription: output across nodes\nowner: internal\ntargets: [web1]\n\
+         scope:\n  commands: [\"sh -c *\"]\n\
+         allowed: {{ parties: [internal], roles: [operator] }}\n\
+         script: |\n  sh(\"sh -c '{script}'\");\n"
+    );
+    env.write_runbook("wait.yaml", &yaml);
+    let nodes: Vec<Daemon> = (0..2).map(|_| Daemon::start(&env)).collect();
+    let id = id_of(&start_run(&nodes[0], "alice", "wait", json!({})));
+    let response = reqwest::blocking::Client::builder()
+        .timeout(TAKEOVER)
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/runs/{id}/log?follow=1", nodes[1].url()))
+        .bearer_auth(token("alice"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut events = std::io::BufReader::new(response).lines();
+    let mut next = |want: &str| -> Value {
+        loop {
+            let line = events.next().expect("the stream ended").unwrap();
+            if let Some(data) = line.strip_prefix("data:") {
+                let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                if v["line"] == want || (want == "end" && v["status"].is_string()) {
+                    return v;
+                }
+            }
+        }
+    };
+    assert_eq!(next("first-line")["host"], "web1");
+    assert!(!go_on.exists());
+    assert_eq!(get_run(&nodes[1], &id)["status"], "running");
+    std::fs::write(&go_on, b"").unwrap();
+    next("second-line");
+    assert_eq!(next("end")["status"], "succeeded");
 }
