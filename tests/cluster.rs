@@ -16,7 +16,7 @@ use crate::approvals::{
     approve_with, assert_audit_verifies, assert_decisions_audited, audit_of, event_names, events,
     get_run, ran, request_pending, site_config, site_env, touch, write_marker_runbook, SETTLE,
 };
-use crate::harness::{token, wait_for, wait_until, Daemon, Env, Postgres};
+use crate::harness::{token, wait_for, wait_until, Daemon, Env, HostSpec, Postgres};
 use crate::run_flow::{id_of, start_run};
 
 /// The lease of the tests' nodes: short, so a takeover is quick to see.
@@ -26,11 +26,18 @@ const LEASE: &str = "2s";
 /// interval, with room for a loaded machine.
 const TAKEOVER: Duration = Duration::from_secs(30);
 
-/// An env whose config points at a fresh database of `pg`, with `web1` (internal, local).
+/// Hosts of the rollout a killed node leaves behind: `fleet0`..`fleet19` (internal, local,
+/// tag `fleet`).
+const FLEET: usize = 20;
+
+/// An env whose config points at a fresh database of `pg`, with `web1` and the fleet.
 fn cluster_env(pg: &Postgres) -> Env {
-    let config = site_config()
+    let mut config = site_config()
         .database_url(&pg.database())
         .extra(&format!("lease_timeout: {LEASE}\n"));
+    for i in 0..FLEET {
+        config = config.host(HostSpec::local(&format!("fleet{i}"), "internal").tags(&["fleet"]));
+    }
     site_env(&config)
 }
 
@@ -110,21 +117,28 @@ fn concurrent_approvals_through_different_nodes_start_the_run_once() {
     assert_audit_verifies(&env);
 }
 
-/// The node executing a run is killed with SIGKILL during its second action. Within the
-/// lease (plus a sweep), a survivor marks the run `interrupted` and the action in flight
-/// `outcome_unknown`; the action after it never runs, nothing is started twice, and the
-/// chain verifies.
+/// The node executing a 20-host rollout (5 hosts at a time) is killed with SIGKILL while
+/// its first hosts sleep. Within the lease (plus a sweep), a survivor marks the run
+/// `interrupted` and every action in flight `outcome_unknown`; no action after them runs,
+/// no host is started twice, and the chain verifies.
 #[test]
-fn a_killed_nodes_run_is_interrupted_by_a_survivor_and_nothing_runs_twice() {
+fn a_killed_nodes_rollout_is_interrupted_by_a_survivor_and_nothing_runs_twice() {
     let pg = Postgres::start();
     let env = cluster_env(&pg);
-    write_slow_runbook(&env, "slow", 20);
+    let yaml = format!(
+        "name: slow\ndescription: a slow rollout\nowner: internal\ntargets: [\"tag:fleet\"]\n\
+         scope:\n  commands: [\"touch *\", \"sleep *\"]\n\
+         allowed: {{ parties: [internal], roles: [operator] }}\n\
+         rollout: {{ parallel: 5 }}\n\
+         script: |\n  sh_ok(\"sleep 20\");\n  {}\n",
+        touch(&env, "-2"),
+    );
+    env.write_runbook("slow.yaml", &yaml);
     write_slow_runbook(&env, "quick", 0);
     let mut nodes = three_nodes(&env);
     let id = id_of(&start_run(&nodes[0], "alice", "slow", json!({})));
-    wait_until(SETTLE, "the run's first action", || ran(&env, &id, "-1"));
-    wait_until(SETTLE, "the sleep's intent", || {
-        count(&nodes[1], &id, "action_intent") == 2
+    wait_until(SETTLE, "the first five hosts' sleeps", || {
+        count(&nodes[1], &id, "action_intent") == 5
     });
     nodes[0].kill9();
     let killed = Instant::now();
@@ -137,14 +151,32 @@ fn a_killed_nodes_run_is_interrupted_by_a_survivor_and_nothing_runs_twice() {
     let records = audit_of(&nodes[2], &id);
     let names = event_names(&records);
     assert_eq!(events(&records, "run_started").len(), 1, "{names:?}");
-    assert_eq!(events(&records, "action_intent").len(), 2, "{names:?}");
+    let intents = events(&records, "action_intent");
+    assert_eq!(intents.len(), 5, "{names:?}");
+    let mut hosts: Vec<String> = intents
+        .iter()
+        .map(|r| r["detail"]["host"].as_str().unwrap_or_default().to_string())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 5, "a host was started twice: {names:?}");
     let unknown: Vec<&Value> = events(&records, "action_result")
         .into_iter()
         .filter(|r| r["detail"]["outcome"] == "outcome_unknown")
         .collect();
-    assert_eq!(unknown.len(), 1, "{names:?}");
-    assert_eq!(unknown[0]["detail"]["target"], "sleep 20", "{names:?}");
+    assert_eq!(unknown.len(), 5, "{names:?}");
+    assert!(
+        unknown.iter().all(|r| r["detail"]["target"] == "sleep 20"),
+        "{names:?}"
+    );
     assert!(!ran(&env, &id, "-2"), "an action ran after its node died");
+    let hosts_now = run["hosts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        hosts_now
+            .iter()
+            .all(|h| h["status"] != "running" && h["status"] != "pending"),
+        "hosts left open: {run}"
+    );
     // The survivors go on running runs.
     let next = id_of(&start_run(&nodes[2], "alice", "quick", json!({})));
     wait_until(SETTLE, "a survivor's run to finish", || {
