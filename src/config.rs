@@ -50,6 +50,8 @@ struct RawConfig {
     /// A PostgreSQL URL: the store several nodes share (SPEC §10). Unset: SQLite in
     /// `state_dir`.
     database_url: Option<String>,
+    /// How long a node's claim on a run lasts unless renewed (several nodes only).
+    lease_timeout: Option<String>,
     listen: Option<String>,
     runbooks_dir: Option<PathBuf>,
     /// Base URL people use to reach the web pages, for links in prompts.
@@ -523,6 +525,9 @@ pub struct Config {
     /// The PostgreSQL store (`database_url`, or `TANDEM_DATABASE_URL`, which wins); `None`:
     /// SQLite in `state_dir`. A secret: the URL may carry a password.
     pub database_url: Option<SecretValue>,
+    /// How long a node's lease on a run it executes lasts unless renewed; a survivor takes
+    /// the run over (marks it `interrupted`) this long after its node stopped (SPEC §10).
+    pub lease_timeout: std::time::Duration,
     pub listen: String,
     pub runbooks_dir: PathBuf,
     pub public_url: Option<String>,
@@ -772,6 +777,22 @@ impl Config {
                     "database_url",
                     format!("must be a postgres:// URL (from the config or {DATABASE_URL_ENV})"),
                 ));
+            }
+        }
+        let mut lease_timeout = crate::store::DEFAULT_LEASE;
+        if let Some(text) = &raw.lease_timeout {
+            match humantime::parse_duration(text) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => lease_timeout = d,
+                Ok(_) => errors.push(err(
+                    "lease_timeout".into(),
+                    "lease_timeout",
+                    "must be at least 1s".into(),
+                )),
+                Err(e) => errors.push(err(
+                    "lease_timeout".into(),
+                    "lease_timeout",
+                    format!("not a duration like `15s`: {e}"),
+                )),
             }
         }
 
@@ -1086,6 +1107,7 @@ impl Config {
             path: path.to_path_buf(),
             state_dir: base.join(raw.state_dir.unwrap_or_else(|| PathBuf::from(".tandem"))),
             database_url: database_url.map(SecretValue),
+            lease_timeout,
             listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
             runbooks_dir: base.join(
                 raw.runbooks_dir

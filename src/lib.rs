@@ -25,7 +25,8 @@
 //! | [`audit`]    | hash-chained records: canonical form, verify, export, signed checkpoints; |
 //! |              | [`audit::Event`], every event name                                        |
 //! | [`witness`]  | the daemon's signed checkpoints of the audit log, delivered to witnesses  |
-//! | [`store`]    | SQLite (WAL, migrations, group commit): runs, hosts, logs, actions, audit;|
+//! | [`store`]    | runs, hosts, logs, actions, audit on SQLite (WAL, group commit) or on a  |
+//! |              | PostgreSQL shared by several nodes (leases, fencing tokens); migrations; |
 //! |              | `Tx::transition`, a run's compare-and-set with its audit record           |
 //! | [`scheduler`]| pure slot arithmetic: crontab in a zone (our own matcher: Vixie's day     |
 //! |              | rule, `#`/`L`), RFC 5545 RRULE (`rrule`), offset, DST gaps and folds,    |
@@ -45,10 +46,20 @@
 //!
 //! [`store::RunStore`] is the seam in the domain's terms (create a run with its plan, move,
 //! claim (start) or end it, record an action's intent and result, append to the audit log,
-//! list what a party may see, the work to take up), each operation one transaction; SQLite implements it, and
-//! `store::seam::contract` is the suite every backend must pass. What it does not cover yet
-//! (gates and decisions, schedules, freezes, logs) still goes through the SQLite store's
-//! closure-in-a-transaction API.
+//! list what a party may see, the work to take up), each operation one transaction, and
+//! `store::seam::contract` is the suite every backend must pass (run on SQLite and on a
+//! throwaway PostgreSQL). What it does not cover yet (gates and decisions, schedules,
+//! freezes, logs) goes through the store's closure-in-a-transaction API ([`store::Tx`]).
+//!
+//! SQLite and PostgreSQL are not two implementations of the seam but one [`store::Store`]
+//! over two connections: every operation is written once against `store::db::Conn`
+//! (execute / rows / row / one with typed parameters and rows) in SQL both databases accept,
+//! and `store::db` translates the few differences (`?N` placeholders, `INSERT OR IGNORE`,
+//! column types). A trait with one implementation per database would have meant two copies
+//! of some 1,800 lines of queries that must agree to the letter; one set of statements and a
+//! translator of a page keeps them one. The group commit serves both: on PostgreSQL each
+//! group's transaction first takes one advisory lock, which serializes writes across nodes
+//! as SQLite's one writer does in one process, so the audit chain stays linear.
 //!
 //! Blocking work (ssh2, rhai, SQLite) never runs on a tokio worker: scripts run on
 //! `spawn_blocking` threads, and the server reaches the store through `spawn_blocking`.

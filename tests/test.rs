@@ -7,6 +7,7 @@ mod approvals;
 mod audit_anchor;
 mod audit_tamper;
 mod chains;
+mod cluster;
 mod console_runs;
 mod crash_safety;
 mod estate;

@@ -291,6 +291,23 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The state store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy the SQLite state in state_dir into an empty PostgreSQL database (runs, logs,
+    /// approvals, schedules, the audit chain unchanged), then check the copy. Stop the
+    /// daemon first; afterwards set `database_url`.
+    Migrate {
+        /// The PostgreSQL database: `postgres://USER@HOST/DB?sslmode=require`.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -434,6 +451,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             format,
             out.as_deref(),
         ),
+        Command::Store {
+            command: StoreCommand::Migrate { to },
+        } => local::store_migrate(&cli.config, &to),
         Command::Run {
             runbook,
             params,

@@ -82,6 +82,10 @@ pub async fn serve(config_path: &Path, listen: Option<String>) -> Result<()> {
     let anchor = Anchor::new(app.clone(), key).await?;
     tokio::spawn(anchor.clone().run());
     tokio::spawn(expiry_loop(app.clone()));
+    if let Some(cluster) = app.store.cluster() {
+        tracing::info!(node = %cluster.node, "sharing the store with other nodes");
+        tokio::spawn(lease_loop(app.clone(), cluster.lease));
+    }
     tokio::spawn(app.clone().scheduler_loop());
     tokio::spawn(reload_loop(app.clone(), config_path.to_path_buf()));
     outln!("listening on http://{addr}");
@@ -116,6 +120,27 @@ async fn expiry_loop(app: std::sync::Arc<App>) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "expiring approvals failed"),
             Err(e) => tracing::error!(error = %e, "expiry task failed"),
+        }
+    }
+}
+
+/// Several nodes (SPEC §10), every third of the lease: renews the leases of the runs this
+/// node executes, then takes over the runs whose node stopped renewing theirs.
+async fn lease_loop(app: std::sync::Arc<App>, lease: Duration) {
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let a = app.clone();
+        let pass = tokio::task::spawn_blocking(move || -> Result<usize> {
+            a.store.renew_leases()?;
+            Ok(a.take_over_expired()?)
+        })
+        .await;
+        match pass {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "renewing or sweeping leases failed"),
+            Err(e) => tracing::error!(error = %e, "lease task failed"),
         }
     }
 }

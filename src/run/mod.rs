@@ -421,6 +421,11 @@ impl App {
     /// it stays `queued`, and [`App::start_held`] starts it. A scheduled run queued for a
     /// slot long past (beyond the scheduler's grace) is interrupted: its slot is over.
     pub fn recover(&self) -> Result<usize, StoreError> {
+        if self.store.cluster().is_some() {
+            // Other nodes may be executing runs right now: only the runs whose lease
+            // expired are over, and the sweep takes them (see `take_over_expired`).
+            return self.take_over_expired();
+        }
         let open = self.store.open_actions()?;
         let now = chrono::Utc::now();
         let runs: Vec<(String, RunStatus)> =
@@ -458,6 +463,47 @@ impl App {
             }
             Ok(())
         })?;
+        Ok(interrupted)
+    }
+
+    /// Several nodes (SPEC §10): the runs whose executing node stopped renewing its lease
+    /// (it died, or lost the database for longer than the lease) become `interrupted` and
+    /// their in-flight actions `outcome_unknown`, each run in one transaction that first
+    /// takes the run's lease over, so the old node's writes are refused from then on.
+    /// Nothing is re-run (rule 8). Returns how many runs were taken over.
+    pub fn take_over_expired(&self) -> Result<usize, StoreError> {
+        let mut interrupted = 0;
+        for id in self.store.expired_leases()? {
+            let ended = self.store.tx(|tx| {
+                if !tx.take_over(&id)? {
+                    return Ok(false);
+                }
+                for a in tx.open_actions_of(&id)? {
+                    tx.action_done(a.id, crate::state::ActionStatus::OutcomeUnknown)?;
+                    tx.audit(
+                        &Actor::system(),
+                        Some(&a.run_id),
+                        Event::ActionResult,
+                        json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": crate::state::ActionStatus::OutcomeUnknown,
+                               "reason": "the node running the action stopped while it was in flight"}),
+                    )?;
+                }
+                let ended = lifecycle::end(
+                    tx,
+                    &id,
+                    &[RunStatus::Running],
+                    RunStatus::Interrupted,
+                    Some("interrupted: the node running it stopped renewing its lease; nothing was re-run"),
+                    &Actor::system(),
+                )?;
+                tx.release(&id);
+                Ok(ended)
+            })?;
+            if ended {
+                tracing::warn!(run = %id, "took over a run whose node lost its lease: interrupted");
+                interrupted += 1;
+            }
+        }
         Ok(interrupted)
     }
 
@@ -631,6 +677,9 @@ impl App {
             if let Err(e) = app.execute(&id, control).await {
                 tracing::error!(run = %id, error = %e, "run could not be carried out");
             }
+            // The executor is gone: its lease is no longer renewed. A run it could not end
+            // (the store was unreachable) is taken over once the lease lapses.
+            app.store.release(&id);
             let now_idle = match app.active.lock() {
                 Ok(mut active) => {
                     active.remove(&id);

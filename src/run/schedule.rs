@@ -404,6 +404,18 @@ impl App {
                 tracing::info!("scheduler stopped: the daemon is draining");
                 return;
             }
+            // Several nodes: one leads the scheduler (a session advisory lock); the others
+            // wait to take over, and then rebuild the heap, which handles what the last
+            // leader missed. Each slot's key is unique, so a slot fires once regardless.
+            let app = self.clone();
+            let leads = tokio::task::spawn_blocking(move || app.store.lead_scheduler())
+                .await
+                .unwrap_or(false);
+            if !leads {
+                generation = u64::MAX;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             // (Re)build the heap when the catalog changed: every schedule is due now, which
             // also handles slots missed while the daemon was down.
             let catalog = self.catalog();

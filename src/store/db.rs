@@ -152,7 +152,11 @@ impl Column for bool {
         Ok(r.get::<_, i64>(i)? != 0)
     }
     fn from_pg(r: &postgres::Row, i: usize) -> Result<Self, StoreError> {
-        Ok(r.try_get::<_, i64>(i)? != 0)
+        // Stored flags are integers, as in SQLite; PostgreSQL's own functions answer BOOL.
+        match r.try_get::<_, bool>(i) {
+            Ok(b) => Ok(b),
+            Err(_) => Ok(r.try_get::<_, i64>(i)? != 0),
+        }
     }
 }
 
@@ -369,6 +373,47 @@ impl Conn {
                 let stmt = c.prepare(sql)?;
                 let client = c.client()?;
                 Ok(off_runtime(|| client.execute(&stmt, &pg_params(params)))? as usize)
+            }
+        }
+    }
+
+    /// Runs one statement built at run time (not prepared and kept).
+    pub fn execute_text(&self, sql: &str, params: &[Param<'_>]) -> Result<usize, StoreError> {
+        match self {
+            Conn::Lite(c) => Ok(c.execute(sql, rusqlite::params_from_iter(params))?),
+            Conn::Pg(c) => {
+                let mut c = c.borrow_mut();
+                let client = c.client()?;
+                let sql = pg_sql(sql);
+                Ok(off_runtime(|| client.execute(sql.as_str(), &pg_params(params)))? as usize)
+            }
+        }
+    }
+
+    /// The one row of a query built at run time, without parameters, read by `f`.
+    pub fn one_text<T>(
+        &self,
+        sql: &str,
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Conn::Lite(c) => {
+                let mut stmt = c.prepare(sql)?;
+                let mut rows = stmt.query([])?;
+                match rows.next()? {
+                    Some(r) => f(&Row::Lite(r)),
+                    None => Err(StoreError::Row(
+                        "a query that returns one row returned none".into(),
+                    )),
+                }
+            }
+            Conn::Pg(c) => {
+                let row = {
+                    let mut c = c.borrow_mut();
+                    let client = c.client()?;
+                    off_runtime(|| client.query_one(sql, &[]))?
+                };
+                f(&Row::Pg(&row))
             }
         }
     }

@@ -334,6 +334,7 @@ impl Tx<'_> {
         stream: &str,
         bytes: &[u8],
     ) -> Result<i64, StoreError> {
+        self.fence(run_id)?;
         let last: i64 = self.tx.one(
             "SELECT COALESCE(MAX(last_line), 0) FROM log_chunks WHERE run_id = ?1",
             p![run_id],

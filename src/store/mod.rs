@@ -1,5 +1,12 @@
-//! The state store: SQLite on disk (WAL, foreign keys, versioned migrations) holding runs,
-//! per-host results, run logs, actions and the audit log. No business rules live here.
+//! The state store: SQLite on disk (WAL, foreign keys, versioned migrations), or a
+//! PostgreSQL database several nodes share (`database_url`), holding runs, per-host results,
+//! run logs, actions and the audit log. No business rules live here. Both databases run the
+//! same statements through `db::Conn`; what differs is in `db` and `migrate`.
+//!
+//! On PostgreSQL the writer below is this node's: each group's transaction first takes
+//! `pg_advisory_xact_lock`, so groups of all nodes commit one at a time and each reads the
+//! audit head inside the lock. Runs are claimed with a lease and a fencing token
+//! ([`Cluster`]).
 //!
 //! Every write goes through [`Store::tx`], which hands out a [`Tx`] that can append audit
 //! records in the same transaction as the state change they describe: either both land or
@@ -31,6 +38,7 @@ use crate::policy::ApprovalRequirement;
 use crate::runbook::plan::{Initiator, Plan};
 use crate::state::{ActionStatus, Decision, GateStatus, HostStatus, ReviewStatus, RunStatus};
 
+mod copy;
 pub(crate) mod db;
 mod log;
 mod seam;
@@ -39,6 +47,7 @@ mod seam;
 #[path = "../../tests/harness/postgres.rs"]
 #[allow(dead_code)]
 pub(crate) mod test_postgres;
+pub use copy::Copied;
 use db::{p, Conn, Row};
 pub use db::{state_column, Column, Dialect, Param, ToParam};
 pub use log::{render, render_line, LineRef, LiveChunk, LogLine, RawChunk};
@@ -56,6 +65,10 @@ pub enum StoreError {
     Row(String),
     #[error("state store: {0}")]
     Config(String),
+    #[error(
+        "state store: run {0} is executed by another node now (its lease was lost); write refused"
+    )]
+    Fenced(String),
     #[error("state store: cannot create {path}: {source}")]
     Dir {
         path: String,
@@ -251,6 +264,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX host_results_host ON host_results(host, run_id);
     CREATE INDEX audit_event ON audit(event, seq);
     "#,
+    // 9 (several nodes): the lease of the node executing a run, and its fencing token,
+    // incremented at each claim (SPEC §10). Unused on SQLite: one process owns its runs.
+    r#"
+    ALTER TABLE runs ADD COLUMN lease_node TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until TEXT;
+    ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_lease ON runs(status, lease_until);
+    "#,
 ];
 
 /// Now, as RFC 3339 UTC with milliseconds: the form of every timestamp in the store, so
@@ -282,7 +303,38 @@ pub struct Store {
     live: log::LiveFeed,
     /// Told about committed audit records of the events it watches (see [`Store::observe`]).
     observer: OnceLock<Observer>,
+    /// Set when several nodes share this store (PostgreSQL): runs are claimed with leases.
+    cluster: Option<Cluster>,
 }
+
+/// This node's part in a store several nodes share (SPEC §10). A run is executed by the
+/// node that claimed it: the claim sets the run's lease (node, expiry) and increments its
+/// fencing token, which this node keeps in `held`. Every write of the run's results checks
+/// that the token is still the run's: once a survivor has taken the run over (after the
+/// lease expired), the old node's writes are refused.
+pub struct Cluster {
+    /// This node's id: host name, process id and a random suffix.
+    pub node: String,
+    /// How long a lease lasts unless renewed; renewed every third of it.
+    pub lease: Duration,
+    /// The fencing token of each run this node claimed.
+    held: Mutex<std::collections::HashMap<String, i64>>,
+    target: std::sync::Arc<db::PgTarget>,
+    /// The connection holding the scheduler's session advisory lock, while this node leads.
+    leader: Mutex<Option<Conn>>,
+}
+
+impl Cluster {
+    fn held(&self) -> MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The default lease of a run's executing node (SPEC §10: at most 15 s).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
+/// The session advisory lock the scheduler's leader holds.
+const PG_SCHEDULER_LOCK: i64 = 0x7461_6e64_656d_0003;
 
 /// A listener for committed audit records.
 struct Observer {
@@ -571,7 +623,7 @@ impl Store {
     /// state directory. Blocking: call it off the async workers.
     pub fn for_config(config: &crate::config::Config) -> Result<Store, StoreError> {
         match &config.database_url {
-            Some(url) => Store::connect(url.expose()),
+            Some(url) => Store::connect_with_lease(url.expose(), config.lease_timeout),
             None => Store::open(&config.state_dir),
         }
     }
@@ -606,13 +658,108 @@ impl Store {
     }
 
     /// Connects to a PostgreSQL database (`postgres://…`, TLS per its `sslmode`) and brings
-    /// its schema up to date; several nodes may share it.
+    /// its schema up to date; several nodes may share it, each run executed under a lease
+    /// of [`DEFAULT_LEASE`].
     pub fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with_lease(url, DEFAULT_LEASE)
+    }
+
+    /// [`Store::connect`] with runs' leases lasting `lease`.
+    pub fn connect_with_lease(url: &str, lease: Duration) -> Result<Store, StoreError> {
         let target = std::sync::Arc::new(db::PgTarget::parse(url)?);
         let writer = target.connect()?;
         migrate(&writer)?;
         let reader = target.connect()?;
-        Ok(Store::with(writer, reader))
+        let mut store = Store::with(writer, reader);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "node".into());
+        let mut suffix = [0u8; 4];
+        let _ = getrandom::fill(&mut suffix);
+        store.cluster = Some(Cluster {
+            node: format!("{host}-{}-{}", std::process::id(), hex::encode(suffix)),
+            lease,
+            held: Mutex::default(),
+            target,
+            leader: Mutex::new(None),
+        });
+        Ok(store)
+    }
+
+    /// This node's part in a cluster, when several nodes share the store.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Stops renewing this node's lease on a run whose executor finished (the run ended, or
+    /// could not be ended: then its lease lapses and a survivor settles it).
+    pub fn release(&self, id: &str) {
+        if let Some(c) = &self.cluster {
+            c.held().remove(id);
+        }
+    }
+
+    /// Renews the leases of the runs this node executes; returns how many are still its.
+    pub fn renew_leases(&self) -> Result<usize, StoreError> {
+        let Some(c) = &self.cluster else {
+            return Ok(0);
+        };
+        let held: Vec<(String, i64)> = c.held().iter().map(|(k, v)| (k.clone(), *v)).collect();
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let until = lease_until(c.lease);
+        self.tx(|tx| {
+            let mut kept = 0;
+            for (id, token) in &held {
+                kept += tx.tx.execute(
+                    "UPDATE runs SET lease_until = ?3 WHERE id = ?1 AND lease_token = ?2 AND status = ?4",
+                    p![id, token, until, RunStatus::Running],
+                )?;
+            }
+            Ok(kept)
+        })
+    }
+
+    /// Running runs whose lease expired (their node died, or lost the database for longer
+    /// than the lease): the runs a survivor takes over.
+    pub fn expired_leases(&self) -> Result<Vec<String>, StoreError> {
+        self.lock()?.rows(
+            "SELECT id FROM runs WHERE status = ?1 AND lease_until < ?2 ORDER BY id",
+            p![RunStatus::Running, now()],
+            |r| r.get(0),
+        )
+    }
+
+    /// Whether this node leads the scheduler: it holds a session advisory lock on a
+    /// connection of its own, so it leads until it dies or loses the database, and then
+    /// another node takes over. Always `true` on SQLite (one process).
+    pub fn lead_scheduler(&self) -> bool {
+        let Some(c) = &self.cluster else {
+            return true;
+        };
+        let mut leader = c.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = leader.as_ref() {
+            if conn.batch("SELECT 1").is_ok() {
+                return true;
+            }
+            *leader = None;
+        }
+        let Ok(conn) = c.target.connect() else {
+            return false;
+        };
+        let got: Result<bool, StoreError> = conn.one(
+            "SELECT pg_try_advisory_lock(?1)",
+            p![PG_SCHEDULER_LOCK],
+            |r| r.get::<bool>(0),
+        );
+        if got.unwrap_or(false) {
+            tracing::info!(node = %c.node, "this node now leads the scheduler");
+            *leader = Some(conn);
+            true
+        } else {
+            false
+        }
     }
 
     fn with(writer: Conn, reader: Conn) -> Store {
@@ -629,6 +776,7 @@ impl Store {
             reader: Mutex::new(reader),
             live: log::LiveFeed::default(),
             observer: OnceLock::new(),
+            cluster: None,
         }
     }
 
@@ -680,7 +828,7 @@ impl Store {
             }
         };
         let watched = self.observer.get().map_or(&[][..], |o| o.events);
-        let out = in_savepoint(&mut w, &self.live, watched, f);
+        let out = in_savepoint(&mut w, &self.live, self.cluster.as_ref(), watched, f);
         // The last writer in line commits; the others wait for it. Every member blocks until
         // its group resolves, so a group grows to at most the number of writing threads. A
         // member that wakes to find its group still open with nobody queued (its committer
@@ -1148,6 +1296,7 @@ impl Drop for Savepoint<'_> {
 fn in_savepoint<T>(
     w: &mut Writer,
     live: &log::LiveFeed,
+    cluster: Option<&Cluster>,
     watched: &'static [Event],
     f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<(T, Vec<Record>), StoreError> {
@@ -1162,6 +1311,8 @@ fn in_savepoint<T>(
     let tx = Tx {
         tx: &w.conn,
         live,
+        cluster,
+        fenced: RefCell::new(Vec::new()),
         appended: Default::default(),
         watched,
         seen: RefCell::new(Vec::new()),
@@ -1215,6 +1366,10 @@ fn run_by_id(conn: &Conn, id: &str) -> Result<Option<RunRow>, StoreError> {
 pub struct Tx<'a> {
     tx: &'a Conn,
     live: &'a log::LiveFeed,
+    cluster: Option<&'a Cluster>,
+    /// Runs whose lease this transaction checked already: the check holds to its end, as
+    /// no other node writes while it holds the write lock.
+    fenced: RefCell<Vec<String>>,
     /// Chunks this transaction appended to logs someone follows, published once it holds.
     appended: std::cell::RefCell<Vec<(String, std::sync::Arc<LiveChunk>)>>,
     /// The events the store's observer watches, and the records of them appended here.
@@ -1222,7 +1377,91 @@ pub struct Tx<'a> {
     seen: RefCell<Vec<Record>>,
 }
 
+/// The end of a lease taken or renewed now.
+fn lease_until(lease: Duration) -> String {
+    now_at(
+        chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::zero()),
+    )
+}
+
 impl Tx<'_> {
+    /// Claims a run for this node (when several share the store): its lease, and a new
+    /// fencing token that this node's later writes of the run must match.
+    pub fn claim(&self, id: &str) -> Result<(), StoreError> {
+        let Some(c) = self.cluster else {
+            return Ok(());
+        };
+        let token: i64 = self.tx.one(
+            "UPDATE runs SET lease_node = ?2, lease_until = ?3, lease_token = lease_token + 1 WHERE id = ?1 RETURNING lease_token",
+            p![id, c.node, lease_until(c.lease)],
+            |r| r.get(0),
+        )?;
+        c.held().insert(id.to_string(), token);
+        Ok(())
+    }
+
+    /// Takes over a run whose lease expired: a new fencing token (the old node's writes are
+    /// refused from now on), held by this node. `false` when the run is no longer running
+    /// with an expired lease (another survivor took it, or its node renewed in time).
+    pub fn take_over(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(c) = self.cluster else {
+            return Ok(false);
+        };
+        let n = self.tx.execute(
+            "UPDATE runs SET lease_node = ?2, lease_until = ?3, lease_token = lease_token + 1 WHERE id = ?1 AND status = ?4 AND lease_until < ?5",
+            p![id, c.node, lease_until(c.lease), RunStatus::Running, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Refuses a write of run `id`'s results when this node executes the run but no longer
+    /// holds its lease (its fencing token is not the run's any more).
+    pub fn fence(&self, id: &str) -> Result<(), StoreError> {
+        let Some(c) = self.cluster else {
+            return Ok(());
+        };
+        let Some(token) = c.held().get(id).copied() else {
+            return Ok(());
+        };
+        if self.fenced.borrow().iter().any(|f| f == id) {
+            return Ok(());
+        }
+        let current: Option<i64> =
+            self.tx
+                .row("SELECT lease_token FROM runs WHERE id = ?1", p![id], |r| {
+                    r.get(0)
+                })?;
+        if current != Some(token) {
+            return Err(StoreError::Fenced(id.to_string()));
+        }
+        self.fenced.borrow_mut().push(id.to_string());
+        Ok(())
+    }
+
+    /// Forgets this node's claim of a run that ended.
+    pub fn release(&self, id: &str) {
+        if let Some(c) = self.cluster {
+            c.held().remove(id);
+        }
+    }
+
+    /// The actions of one run recorded as intended with no result yet.
+    pub fn open_actions_of(&self, run_id: &str) -> Result<Vec<OpenAction>, StoreError> {
+        self.tx.rows(
+            "SELECT id, run_id, host, kind, target FROM actions WHERE run_id = ?1 AND status = ?2 ORDER BY id",
+            p![run_id, ActionStatus::Intent],
+            |r| {
+                Ok(OpenAction {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    host: r.get(2)?,
+                    kind: r.get(3)?,
+                    target: r.get(4)?,
+                })
+            },
+        )
+    }
+
     /// Freezes `host` for `party`; `false` when it was frozen already (the first freeze,
     /// with its reason, stays).
     pub fn freeze_host(
@@ -1348,6 +1587,7 @@ impl Tx<'_> {
         if !from.contains(&now_status) {
             return Ok(Transitioned::Refused(Some(now_status)));
         }
+        self.fence(id)?;
         let ts = now();
         let started = (to == RunStatus::Running).then_some(ts.as_str());
         let finished = to.is_final().then_some(ts.as_str());
@@ -1379,6 +1619,7 @@ impl Tx<'_> {
         exit_code: Option<i64>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.fence(run_id)?;
         let ts = now();
         let started = (status == HostStatus::Running).then_some(ts.as_str());
         let finished = status.is_final().then_some(ts.as_str());
@@ -1391,6 +1632,7 @@ impl Tx<'_> {
 
     /// Marks every still-pending or running host of a run with `status`.
     pub fn close_hosts(&self, run_id: &str, status: HostStatus) -> Result<(), StoreError> {
+        self.fence(run_id)?;
         self.tx.execute(
             "UPDATE host_results SET status = ?2, finished_at = COALESCE(finished_at, ?3) WHERE run_id = ?1 AND status IN (?4, ?5)",
             p![run_id, status, now(), HostStatus::Pending, HostStatus::Running],
@@ -1406,6 +1648,7 @@ impl Tx<'_> {
         kind: &str,
         target: &str,
     ) -> Result<i64, StoreError> {
+        self.fence(run_id)?;
         self.tx.one(
             "INSERT INTO actions (run_id, host, kind, target, status, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
             p![run_id, host, kind, target, ActionStatus::Intent, now()],

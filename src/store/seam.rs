@@ -3,10 +3,10 @@
 //! audit log, list what a party may see), not in terms of tables. Each operation is one
 //! transaction that either lands whole, with its audit record, or not at all.
 //!
-//! [`Store`] (SQLite) implements it; [`contract`] is the test suite every implementation
-//! must pass, run here against SQLite. The orchestrator still reaches the SQLite store
-//! directly for what the seam does not cover yet (gates and decisions, schedules, freezes,
-//! logs).
+//! [`Store`] implements it, on SQLite or on PostgreSQL; [`contract`] is the test suite every
+//! backend must pass, run here against both (PostgreSQL: a throwaway server started by the
+//! test). The orchestrator still reaches the store's transactions directly for what the seam
+//! does not cover yet (gates and decisions, schedules, freezes, logs).
 
 use serde_json::Value;
 
@@ -165,6 +165,7 @@ impl Tx<'_> {
         if !moved.moved() {
             return Ok(false);
         }
+        self.claim(id)?;
         self.log(id, None, line.0, line.1)?;
         Ok(true)
     }
@@ -193,6 +194,7 @@ impl Tx<'_> {
         self.close_hosts(id, e.leftover_hosts)?;
         self.close_pending_gates(id, e.leftover_gates)?;
         self.log(id, None, e.line.0, e.line.1)?;
+        self.release(id);
         Ok(true)
     }
 
@@ -210,6 +212,7 @@ impl Tx<'_> {
 
     /// [`RunStore::record_result`] inside this transaction.
     pub fn record_result(&self, o: &Outcome<'_>) -> Result<(), StoreError> {
+        self.fence(o.run_id)?;
         for (stream, bytes) in o.tail {
             self.log_chunk(o.run_id, o.host, stream, bytes)?;
         }
@@ -650,6 +653,95 @@ pub(crate) mod contract {
             dirs.lock().unwrap().push(dir);
             store
         });
+    }
+
+    /// Two nodes on one PostgreSQL: the node that claimed a run and then stopped renewing
+    /// its lease is taken over by the other, and from then on every write of the run's
+    /// results by the old node is refused (its fencing token is stale).
+    #[test]
+    fn a_node_that_lost_its_lease_cannot_write_the_runs_results() {
+        let pg = crate::store::test_postgres::Postgres::start();
+        let url = pg.database();
+        let lease = std::time::Duration::from_secs(1);
+        let a = Store::connect_with_lease(&url, lease).unwrap();
+        let b = Store::connect_with_lease(&url, lease).unwrap();
+        create(&a, "r1", RunStatus::Queued, &plan());
+        let alice = actor();
+        assert!(a
+            .start_run("r1", &alice, serde_json::json!({}), ("event", "started"))
+            .unwrap());
+        assert!(!b
+            .start_run("r1", &alice, serde_json::json!({}), ("event", "started"))
+            .unwrap());
+        let intent = Intent {
+            run_id: "r1",
+            host: Some("web1"),
+            kind: "sh",
+            target: "true",
+            actor: &alice,
+            detail: serde_json::json!({}),
+        };
+        let action = a.record_intent(&intent).unwrap();
+        // While `a` renews, nothing has expired.
+        assert_eq!(a.renew_leases().unwrap(), 1);
+        assert!(b.expired_leases().unwrap().is_empty());
+        // `a` stops renewing: its lease runs out and `b` takes the run over.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while b.expired_leases().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lease never expired"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let system = Actor::system();
+        let taken = b
+            .tx(|tx| {
+                assert!(tx.take_over("r1")?);
+                assert!(!tx.take_over("r1")?, "taken over twice");
+                tx.end_run(
+                    "r1",
+                    &[RunStatus::Running],
+                    &Ending {
+                        to: RunStatus::Interrupted,
+                        error: None,
+                        actor: &system,
+                        leftover_hosts: HostStatus::NotStarted,
+                        leftover_gates: GateStatus::Cancelled,
+                        line: ("event", "interrupted"),
+                    },
+                )
+            })
+            .unwrap();
+        assert!(taken);
+        let refused = a.record_result(&Outcome {
+            action_id: action,
+            run_id: "r1",
+            host: Some("web1"),
+            actor: &alice,
+            detail: serde_json::json!({}),
+            tail: &[],
+            line: None,
+        });
+        assert!(
+            matches!(refused, Err(StoreError::Fenced(ref id)) if id == "r1"),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            a.record_intent(&intent),
+            Err(StoreError::Fenced(_))
+        ));
+        assert_eq!(a.renew_leases().unwrap(), 0, "a lost lease is not renewed");
+        assert_eq!(
+            events(&b, "r1"),
+            [
+                "run_requested",
+                "run_started",
+                "action_intent",
+                "run_finished"
+            ]
+        );
+        crate::audit::verify(b.audit_after(0, 100).unwrap().into_iter().map(Ok)).unwrap();
     }
 
     #[test]
