@@ -213,7 +213,7 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · tandem</title>\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<link rel=\"stylesheet\" href=\"/static/tandem.css\"><script src=\"/static/tandem.js\" defer></script></head><body>\
+<link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/static/tandem.css\"><script src=\"/static/tandem.js\" defer></script></head><body>\
 <nav aria-label=\"sections\">{nav}</nav><main><h1>{title}</h1>{body}</main></body></html>",
         title = esc(title),
     );
