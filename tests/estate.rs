@@ -24,6 +24,9 @@ fn estate_config() -> StandardConfig {
         .extra(
             "secrets:\n  edr_token: { env: T_EDR_TOKEN, owner: internal }\n  psa_token: { env: T_PSA_TOKEN, owner: provider }\n",
         )
+        .extra(
+            "calendars:\n  holidays:\n    description: office closed\n    periods:\n      - { from: \"2027-01-10T00:00:00+01:00\", to: \"2027-01-11T00:00:00+01:00\", reason: \"new year freeze\" }\n",
+        )
 }
 
 /// Runbooks covering the matrix's cases: mixed owners, approval `from` and quorum, an
@@ -39,7 +42,8 @@ const RUNBOOKS: &[(&str, &str)] = &[
         "patch",
         "name: patch\ndescription: monthly patching\nowner: internal\ntargets: [h1, h3]\n\
          scope: { commands: [\"true\"] }\nallowed: { parties: [internal, provider], roles: [operator, admin] }\n\
-         approval: { quorum: 2 }\nschedule: { cron: \"0 3 * * SUN\", timezone: Europe/Berlin }\n\
+         approval: { quorum: 2 }\n\
+         schedule: { cron: \"0 3 * * SUN\", timezone: Europe/Berlin, window: 2h, blackout: [holidays] }\n\
          script: 'sh(\"true\")'\n",
     ),
     (
@@ -53,7 +57,8 @@ const RUNBOOKS: &[(&str, &str)] = &[
         "monitor",
         "name: monitor\ndescription: the provider's own monitoring\nowner: provider\ntargets: [h3]\n\
          scope: { commands: [\"true\"], http: [\"GET https://psa.provider.example/api/tickets\"], secrets: [psa_token] }\n\
-         allowed: { parties: [provider], roles: [operator] }\nscript: 'sh(\"true\")'\n",
+         allowed: { parties: [provider], roles: [operator] }\nschedule: { cron: \"0 4 1 1 *\" }\n\
+         script: 'sh(\"true\")'\n",
     ),
     (
         "audit-web",
@@ -447,4 +452,94 @@ fn the_hosts_page_lists_only_what_a_party_may_see_and_filters() {
     assert!(html.contains("id=\"host-h1\"") && html.contains("id=\"host-h3\""));
     assert!(!html.contains("id=\"host-h2\""), "{html}");
     assert!(html.contains("2 hosts match"), "{html}");
+}
+
+#[test]
+fn the_schedules_page_shows_approval_status_standing_approvals_and_the_month() {
+    let env = estate_env();
+    let daemon = Daemon::start(&env);
+    let browser = Browser::start();
+    browser_sign_in(&browser, &daemon, "ivan", "/schedules");
+    let row = browser.text(&browser.find("#sch-patch"));
+    assert!(row.contains("0 3 * * SUN"), "{row}");
+    assert!(row.contains("Europe/Berlin"), "{row}");
+    assert!(
+        row.contains("will skip: needs approval from internal, provider"),
+        "{row}"
+    );
+    // The next slots in the zone and in UTC: 03:00 in Berlin is 01:00 or 02:00 UTC.
+    assert!(
+        row.contains("03:00 (UTC+01:00) · 02:00 UTC")
+            || row.contains("03:00 (UTC+02:00) · 01:00 UTC"),
+        "{row}"
+    );
+    let summary = browser.text(&browser.find("#schedules-summary"));
+    assert!(summary.contains("will skip their next slot"), "{summary}");
+    // Rule 10: the provider's own schedule is not internal's to see.
+    assert!(browser.find_all("#sch-monitor").is_empty());
+
+    // Standing approvals from both parties, two approvers each (quorum 2).
+    for user in ["ivan", "iona", "pete", "pam"] {
+        let (status, body) = daemon.post(
+            "/api/v1/schedules/patch/standing",
+            &token(user),
+            &serde_json::json!({"for": "30d"}),
+        );
+        assert_eq!(status, 201, "{user}: {body}");
+    }
+    browser.navigate(&format!("{}/schedules", daemon.url()));
+    let row = browser.text(&browser.find("#sch-patch"));
+    assert!(row.contains("approved"), "{row}");
+    assert!(
+        row.contains("standing approval by iona (internal) until"),
+        "{row}"
+    );
+    assert!(row.contains("pete (provider) until"), "{row}");
+    let (_, api) = daemon.get("/api/v1/schedules", &token("ivan"));
+    let patch = api
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["runbook"] == "patch")
+        .unwrap();
+    assert_eq!(patch["next_slot_approved"], true, "{patch}");
+    assert_eq!(patch["standing"].as_array().unwrap().len(), 4, "{patch}");
+
+    // The month calendar: Sundays at 03:00 with a two-hour window; the blackout day
+    // is drawn and its slot marked skipped.
+    browser.navigate(&format!(
+        "{}/schedules?runbook=patch&month=2027-01",
+        daemon.url()
+    ));
+    let sunday = browser.text(&browser.find("#day-2027-01-03"));
+    assert!(sunday.contains("03:00"), "{sunday}");
+    assert!(sunday.contains("window to 05:00"), "{sunday}");
+    assert!(!sunday.contains("skipped"), "{sunday}");
+    let blackout = browser.text(&browser.find("#day-2027-01-10"));
+    assert!(blackout.contains("blackout holidays"), "{blackout}");
+    assert!(blackout.contains("03:00 skipped"), "{blackout}");
+    let monday = browser.text(&browser.find("#day-2027-01-04"));
+    assert!(!monday.contains("03:00"), "{monday}");
+    browser.click(&browser.find("#cal-next"));
+    browser.find("#day-2027-02-07");
+    browser.save_screens("schedules");
+
+    // The provider sees its own schedule; a month of one it may not see is refused.
+    let client = page_client();
+    let (_, cookie) = sign_in(&client, &daemon, "paula", "/schedules");
+    let html = client
+        .get(format!("{}/schedules", daemon.url()))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(html.contains("id=\"sch-monitor\""), "{html}");
+    let (_, cookie) = sign_in(&client, &daemon, "alice", "/schedules");
+    let response = client
+        .get(format!("{}/schedules?runbook=monitor", daemon.url()))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
 }

@@ -22,7 +22,11 @@ pub(super) struct EstateCache {
     matrix: Mutex<Option<(Arc<Catalog>, Arc<Matrix>)>>,
     /// Per party, the hosts it may see ([`App::hosts_for`]).
     hosts_seen: Mutex<Option<(Arc<Catalog>, HostsByParty)>>,
+    /// The schedules' facts ([`App::schedule_facts`]).
+    pub(super) schedules: Mutex<Option<(Arc<Catalog>, SchedulesFacts)>>,
 }
+
+type SchedulesFacts = Arc<Vec<super::schedule::ScheduleFacts>>;
 
 /// What the hosts page asks for; every field narrows.
 #[derive(Debug, Clone, Default)]
@@ -243,6 +247,134 @@ impl App {
             matching: matching.len(),
             page,
             per_page: HOSTS_PER_PAGE,
+        })
+    }
+}
+
+/// One day of a schedule's month calendar.
+#[derive(Debug, Clone)]
+pub struct CalendarDay {
+    pub date: chrono::NaiveDate,
+    /// Slots starting this day (in the schedule's zone): local start, local end of the
+    /// maintenance window if any, and the blackout calendar that skips it.
+    pub slots: Vec<CalendarSlot>,
+    /// Blackout calendars covering part of this day, with their reasons.
+    pub blackouts: Vec<(String, Option<String>)>,
+}
+
+/// A slot in the month calendar.
+#[derive(Debug, Clone)]
+pub struct CalendarSlot {
+    pub local: chrono::NaiveDateTime,
+    pub window_end: Option<chrono::NaiveDateTime>,
+    pub utc: chrono::DateTime<chrono::Utc>,
+    pub blackout: Option<String>,
+}
+
+/// A schedule's month: its zone and each day.
+#[derive(Debug, Clone)]
+pub struct CalendarMonth {
+    pub runbook: String,
+    pub timezone: String,
+    pub year: i32,
+    pub month: u32,
+    pub days: Vec<CalendarDay>,
+}
+
+/// At most this many slots are drawn in one month (an every-minute schedule).
+const MAX_MONTH_SLOTS: usize = 400;
+
+impl App {
+    /// The month calendar of `runbook`'s schedule, if `user`'s party may see it: slots,
+    /// their maintenance windows, and blackouts, by the scheduler's own arithmetic
+    /// ([`crate::scheduler::Schedule::next`], `window_end`, `blackout_at`). `month` is
+    /// `(year, month)`; `None`: the current month in the schedule's zone.
+    pub fn schedule_month(
+        &self,
+        user: &User,
+        runbook: &str,
+        month: Option<(i32, u32)>,
+    ) -> Result<CalendarMonth, RunError> {
+        use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+        self.visible_schedule(user, runbook)?;
+        let facts = self.schedule_facts();
+        let f = facts
+            .iter()
+            .find(|f| f.runbook == runbook)
+            .ok_or_else(|| RunError::UnknownRunbook(runbook.to_string()))?;
+        let sch = &f.schedule;
+        let tz = sch.tz;
+        let today = Utc::now().with_timezone(&tz).date_naive();
+        let (year, mon) = month.unwrap_or((today.year(), today.month()));
+        let bad = || RunError::Invalid(format!("no such month {year}-{mon:02}"));
+        let first = NaiveDate::from_ymd_opt(year, mon, 1).ok_or_else(bad)?;
+        let next_first = if mon == 12 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(year, mon + 1, 1)
+        }
+        .ok_or_else(bad)?;
+        // Local midnight of a day as an instant; a midnight in a DST gap takes the earliest
+        // instant after it.
+        let start_of = |d: NaiveDate| -> chrono::DateTime<Utc> {
+            let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+            tz.from_local_datetime(&midnight)
+                .earliest()
+                .or_else(|| {
+                    tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                        .earliest()
+                })
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+        };
+        let (from, to) = (start_of(first), start_of(next_first));
+        let config = self.config();
+        let mut days: Vec<CalendarDay> = Vec::new();
+        let mut d = first;
+        while d < next_first {
+            // A blackout is looked for at each hour of the day: periods are drawn per day.
+            let mut blackouts: Vec<(String, Option<String>)> = Vec::new();
+            let day_start = start_of(d);
+            for h in 0..24 {
+                let t = day_start + chrono::Duration::hours(h);
+                if let Some((name, why)) = sch.blackout_at(&config.calendars, t) {
+                    if !blackouts.iter().any(|(n, _)| n == name) {
+                        blackouts.push((name.to_string(), why.map(str::to_string)));
+                    }
+                }
+            }
+            days.push(CalendarDay {
+                date: d,
+                slots: Vec::new(),
+                blackouts,
+            });
+            d = d.succ_opt().ok_or_else(bad)?;
+        }
+        // `next` gives slots strictly after its start: begin a second earlier.
+        for slot in sch.next(from - chrono::Duration::seconds(1), MAX_MONTH_SLOTS) {
+            if slot >= to {
+                break;
+            }
+            let local = slot.with_timezone(&tz).naive_local();
+            if let Some(day) = days.iter_mut().find(|x| x.date == local.date()) {
+                day.slots.push(CalendarSlot {
+                    local,
+                    window_end: sch
+                        .window_end(slot)
+                        .map(|e| e.with_timezone(&tz).naive_local()),
+                    utc: slot,
+                    blackout: sch
+                        .blackout_at(&config.calendars, slot)
+                        .map(|b| b.0.to_string()),
+                });
+            }
+        }
+        Ok(CalendarMonth {
+            runbook: f.runbook.clone(),
+            timezone: tz.name().to_string(),
+            year,
+            month: mon,
+            days,
         })
     }
 }

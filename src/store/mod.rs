@@ -1451,6 +1451,21 @@ impl Tx<'_> {
         )
     }
 
+    /// The standing approvals of a schedule's `digest` in force at `at`: (party, user, until),
+    /// the longest-standing of each approver.
+    pub fn standing_list(
+        &self,
+        runbook: &str,
+        digest: &str,
+        at: &str,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.tx.rows(
+            "SELECT party, \"user\", MAX(until) FROM standing_approvals WHERE runbook = ?1 AND digest = ?2 AND granted_at <= ?3 AND until > ?3 GROUP BY party, \"user\" ORDER BY party, \"user\"",
+            p![runbook, digest, at],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+
     /// The newest scheduled run of a runbook: (slot, status).
     pub fn last_scheduled(&self, runbook: &str) -> Result<Option<(String, RunStatus)>, StoreError> {
         self.tx.row(
@@ -1604,30 +1619,29 @@ impl Store {
     }
 
     /// The newest result of each of `hosts` (the run, its host status, when it ended or
-    /// started), for the console's hosts page. One pass over `host_results`, however many
-    /// hosts are asked about; hosts that never ran are absent.
+    /// started), for the console's hosts page; hosts that never ran are absent. One indexed
+    /// lookup per host (`host_results_host`), newest run first.
     pub fn last_host_results(&self, hosts: &[&str]) -> Result<Vec<LastHostResult>, StoreError> {
-        if hosts.is_empty() {
-            return Ok(Vec::new());
+        let conn = self.lock()?;
+        let mut out = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            let found = conn.row(
+                "SELECT h.run_id, h.status, COALESCE(h.finished_at, h.started_at) \
+                 FROM host_results h JOIN runs r ON r.id = h.run_id \
+                 WHERE h.host = ?1 ORDER BY r.created_at DESC, r.id DESC LIMIT 1",
+                p![host],
+                |r| {
+                    Ok(LastHostResult {
+                        host: host.to_string(),
+                        run_id: r.get(0)?,
+                        status: r.get(1)?,
+                        at: r.get(2)?,
+                    })
+                },
+            )?;
+            out.extend(found);
         }
-        let conn = self.lock();
-        let marks = vec!["?"; hosts.len()].join(",");
-        // SQLite returns the other columns of the row holding MAX(rowid): the newest one.
-        let mut stmt = conn.prepare(&format!(
-            "SELECT host, run_id, status, COALESCE(finished_at, started_at), MAX(rowid) \
-             FROM host_results WHERE host IN ({marks}) GROUP BY host"
-        ))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(hosts.iter()), |r| {
-                Ok(LastHostResult {
-                    host: r.get(0)?,
-                    run_id: r.get(1)?,
-                    status: r.get(2)?,
-                    at: r.get(3)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        Ok(out)
     }
 
     /// How many runs are in each status, for `/metrics`.
