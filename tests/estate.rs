@@ -543,3 +543,126 @@ fn the_schedules_page_shows_approval_status_standing_approvals_and_the_month() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
 }
+
+#[test]
+fn the_audit_page_verifies_the_chain_shows_checkpoints_and_only_what_a_party_may_see() {
+    let env = Env::new();
+    let witness = env.path().join("internal-witness.jsonl");
+    let config = estate_config()
+        .user("pat", "provider", &["auditor"])
+        .extra(&format!(
+            "audit:\n  checkpoint_records: 3\n  checkpoint_interval: 1s\n  witnesses:\n    - {{ party: internal, file: {} }}\n",
+            serde_json::Value::from(witness.to_string_lossy().to_string())
+        ));
+    env.write_config(&config.to_yaml());
+    for (name, yaml) in RUNBOOKS {
+        env.write_runbook(&format!("{name}.yaml"), yaml);
+    }
+    let daemon = Daemon::start(&env);
+    // The provider's own run: internal is not concerned (rule 10).
+    let (status, run) = daemon.post(
+        "/api/v1/runs",
+        &token("paula"),
+        &serde_json::json!({"runbook": "monitor"}),
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    crate::harness::wait_for(std::time::Duration::from_secs(30), "the run ends", || {
+        let (_, r) = daemon.get(&format!("/api/v1/runs/{id}"), &token("paula"));
+        (r["status"] == "succeeded").then_some(())
+    });
+    let (status, _) = daemon.post(
+        "/api/v1/freezes",
+        &token("ivan"),
+        &serde_json::json!({"targets": ["h2"], "reason": "audit page test"}),
+    );
+    assert_eq!(status, 200);
+    crate::harness::wait_for(
+        std::time::Duration::from_secs(30),
+        "a checkpoint delivered to the witness file",
+        || {
+            let (_, log) = daemon.get("/api/v1/audit", &token("audrey"));
+            log.to_string()
+                .contains("checkpoint_delivered")
+                .then_some(())
+        },
+    );
+
+    let browser = Browser::start();
+    browser_sign_in(&browser, &daemon, "audrey", "/audit");
+    let chain = browser.text(&browser.find("#chain-status"));
+    assert!(chain.contains("The chain verifies"), "{chain}");
+    let checkpoints = browser.text(&browser.find("#checkpoints"));
+    assert!(
+        checkpoints.contains("delivered internal (file, 1 attempt)"),
+        "{checkpoints}"
+    );
+    browser.save_screens("audit");
+    // Filter by event from the form.
+    browser.click(&browser.find("#f-event option[value='']"));
+    browser.send_keys(&browser.find("#f-event"), "host_frozen");
+    browser.click(&browser.find("#f-apply"));
+    crate::harness::wait_until(
+        std::time::Duration::from_secs(10),
+        "the filtered page",
+        || browser.current_url().contains("event=host_frozen"),
+    );
+    let records = browser.text(&browser.find("#records"));
+    assert!(records.contains("host_frozen"), "{records}");
+    assert!(records.contains("ivan (internal)"), "{records}");
+    assert!(!records.contains("run_requested"), "{records}");
+
+    // Plain HTTP: the page shows each record as GET /api/v1/audit does for the same
+    // party, whole or redacted, for both parties' auditors.
+    let client = page_client();
+    for auditor in ["audrey", "pat"] {
+        let (_, api) = daemon.get("/api/v1/audit?limit=50", &token(auditor));
+        let (_, cookie) = sign_in(&client, &daemon, auditor, "/audit");
+        let html = client
+            .get(format!("{}/audit", daemon.url()))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let mut redacted = 0;
+        for e in api.as_array().unwrap() {
+            let seq = e["seq"].as_u64().unwrap();
+            if e["redacted"] == true {
+                redacted += 1;
+                assert!(
+                    html.contains(&format!("id=\"rec-{seq}\" class=\"muted\"")),
+                    "{auditor}: {seq} should be redacted"
+                );
+            } else {
+                let row = format!("<tr id=\"rec-{seq}\"><td>{seq}</td>");
+                assert!(html.contains(&row), "{auditor}: {seq} should be whole");
+            }
+        }
+        assert!(
+            redacted > 0,
+            "{auditor} sees another party's records redacted"
+        );
+        // The provider's run, filtered by its id: internal sees none of it.
+        let filtered = client
+            .get(format!("{}/audit?run={id}", daemon.url()))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert_eq!(
+            filtered.contains("<td>run_requested</td>"),
+            auditor == "pat",
+            "{auditor}: {filtered}"
+        );
+    }
+    // Without the auditor or admin role, no audit page (as the API).
+    let (_, cookie) = sign_in(&client, &daemon, "alice", "/audit");
+    let response = client
+        .get(format!("{}/audit", daemon.url()))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+}

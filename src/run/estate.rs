@@ -24,6 +24,8 @@ pub(super) struct EstateCache {
     hosts_seen: Mutex<Option<(Arc<Catalog>, HostsByParty)>>,
     /// The schedules' facts ([`App::schedule_facts`]).
     pub(super) schedules: Mutex<Option<(Arc<Catalog>, SchedulesFacts)>>,
+    /// The audit chain verified so far ([`App::chain_status`]).
+    chain: Mutex<Option<ChainStatus>>,
 }
 
 type SchedulesFacts = Arc<Vec<super::schedule::ScheduleFacts>>;
@@ -376,5 +378,255 @@ impl App {
             month: mon,
             days,
         })
+    }
+}
+
+/// The audit chain as the console last verified it.
+#[derive(Debug, Clone)]
+pub struct ChainStatus {
+    /// Records verified, and the head hash after them.
+    pub verified: crate::audit::Verified,
+    /// The first record that breaks the chain, if one does: nothing after it is verified.
+    pub broken: Option<crate::audit::Broken>,
+    /// When the check ran.
+    pub checked_at: String,
+}
+
+/// What the audit page asks for; every field narrows (full records only).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub event: Option<String>,
+    pub run_id: Option<String>,
+    /// A user name (or `system`).
+    pub actor: Option<String>,
+    /// RFC 3339 bounds on the record's time, inclusive.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl AuditFilter {
+    fn is_empty(&self) -> bool {
+        self.event.is_none()
+            && self.run_id.is_none()
+            && self.actor.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+    }
+
+    fn admits(&self, r: &crate::audit::Record) -> bool {
+        let actor = match &r.actor {
+            crate::audit::Actor::System(s) => s.as_str(),
+            crate::audit::Actor::User { user, .. } => user.as_str(),
+        };
+        self.event.as_deref().map_or(true, |e| r.event == e)
+            && self
+                .run_id
+                .as_deref()
+                .map_or(true, |id| r.run_id.as_deref() == Some(id))
+            && self.actor.as_deref().map_or(true, |a| actor == a)
+            && self.from.as_deref().map_or(true, |f| r.ts.as_str() >= f)
+            && self.to.as_deref().map_or(true, |t| r.ts.as_str() <= t)
+    }
+}
+
+/// A page of the audit log as a party sees it.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub entries: Vec<crate::audit::Entry>,
+    /// The seq to continue after, when the log goes on.
+    pub next_after: Option<u64>,
+    /// Records looked at for this page (a sparse filter stops after [`AUDIT_SCAN`]).
+    pub scanned: u64,
+}
+
+/// Records shown per audit page.
+pub const AUDIT_PER_PAGE: usize = 50;
+
+/// At most this many records are read to fill one filtered page; the page then offers to
+/// continue from where it stopped.
+pub const AUDIT_SCAN: u64 = 20_000;
+
+/// Records read from the store at a time while verifying or browsing.
+const AUDIT_BATCH: usize = 2_000;
+
+impl App {
+    /// Rule 10 for the audit log, the same for `GET /api/v1/audit` and the audit page:
+    /// `party`'s view of `records`, those that do not concern it redacted to their chain
+    /// links. Blocking (reads runs from the store).
+    pub fn audit_party_view(
+        &self,
+        party: &str,
+        records: Vec<crate::audit::Record>,
+    ) -> Result<Vec<crate::audit::Entry>, crate::store::StoreError> {
+        use crate::audit::Entry;
+        use crate::policy::audit_read::{record_concerns, Links};
+        use crate::policy::{may_see_run, run_parties};
+        let (config, catalog) = (self.config(), self.catalog());
+        // Whether each run met so far is visible to the party; `None`: no such run.
+        let mut runs: HashMap<String, Option<bool>> = HashMap::new();
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let visible = match &r.run_id {
+                Some(id) => match runs.get(id) {
+                    Some(v) => *v,
+                    None => {
+                        let v = self.store.run(id)?.map(|run| {
+                            let parties = run_parties(&run.initiator.party, &run.plan);
+                            may_see_run(party, &parties, &config.read_grants)
+                        });
+                        runs.insert(id.clone(), v);
+                        v
+                    }
+                },
+                None => None,
+            };
+            let runbook_owner = r.detail["runbook"]
+                .as_str()
+                .and_then(|name| catalog.get(name))
+                .map(|rb| rb.owner.as_str());
+            let links = Links {
+                run_visible: visible,
+                runbook_owner,
+            };
+            out.push(if record_concerns(party, &r, links) {
+                Entry::Full(r)
+            } else {
+                Entry::Redacted(r.redacted())
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reading the audit log needs the auditor or admin role (as `GET /api/v1/audit`).
+    pub fn may_read_audit(&self, user: &User) -> Result<(), RunError> {
+        use crate::config::Role;
+        if user.has_role(Role::Auditor) || user.has_role(Role::Admin) {
+            Ok(())
+        } else {
+            Err(RunError::Forbidden(
+                "reading the audit log needs the auditor or admin role".into(),
+            ))
+        }
+    }
+
+    /// The chain's verify status by [`crate::audit::verify_more`], the code of
+    /// `tandem audit verify`: each call verifies only the records appended since the last
+    /// one (the log is append-only), so it stays fast on a long log. Blocking.
+    pub fn chain_status(&self) -> Result<ChainStatus, RunError> {
+        let mut cache = match self.estate.chain.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        let mut status = cache.clone().unwrap_or_else(|| ChainStatus {
+            verified: crate::audit::Verified {
+                count: 0,
+                head: crate::audit::GENESIS.to_string(),
+                redacted: 0,
+                checkpoints: 0,
+            },
+            broken: None,
+            checked_at: String::new(),
+        });
+        while status.broken.is_none() {
+            let batch = self
+                .store
+                .audit_records(status.verified.count, AUDIT_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len();
+            match crate::audit::verify_more(
+                &status.verified,
+                batch.into_iter().map(|r| Ok(crate::audit::Entry::Full(r))),
+            ) {
+                Ok(v) => status.verified = v,
+                Err(b) => status.broken = Some(b),
+            }
+            if n < AUDIT_BATCH {
+                break;
+            }
+        }
+        status.checked_at = crate::store::now();
+        *cache = Some(status.clone());
+        Ok(status)
+    }
+
+    /// A page of the audit log after seq `after` as `user`'s party sees it (rule 10, as
+    /// the API). With a filter only whole records that match are shown: a redacted record
+    /// says nothing, not even that it matched.
+    pub fn audit_page(
+        &self,
+        user: &User,
+        filter: &AuditFilter,
+        after: u64,
+    ) -> Result<AuditPage, RunError> {
+        self.may_read_audit(user)?;
+        let mut entries = Vec::new();
+        let mut cursor = after;
+        let mut scanned = 0u64;
+        let mut more = true;
+        while entries.len() < AUDIT_PER_PAGE && scanned < AUDIT_SCAN {
+            let batch = self.store.audit_records(cursor, AUDIT_BATCH)?;
+            if batch.is_empty() {
+                more = false;
+                break;
+            }
+            let read = batch.len();
+            for e in self.audit_party_view(&user.party, batch)? {
+                let seq = e.seq();
+                if entries.len() == AUDIT_PER_PAGE {
+                    break;
+                }
+                cursor = seq;
+                scanned += 1;
+                let keep = match &e {
+                    crate::audit::Entry::Full(r) => filter.admits(r),
+                    crate::audit::Entry::Redacted(_) => filter.is_empty(),
+                };
+                if keep {
+                    entries.push(e);
+                }
+            }
+            if read < AUDIT_BATCH && entries.len() < AUDIT_PER_PAGE {
+                more = false;
+                break;
+            }
+        }
+        Ok(AuditPage {
+            entries,
+            next_after: more.then_some(cursor),
+            scanned,
+        })
+    }
+
+    /// The newest signed checkpoints and delivery outcomes, as `user`'s party may see them.
+    pub fn checkpoints_for(
+        &self,
+        user: &User,
+        limit: usize,
+    ) -> Result<(Vec<crate::audit::Record>, Vec<crate::audit::Record>), RunError> {
+        use crate::audit::{Entry, Event};
+        self.may_read_audit(user)?;
+        let full = |records| -> Result<Vec<crate::audit::Record>, RunError> {
+            Ok(self
+                .audit_party_view(&user.party, records)?
+                .into_iter()
+                .filter_map(|e| match e {
+                    Entry::Full(r) => Some(r),
+                    Entry::Redacted(_) => None,
+                })
+                .collect())
+        };
+        let signed = full(self.store.audit_latest(Event::CheckpointSigned, limit)?)?;
+        let mut delivered = self
+            .store
+            .audit_latest(Event::CheckpointDelivered, limit * 4)?;
+        delivered.extend(
+            self.store
+                .audit_latest(Event::CheckpointDeliveryFailed, limit * 4)?,
+        );
+        delivered.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        delivered.truncate(limit * 4);
+        Ok((signed, full(delivered)?))
     }
 }

@@ -540,50 +540,13 @@ async fn audit(
     Ok(Json(entries).into_response())
 }
 
-/// Rule 10 for the audit log: `party`'s view of `records`, those that do not concern it
-/// redacted to their chain links. Blocking (reads runs from the store).
+/// Rule 10 for the audit log: `party`'s view of `records` ([`App::audit_party_view`]).
 fn party_view(
     app: &App,
     party: &str,
     records: Vec<crate::audit::Record>,
 ) -> Result<Vec<crate::audit::Entry>, StoreError> {
-    use crate::audit::Entry;
-    use crate::policy::audit_read::{record_concerns, Links};
-    use crate::policy::{may_see_run, run_parties};
-    let (config, catalog) = (app.config(), app.catalog());
-    // Whether each run met so far is visible to the party; `None`: no such run.
-    let mut runs: std::collections::HashMap<String, Option<bool>> = Default::default();
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let visible = match &r.run_id {
-            Some(id) => match runs.get(id) {
-                Some(v) => *v,
-                None => {
-                    let v = app.store.run(id)?.map(|run| {
-                        let parties = run_parties(&run.initiator.party, &run.plan);
-                        may_see_run(party, &parties, &config.read_grants)
-                    });
-                    runs.insert(id.clone(), v);
-                    v
-                }
-            },
-            None => None,
-        };
-        let runbook_owner = r.detail["runbook"]
-            .as_str()
-            .and_then(|name| catalog.get(name))
-            .map(|rb| rb.owner.as_str());
-        let links = Links {
-            run_visible: visible,
-            runbook_owner,
-        };
-        out.push(if record_concerns(party, &r, links) {
-            Entry::Full(r)
-        } else {
-            Entry::Redacted(r.redacted())
-        });
-    }
-    Ok(out)
+    app.audit_party_view(party, records)
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {

@@ -760,6 +760,32 @@ impl Store {
         )
     }
 
+    /// The newest `limit` audit records of `event`, newest first.
+    pub fn audit_latest(
+        &self,
+        event: crate::audit::Event,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.lock()?.rows(
+            "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit WHERE event = ?1 ORDER BY seq DESC LIMIT ?2",
+            p![event.as_str(), limit as i64],
+            |r| {
+                let actor: String = r.get(2)?;
+                let detail: String = r.get(5)?;
+                Ok(Record {
+                    seq: r.get::<i64>(0)? as u64,
+                    ts: r.get(1)?,
+                    actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
+                    run_id: r.get(3)?,
+                    event: r.get(4)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+                    prev_hash: r.get(6)?,
+                    hash: r.get(7)?,
+                })
+            },
+        )
+    }
+
     /// Actions recorded as intended with no result yet, of runs in `status`.
     pub fn open_actions(&self) -> Result<Vec<OpenAction>, StoreError> {
         self.lock()?.rows(
