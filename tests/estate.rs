@@ -410,6 +410,10 @@ fn an_owner_freezes_a_host_from_the_hosts_page_and_lifts_it() {
     assert_eq!(status, 201, "{run}");
     let (_, freezes) = daemon.get("/api/v1/freezes", &token("ivan"));
     assert_eq!(freezes, serde_json::json!([]));
+    // The new run is each target's last run.
+    browser.navigate(&format!("{}/hosts", daemon.url()));
+    let row = browser.text(&browser.find("#host-h1"));
+    assert!(row.contains(run["id"].as_str().unwrap()), "{row}");
 }
 
 #[test]

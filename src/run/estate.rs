@@ -222,14 +222,27 @@ impl App {
             .map(|r| (r.host.clone(), r))
             .collect();
         let mut rows = Vec::with_capacity(shown.len());
+        // Whether the party sees each run met: hosts of one run share it, and reading a
+        // run's plan (every target) is the costly part.
+        let mut seen_runs: HashMap<String, bool> = HashMap::new();
         for h in shown {
             // A run on a host the party owns concerns it (rule 10); another's, only if seen.
             let last = match last.remove(&h.name) {
                 Some(r) if h.owner == user.party => Some(r),
-                Some(r) => match self.store.run(&r.run_id)? {
-                    Some(run) if self.sees(user, &run) => Some(r),
-                    _ => None,
-                },
+                Some(r) => {
+                    let sees = match seen_runs.get(&r.run_id) {
+                        Some(v) => *v,
+                        None => {
+                            let v = self
+                                .store
+                                .run(&r.run_id)?
+                                .is_some_and(|run| self.sees(user, &run));
+                            seen_runs.insert(r.run_id.clone(), v);
+                            v
+                        }
+                    };
+                    sees.then_some(r)
+                }
                 None => None,
             };
             let freeze = freezes.get(&h.name);
