@@ -500,28 +500,15 @@ fn a_follower_joining_mid_run_gets_every_stored_line_once_in_order() {
     wait_for(RUN_TIMEOUT, "the first lines", || {
         (!log_lines(&daemon, &id).is_empty()).then_some(())
     });
-    let response = reqwest::blocking::Client::builder()
-        .timeout(RUN_TIMEOUT)
-        .build()
-        .unwrap()
-        .get(format!("{}/api/v1/runs/{id}/log?follow=1", daemon.url()))
-        .bearer_auth(token("alice"))
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let mut followed = Vec::new();
-    let mut end = Value::Null;
-    for line in BufReader::new(response).lines() {
-        let line = line.unwrap();
-        if let Some(data) = line.strip_prefix("data:") {
-            let v: Value = serde_json::from_str(data.trim()).unwrap();
-            if v["status"].is_string() {
-                end = v;
-                break;
-            }
-            followed.push((v["id"].as_i64().unwrap(), v["line"].clone()));
-        }
-    }
+    // Two followers at once: one `line` event per line, and `lines` events in batches.
+    let follow = |query: &'static str| {
+        let url = format!("{}/api/v1/runs/{id}/log?{query}", daemon.url());
+        std::thread::spawn(move || follow_lines(&url))
+    };
+    let (single, batched) = (follow("follow=1"), follow("follow=1&batch=1"));
+    let (followed, end) = single.join().unwrap();
+    let (batch_followed, batch_end) = batched.join().unwrap();
+    assert_eq!(batch_end["status"], "succeeded", "{batch_end}");
     assert_eq!(end["status"], "succeeded", "{end}");
     let mut stored = Vec::new();
     loop {
@@ -552,4 +539,44 @@ fn a_follower_joining_mid_run_gets_every_stored_line_once_in_order() {
     let expected: Vec<i64> = (1..=stored.len() as i64).collect();
     assert_eq!(ids, expected, "each line once, in order, none missing");
     assert!(followed == stored, "the follower saw the stored text");
+    assert!(
+        batch_followed == stored,
+        "the batch follower saw every line once, in order, with the stored text"
+    );
+}
+
+/// Follows a run's log at `url` (either framing) to its end: every line as (id, text), and
+/// the final run.
+fn follow_lines(url: &str) -> (Vec<(i64, Value)>, Value) {
+    let response = reqwest::blocking::Client::builder()
+        .timeout(RUN_TIMEOUT)
+        .build()
+        .unwrap()
+        .get(url)
+        .bearer_auth(token("alice"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut followed = Vec::new();
+    let mut kind = String::new();
+    for line in BufReader::new(response).lines() {
+        let line = line.unwrap();
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_string();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            let v: Value = serde_json::from_str(data.trim()).unwrap();
+            match kind.as_str() {
+                "end" => return (followed, v),
+                "line" => followed.push((v["id"].as_i64().unwrap(), v["line"].clone())),
+                "lines" => {
+                    let first = v["id"].as_i64().unwrap();
+                    for (id, l) in (first..).zip(v["lines"].as_array().unwrap()) {
+                        followed.push((id, l.clone()));
+                    }
+                }
+                other => panic!("unexpected event `{other}`: {v}"),
+            }
+        }
+    }
+    panic!("the stream ended before the run did");
 }

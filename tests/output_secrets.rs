@@ -98,6 +98,7 @@ fn everywhere(env: &Env, daemon: &Daemon, id: &str) -> Vec<(String, Vec<u8>)> {
         format!("/api/v1/runs/{id}/log?raw=1"),
         // The run is over: the stream replays every line, then ends.
         format!("/api/v1/runs/{id}/log?follow=1"),
+        format!("/api/v1/runs/{id}/log?follow=1&batch=1"),
         format!("/api/v1/runs/{id}"),
     ] {
         let body = http
@@ -270,7 +271,11 @@ fn rule9_a_token_split_across_reads_never_reaches_a_live_follower() {
         .timeout(RUN_TIMEOUT)
         .build()
         .unwrap()
-        .get(format!("{}/api/v1/runs/{id}/log?follow=1", daemon.url()))
+        // Lines in batches, as `tandem logs --follow` asks for them.
+        .get(format!(
+            "{}/api/v1/runs/{id}/log?follow=1&batch=1",
+            daemon.url()
+        ))
         .bearer_auth(token("alice"))
         .send()
         .unwrap();
@@ -281,7 +286,7 @@ fn rule9_a_token_split_across_reads_never_reaches_a_live_follower() {
         let line = line.unwrap();
         received.push_str(&line);
         received.push('\n');
-        if line.contains("\"line\":\"ready\"") {
+        if line.contains("\"lines\":[\"ready\"") {
             // The follower is live: now the command prints the token.
             std::fs::write(&go, b"").unwrap();
         }

@@ -124,3 +124,31 @@ fn ssh_wrong_pinned_host_key_stops_before_authentication() {
         "the command ran despite the wrong host key"
     );
 }
+
+/// A host whose login key is a secret (`identity_secret`) rather than a file: the key is
+/// handed to libssh2 from memory, with its public half read from the key itself.
+#[test]
+fn ssh_key_held_in_a_secret_logs_in() {
+    let sshd = Sshd::start();
+    let env = Env::new();
+    let yaml = StandardConfig::new()
+        .host(HostSpec::ssh("web1", "internal", &sshd))
+        .extra("secrets:\n  login_key: {env: TEST_LOGIN_KEY, owner: internal}\n")
+        .to_yaml();
+    let identity = yaml
+        .lines()
+        .find(|l| l.trim_start().starts_with("identity_file:"))
+        .expect("an identity_file line");
+    let yaml = yaml.replace(identity, "    identity_secret: login_key");
+    env.write_config(&yaml);
+    env.write_runbook(
+        "hello.yaml",
+        &ssh_runbook("hello", "sh_ok(\"echo key-from-a-secret\");"),
+    );
+    let pem = std::fs::read_to_string(sshd.client_key_path()).unwrap();
+    let daemon = Daemon::start_with(&env, &[("TEST_LOGIN_KEY", pem.as_str())]);
+    client(&env, &daemon, "alice", &["run", "hello", "--wait"])
+        .success()
+        .stdout_contains("key-from-a-secret")
+        .stdout_contains("succeeded");
+}

@@ -4,7 +4,8 @@
 usage: follow-latency.py URL TOKEN RUNBOOK OUT.json
 
 Starts a run of RUNBOOK (POST /api/v1/runs), follows its log over server-sent events
-(GET /api/v1/runs/{id}/log?follow=1) until the `end` event, and for every stamp it sees
+(GET /api/v1/runs/{id}/log?follow=1&batch=1, one event per batch of lines, as
+`tandem logs --follow` asks) until the `end` event, and for every stamp it sees
 computes the receive time minus the stamp. A stamp is the output of `date +STAMP%s.%N` on
 a host: `STAMP` followed by the host's clock in seconds; the host is this machine, so both
 times come from one clock. Stamps are looked for anywhere in an event's data, so the
@@ -56,7 +57,7 @@ def main():
     follow = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
     follow.request(
         "GET",
-        f"/api/v1/runs/{run_id}/log?follow=1",
+        f"/api/v1/runs/{run_id}/log?follow=1&batch=1",
         headers={**auth, "Accept": "text/event-stream"},
     )
     stream = follow.getresponse()

@@ -77,44 +77,91 @@ impl Client {
         resp.json().await.map_err(|e| self.fail(e))
     }
 
-    /// Follows a run's log (server-sent events), handing each line to `on_line`, until the
-    /// run ends; returns the final run.
+    /// Follows a run's log (server-sent events, lines in batches), handing each line to
+    /// `on_line` as the object the log API pages (`{id, ts, host, stream, line}`), until
+    /// the run ends; returns the final run.
     async fn follow(&self, id: &str, on_line: &mut dyn FnMut(&Value)) -> Result<Value> {
         let mut resp = self
-            .send(
-                self.http
-                    .get(format!("{}/api/v1/runs/{id}/log?follow=1", self.base)),
-            )
+            .send(self.http.get(format!(
+                "{}/api/v1/runs/{id}/log?follow=1&batch=1",
+                self.base
+            )))
             .await?;
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.fail(e))? {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let event: String = buf.drain(..end + 2).collect();
-                let mut kind = "message";
-                let mut data = String::new();
-                for line in event.lines() {
-                    if let Some(k) = line.strip_prefix("event:") {
-                        kind = if k.trim() == "line" {
-                            "line"
-                        } else if k.trim() == "end" {
-                            "end"
-                        } else {
-                            "other"
-                        };
-                    } else if let Some(d) = line.strip_prefix("data:") {
-                        data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            buf.extend_from_slice(&chunk);
+            for event in take_events(&mut buf) {
+                match event.kind.as_str() {
+                    "lines" => {
+                        let batch: LineBatch =
+                            serde_json::from_str(&event.data).map_err(|e| self.fail(e))?;
+                        for (id, line) in (batch.id..).zip(batch.lines) {
+                            on_line(&json!({"id": id, "ts": batch.ts, "host": batch.host,
+                                "stream": batch.stream, "line": line}));
+                        }
                     }
-                }
-                match kind {
-                    "line" => on_line(&serde_json::from_str(&data).unwrap_or(Value::Null)),
-                    "end" => return serde_json::from_str(&data).map_err(|e| self.fail(e)),
+                    "line" => on_line(&serde_json::from_str(&event.data).unwrap_or(Value::Null)),
+                    "end" => return serde_json::from_str(&event.data).map_err(|e| self.fail(e)),
                     _ => {}
                 }
             }
         }
         Err(self.fail("the log stream ended before the run did"))
     }
+}
+
+/// A `lines` event of the log stream: consecutive lines of one host's stream, numbered
+/// from `id`.
+#[derive(serde::Deserialize)]
+struct LineBatch {
+    id: i64,
+    ts: String,
+    host: Option<String>,
+    stream: String,
+    lines: Vec<String>,
+}
+
+/// One server-sent event: its type (`message` when it names none) and its data lines.
+#[derive(Debug, PartialEq)]
+struct SseEvent {
+    kind: String,
+    data: String,
+}
+
+/// Takes the complete events out of `buf`, leaving a partial one. Bytes are decoded per
+/// event, so a character split between two reads of the body stays whole; comments
+/// (keep-alives) are skipped.
+fn take_events(buf: &mut Vec<u8>) -> Vec<SseEvent> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(end) = memchr::memmem::find(&buf[start..], b"\n\n") {
+        let raw = String::from_utf8_lossy(&buf[start..start + end]);
+        start += end + 2;
+        let mut kind = None;
+        let mut data: Option<String> = None;
+        for line in raw.lines() {
+            if let Some(k) = line.strip_prefix("event:") {
+                kind = Some(k.trim().to_string());
+            } else if let Some(d) = line.strip_prefix("data:") {
+                let d = d.strip_prefix(' ').unwrap_or(d);
+                match &mut data {
+                    Some(all) => {
+                        all.push('\n');
+                        all.push_str(d);
+                    }
+                    None => data = Some(d.to_string()),
+                }
+            }
+        }
+        if kind.is_some() || data.is_some() {
+            out.push(SseEvent {
+                kind: kind.unwrap_or_else(|| "message".into()),
+                data: data.unwrap_or_default(),
+            });
+        }
+    }
+    buf.drain(..start);
+    out
 }
 
 /// A live progress bar for `run --wait` on a terminal: hosts done out of all, with counts
@@ -746,4 +793,36 @@ fn print_json(value: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_taken_whole_and_a_split_character_stays_whole() {
+        let stream = ": keep-alive\n\nevent: lines\ndata: {\"lines\":[\"h\u{e9}\"]}\n\nevent: end\ndata: {}\n\n";
+        let bytes = stream.as_bytes();
+        // Cut inside the two bytes of "é", and inside the last event.
+        let cut = bytes.iter().position(|&b| b == 0xc3).unwrap() + 1;
+        let mut buf = bytes[..cut].to_vec();
+        assert_eq!(take_events(&mut buf), vec![]);
+        buf.extend_from_slice(&bytes[cut..bytes.len() - 3]);
+        let first = take_events(&mut buf);
+        assert_eq!(
+            first,
+            vec![SseEvent {
+                kind: "lines".into(),
+                data: "{\"lines\":[\"h\u{e9}\"]}".into()
+            }]
+        );
+        buf.extend_from_slice(&bytes[bytes.len() - 3..]);
+        let rest = take_events(&mut buf);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(
+            (rest[0].kind.as_str(), rest[0].data.as_str()),
+            ("end", "{}")
+        );
+        assert!(buf.is_empty());
+    }
 }

@@ -630,16 +630,14 @@ impl App {
                 })
                 .collect())
         };
-        let signed = full(self.store.audit_latest(Event::CheckpointSigned, limit)?)?;
-        let mut delivered = self
-            .store
-            .audit_latest(Event::CheckpointDelivered, limit * 4)?;
-        delivered.extend(
+        let signed = full(
             self.store
-                .audit_latest(Event::CheckpointDeliveryFailed, limit * 4)?,
-        );
-        delivered.sort_by_key(|r| std::cmp::Reverse(r.seq));
-        delivered.truncate(limit * 4);
+                .audit_latest([Event::CheckpointSigned, Event::CheckpointSigned], limit)?,
+        )?;
+        let delivered = self.store.audit_latest(
+            [Event::CheckpointDelivered, Event::CheckpointDeliveryFailed],
+            limit * 4,
+        )?;
         Ok((signed, full(delivered)?))
     }
 }

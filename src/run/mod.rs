@@ -18,6 +18,7 @@ pub mod output;
 mod reads;
 pub mod schedule;
 pub mod trigger;
+pub mod words;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +75,9 @@ pub struct StartRequest {
     /// A reference carried through the run into its audit records and notices (a ticket
     /// number); checked by [`check_ref`].
     pub reference: Option<String>,
+    /// The plan digest the starter was shown (the console's preview, or an API client that
+    /// binds its request); a run whose plan now has another digest is refused, not started.
+    pub digest: Option<String>,
 }
 
 /// The longest reference a run may carry, in characters.
@@ -241,6 +245,52 @@ fn record_run(
             Event::ReviewRequested,
             json!({"parties": parties}),
         )?;
+    }
+    Ok(())
+}
+
+/// Why a start request is refused before any plan is made; `denied` is the reason a
+/// `start_denied` record gives, when the refusal is one the audit log keeps.
+struct Refusal {
+    error: RunError,
+    denied: Option<String>,
+}
+
+/// Rule 1 and the break-glass and reference rules for `req` by `user`: the checks a start
+/// and its preview share.
+fn start_refusal(rb: &Runbook, user: &User, req: &StartRequest) -> Result<(), Refusal> {
+    let denied = |why: String| Refusal {
+        error: RunError::Forbidden(why.clone()),
+        denied: Some(why),
+    };
+    if let Err(d) = policy::may_start(rb, user) {
+        return Err(denied(d.0));
+    }
+    if req.break_glass {
+        if !rb.emergency {
+            return Err(denied(format!(
+                "runbook `{}` is not an emergency runbook; break-glass is refused",
+                rb.name
+            )));
+        }
+        if req
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Err(Refusal {
+                error: RunError::Invalid("a break-glass start needs a reason (--reason)".into()),
+                denied: None,
+            });
+        }
+    }
+    if let Some(r) = &req.reference {
+        check_ref(r).map_err(|e| Refusal {
+            error: RunError::Invalid(e),
+            denied: None,
+        })?;
     }
     Ok(())
 }
@@ -445,47 +495,27 @@ impl App {
         let rb = catalog
             .get(&req.runbook)
             .ok_or_else(|| RunError::UnknownRunbook(req.runbook.clone()))?;
-        if let Err(denied) = policy::may_start(rb, user) {
-            self.store.audit(
-                &actor,
-                None,
-                Event::StartDenied,
-                json!({"runbook": rb.name, "reason": denied.0}),
-            )?;
-            return Err(RunError::Forbidden(denied.0));
-        }
-        if req.break_glass {
-            let reason = req.reason.as_deref().map(str::trim).unwrap_or_default();
-            if !rb.emergency {
-                let why = format!(
-                    "runbook `{}` is not an emergency runbook; break-glass is refused",
-                    rb.name
-                );
+        if let Err(refused) = start_refusal(rb, user, &req) {
+            if let Some(reason) = &refused.denied {
                 self.store.audit(
                     &actor,
                     None,
                     Event::StartDenied,
-                    json!({"runbook": rb.name, "reason": why}),
+                    json!({"runbook": rb.name, "reason": reason}),
                 )?;
-                return Err(RunError::Forbidden(why));
             }
-            if reason.is_empty() {
-                return Err(RunError::Invalid(
-                    "a break-glass start needs a reason (--reason)".into(),
-                ));
-            }
+            return Err(refused.error);
         }
-        if let Some(r) = &req.reference {
-            check_ref(r).map_err(RunError::Invalid)?;
-        }
-        let initiator = Initiator {
-            user: user.name.clone(),
-            party: user.party.clone(),
-        };
-        let mut plan =
-            make_limited_plan(rb, &self.config(), &req.params, initiator, None, &req.limit)?;
-        plan.trigger = req.trigger.clone();
+        let mut plan = self.request_plan(rb, user, &req)?;
         self.refuse_frozen_targets(&actor, &plan)?;
+        if let Some(shown) = req.digest.as_deref().filter(|d| *d != plan.digest) {
+            return Err(RunError::Conflict(format!(
+                "the plan changed since it was shown (digest {shown}, now {}); nothing was \
+                 started: look at it again",
+                plan.digest
+            )));
+        }
+        plan.trigger = req.trigger.clone();
         let id = new_run_id();
         let needs_approval = !plan.approvals.is_empty() && !req.break_glass;
         let review_parties = approve::review_parties(rb, &plan);
@@ -528,6 +558,49 @@ impl App {
             self.spawn(id.clone(), &rb.name);
         }
         self.store.run(&id)?.ok_or(RunError::UnknownRun(id))
+    }
+
+    /// The plan `req` would start now, checked as [`App::submit`] checks it (rule 1, a
+    /// break-glass start, the reference, the params, the limit) but recording nothing: the
+    /// console's preview. Frozen targets are not refused here; the plan shows them.
+    pub fn preview(&self, user: &User, req: &StartRequest) -> Result<Plan, RunError> {
+        let catalog = self.catalog();
+        let rb = catalog
+            .get(&req.runbook)
+            .ok_or_else(|| RunError::UnknownRunbook(req.runbook.clone()))?;
+        start_refusal(rb, user, req).map_err(|r| r.error)?;
+        self.request_plan(rb, user, req)
+    }
+
+    /// The plan of a request by `user`.
+    fn request_plan(
+        &self,
+        rb: &Runbook,
+        user: &User,
+        req: &StartRequest,
+    ) -> Result<Plan, RunError> {
+        let initiator = Initiator {
+            user: user.name.clone(),
+            party: user.party.clone(),
+        };
+        Ok(make_limited_plan(
+            rb,
+            &self.config(),
+            &req.params,
+            initiator,
+            None,
+            &req.limit,
+        )?)
+    }
+
+    /// The runbooks `user` may start (rule 1, [`policy::may_start`]), by name.
+    pub fn startable_runbooks(&self, user: &User) -> Vec<Runbook> {
+        self.catalog()
+            .runbooks
+            .values()
+            .filter(|rb| policy::may_start(rb, user).is_ok())
+            .cloned()
+            .collect()
     }
 
     /// Whether the daemon is draining and accepts no new runs.
@@ -579,8 +652,10 @@ impl App {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Whether this run is being carried out now.
-    fn is_active(&self, id: &str) -> bool {
+    /// Whether this run is being carried out now: its final status is not recorded yet, or
+    /// was recorded only just now (a change is announced on [`App::changed`] once it is
+    /// no longer active).
+    pub fn is_active(&self, id: &str) -> bool {
         self.active
             .lock()
             .map(|a| a.contains_key(id))

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::{App, RunError};
+use crate::audit::{Event, Record};
 use crate::config::User;
 use crate::policy;
 use crate::runbook::plan::resolve_targets;
@@ -132,4 +133,30 @@ impl App {
             policy::may_see_run(&user.party, &f.concerns, &grants)
         })?)
     }
+
+    /// The witnesses of `user`'s party whose latest checkpoint delivery failed (the
+    /// failure's record each): the party's own copy of the audit head is behind.
+    pub fn undelivered_checkpoints(&self, user: &User) -> Result<Vec<Record>, RunError> {
+        let records = self.store.audit_latest(
+            [Event::CheckpointDelivered, Event::CheckpointDeliveryFailed],
+            RECENT_DELIVERIES,
+        )?;
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for r in records {
+            let witness = r.detail["witness"].as_str().unwrap_or_default().to_string();
+            // Newest first: the first record of a witness is its latest delivery.
+            if !seen.insert(witness) {
+                continue;
+            }
+            let failed = r.event == Event::CheckpointDeliveryFailed.as_str();
+            if failed && r.detail["party"].as_str() == Some(user.party.as_str()) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// How many of the latest checkpoint deliveries the home page looks through.
+const RECENT_DELIVERIES: usize = 200;

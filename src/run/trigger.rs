@@ -247,6 +247,7 @@ impl App {
                         .as_str()
                         .filter(|r| super::check_ref(r).is_ok())
                         .map(str::to_string),
+                    digest: None,
                 },
             )?;
             guard.started(t, &inst.key, &run.id, now);

@@ -2,11 +2,10 @@
 //! store calls go through `spawn_blocking` so no handler blocks a tokio worker. The
 //! approval pages for people are in [`web`].
 
+pub(crate) mod follow;
 pub mod web;
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
@@ -21,7 +20,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{Role, User};
 use crate::run::{App, RunError, StartRequest};
 use crate::state::RunStatus;
-use crate::store::{LiveChunk, RunFilter, StoreError};
+use crate::store::{RunFilter, StoreError};
 
 /// An API error. Every variant has one status; internal details are logged, never sent.
 #[derive(Debug)]
@@ -201,6 +200,9 @@ struct CreateRun {
     /// A reference carried through the run (a ticket number).
     #[serde(default, rename = "ref")]
     reference: Option<String>,
+    /// The plan digest the client expects: the run is refused (409) if the plan now differs.
+    #[serde(default)]
+    digest: Option<String>,
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
@@ -225,6 +227,7 @@ async fn create_run(
                 limit: req.limit,
                 trigger: None,
                 reference: req.reference,
+                digest: req.digest,
             },
         )
         .map_err(ApiError::from)
@@ -315,6 +318,16 @@ struct ListQuery {
     /// Only runs carrying this reference.
     #[serde(rename = "ref")]
     reference: Option<String>,
+    /// Only runs of this runbook.
+    runbook: Option<String>,
+    /// Only runs started by this party.
+    party: Option<String>,
+    /// Only runs with this target host.
+    host: Option<String>,
+    /// Only runs created at or after this time (RFC 3339 UTC).
+    since: Option<String>,
+    /// Only runs created before this time (RFC 3339 UTC).
+    until: Option<String>,
 }
 
 async fn list_runs(
@@ -335,6 +348,11 @@ async fn list_runs(
             status,
             before: q.before.as_deref(),
             reference: q.reference.as_deref(),
+            runbook: q.runbook.as_deref(),
+            party: q.party.as_deref(),
+            host: q.host.as_deref(),
+            since: q.since.as_deref(),
+            until: q.until.as_deref(),
         };
         Ok(app.visible_runs(&user, &filter, limit)?)
     })
@@ -582,12 +600,12 @@ struct LogQuery {
     host: Option<String>,
     /// With `raw`: only this stream (`stdout`, `stderr`, `log`, `event`).
     stream: Option<String>,
+    /// With `follow`: one `lines` event per batch of lines instead of a `line` event each.
+    batch: Option<String>,
 }
 
 /// Lines in a page of `GET /runs/{id}/log` when the caller does not say.
 const LOG_PAGE: usize = 5000;
-/// Lines sent to a follower in one piece: about 100 KiB of events.
-const FOLLOW_PAGE: usize = 1000;
 /// The most lines in one page.
 const LOG_PAGE_MAX: usize = 10_000;
 /// Chunks read at once while sending raw bytes: at most a few MiB in memory.
@@ -620,14 +638,30 @@ async fn run_log(
         let lines = blocking(move || Ok(app.store.log_lines(&id, after, limit)?)).await?;
         return Ok(Json(lines).into_response());
     }
-    Ok((
+    let framing = if flag(&q.batch) {
+        follow::Framing::Batch
+    } else {
+        follow::Framing::Line
+    };
+    Ok(follow_response(app, id, after, framing))
+}
+
+/// A run's log as server-sent events from line `after` on (see [`follow`]); the API and the
+/// console's run page serve the same stream. The caller has checked that the run is visible.
+pub(crate) fn follow_response(
+    app: Arc<App>,
+    id: String,
+    after: i64,
+    framing: follow::Framing,
+) -> Response {
+    (
         [
             (axum::http::header::CONTENT_TYPE, "text/event-stream"),
             (axum::http::header::CACHE_CONTROL, "no-cache"),
         ],
-        axum::body::Body::from_stream(follow(app, id, after)),
+        axum::body::Body::from_stream(follow::follow(app, id, after, framing)),
     )
-        .into_response())
+        .into_response()
 }
 
 /// A run's log as the exact bytes stored (already redacted), chunk by chunk, so a large log
@@ -720,197 +754,4 @@ async fn freezes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<R
     let user = caller(&app, &headers)?;
     let list = blocking(move || Ok(app.freezes_for(&user)?)).await?;
     Ok(Json(list).into_response())
-}
-
-struct Follow {
-    app: Arc<App>,
-    id: String,
-    after: i64,
-    /// The run's chunks as they are written (before they are durable).
-    live: tokio::sync::broadcast::Receiver<Arc<LiveChunk>>,
-    /// Chunks received that cannot be sent yet: lines before them are not sent.
-    held: std::collections::VecDeque<Arc<LiveChunk>>,
-    /// Read the store next: at the start, after a commit, when chunks are missing.
-    read_store: bool,
-    /// When something was last sent, for keep-alive comments.
-    sent: tokio::time::Instant,
-    done: bool,
-}
-
-impl Follow {
-    /// Appends the `line` events of the held chunks that follow on from what was sent.
-    fn send_held(&mut self, body: &mut Vec<u8>) {
-        while let Some(chunk) = self.held.front() {
-            if chunk.first_line > self.after + 1 {
-                // Lines before it were written before this follower subscribed, or lost to
-                // a lag: they come from the store, once committed.
-                return;
-            }
-            self.after = chunk.visit_lines(self.after, |l| line_event(body, &l));
-            self.held.pop_front();
-        }
-    }
-
-    /// Takes the chunks already received.
-    fn receive(&mut self) {
-        use tokio::sync::broadcast::error::TryRecvError;
-        loop {
-            match self.live.try_recv() {
-                Ok(chunk) => self.hold(chunk),
-                Err(TryRecvError::Lagged(_)) => self.lagged(),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
-            }
-        }
-    }
-
-    fn hold(&mut self, chunk: Arc<LiveChunk>) {
-        if chunk.last_line > self.after {
-            self.held.push_back(chunk);
-        }
-    }
-
-    fn lagged(&mut self) {
-        self.held.clear();
-        self.read_store = true;
-    }
-}
-
-fn line_event(body: &mut Vec<u8>, l: &crate::store::LineRef<'_>) {
-    body.extend_from_slice(b"event: line\ndata: ");
-    l.write_json(body);
-    body.extend_from_slice(b"\n\n");
-}
-
-/// A comment line sent on a quiet stream, so proxies keep the connection open.
-const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
-
-/// Server-sent events: one `line` event per log line (data: the line's JSON), then one
-/// `end` event with the final run when the run is over. Lines come from the run's live feed
-/// as soon as their chunk is written (redacted already: the store only ever sees redacted
-/// output), without waiting for the chunk's commit; from the store for what was written
-/// before the follower came, what it fell behind on, and to learn that the run ended. A
-/// page of lines is written as one piece of the body, straight from the chunks: following
-/// a run whose hosts print megabytes costs little more than reading them.
-fn follow(
-    app: Arc<App>,
-    id: String,
-    after: i64,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
-    // Subscribed before the first read of the store: every chunk is read, received, or both.
-    let live = app.store.follow_live(&id);
-    let state = Follow {
-        app,
-        id,
-        after,
-        live,
-        held: Default::default(),
-        read_store: true,
-        sent: tokio::time::Instant::now(),
-        done: false,
-    };
-    futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if st.done {
-                return None;
-            }
-            let mut body = Vec::new();
-            // Subscribe before reading, so a commit between the read and the wait is seen.
-            let app = st.app.clone();
-            let notified = app.changed.notified();
-            st.receive();
-            st.send_held(&mut body);
-            let mut ended = None;
-            if st.read_store {
-                st.read_store = false;
-                let (a, id, after) = (st.app.clone(), st.id.clone(), st.after);
-                let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-                    let mut body = Vec::new();
-                    let mut last = after;
-                    let page = |body: &mut Vec<u8>, last: &mut i64| {
-                        a.store.visit_lines(&id, *last, FOLLOW_PAGE, |l| {
-                            line_event(body, &l);
-                            *last = l.id;
-                        })
-                    };
-                    if page(&mut body, &mut last)? > 0 {
-                        // While output flows, a page costs one indexed read.
-                        return Ok((body, last, Some(None)));
-                    }
-                    // Nothing new: has the run ended? Its last lines commit with or before
-                    // its final status, so a read of the log after the run's sees all of them.
-                    // The status alone first: this runs after every commit.
-                    let run = match a.store.run_status(&id)? {
-                        Some(s) if s.is_final() => a.store.run(&id)?,
-                        Some(_) => return Ok((body, last, Some(None))),
-                        None => None,
-                    };
-                    page(&mut body, &mut last)?;
-                    Ok((body, last, run.map(Some)))
-                })
-                .await;
-                let Ok(Ok((read, last, run))) = read else {
-                    st.done = true;
-                    return Some((
-                        Ok(Bytes::from_static(
-                            b"event: error\ndata: internal error\n\n",
-                        )),
-                        st,
-                    ));
-                };
-                let more = last > st.after;
-                if more {
-                    body.extend_from_slice(&read);
-                    st.after = last;
-                    // A full page: there may be more.
-                    st.read_store = true;
-                }
-                st.send_held(&mut body);
-                // `None`: no such run; `Some(None)`: still running (or not looked at).
-                match run {
-                    None if !more => st.done = true,
-                    Some(Some(r)) if !more && r.status.is_final() => {
-                        // Everything the run stored is sent; a chunk still held never
-                        // committed (its group failed) and is not in the log.
-                        st.held.clear();
-                        ended = Some(r);
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(r) = ended {
-                if body.is_empty() {
-                    st.done = true;
-                    body.extend_from_slice(b"event: end\ndata: ");
-                    body.extend_from_slice(
-                        serde_json::to_string(&r).unwrap_or_default().as_bytes(),
-                    );
-                    body.extend_from_slice(b"\n\n");
-                } else {
-                    st.read_store = true;
-                }
-            }
-            if body.is_empty() && !st.done && !st.read_store {
-                tokio::select! {
-                    r = st.live.recv() => match r {
-                        Ok(chunk) => st.hold(chunk),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => st.lagged(),
-                        // The feed forgot this run (cannot happen while subscribed): poll.
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                            st.read_store = true;
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    },
-                    _ = notified => st.read_store = true,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => st.read_store = true,
-                }
-                if st.sent.elapsed() >= KEEP_ALIVE_EVERY {
-                    body.extend_from_slice(b": keep-alive\n\n");
-                }
-            }
-            if !body.is_empty() {
-                st.sent = tokio::time::Instant::now();
-                return Some((Ok(Bytes::from(body)), st));
-            }
-        }
-    })
 }

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -97,9 +98,9 @@ pub struct LineRef<'a> {
 impl LineRef<'_> {
     /// Appends the line as the JSON object of a [`LogLine`], without building one.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        // Writing JSON into a Vec cannot fail.
+        // Writing into a Vec cannot fail.
         out.extend_from_slice(b"{\"id\":");
-        out.extend_from_slice(self.id.to_string().as_bytes());
+        let _ = write!(out, "{}", self.id);
         out.extend_from_slice(b",\"ts\":");
         let _ = serde_json::to_writer(&mut *out, self.ts);
         out.extend_from_slice(b",\"host\":");

@@ -41,7 +41,7 @@ mod seam;
 pub(crate) mod test_postgres;
 use db::{p, Conn, Row};
 pub use db::{state_column, Column, Dialect, Param, ToParam};
-pub use log::{render_line, LineRef, LiveChunk, LogLine, RawChunk};
+pub use log::{render, render_line, LineRef, LiveChunk, LogLine, RawChunk};
 pub use seam::{Ending, Intent, Outcome, RunStore};
 
 /// A failure of the store. Its message is for logs and the local CLI; the server turns it
@@ -242,6 +242,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE runs ADD COLUMN ref TEXT;
     CREATE INDEX runs_ref ON runs(ref);
+    "#,
+    // 8 (the console): listings walk runs newest first, a host's runs are found from the
+    // host, and the home page finds the latest records of an event (checkpoint deliveries).
+    r#"
+    CREATE INDEX runs_created ON runs(created_at, id);
+    CREATE INDEX host_results_host ON host_results(host, run_id);
+    CREATE INDEX audit_event ON audit(event, seq);
     "#,
 ];
 
@@ -511,6 +518,17 @@ pub struct RunFilter<'a> {
     pub before: Option<&'a str>,
     /// Only runs carrying exactly this reference.
     pub reference: Option<&'a str>,
+    /// Only runs of this runbook.
+    pub runbook: Option<&'a str>,
+    /// Only runs started by this party.
+    pub party: Option<&'a str>,
+    /// Only runs with this target host.
+    pub host: Option<&'a str>,
+    /// Only runs created at or after this time (RFC 3339 UTC, compared as the store's
+    /// timestamps are: as strings).
+    pub since: Option<&'a str>,
+    /// Only runs created before this time (RFC 3339 UTC).
+    pub until: Option<&'a str>,
 }
 
 /// An action that was recorded as intended but never got a result.
@@ -741,48 +759,22 @@ impl Store {
         self.lock()?.rows(
             "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             p![after as i64, limit as i64],
-            |r| {
-                let actor: String = r.get(2)?;
-                let detail: String = r.get(5)?;
-                Ok(Record {
-                    seq: r.get::<i64>(0)? as u64,
-                    ts: r.get(1)?,
-                    // A row whose JSON was tampered with still yields a record; verify then
-                    // reports the hash mismatch at its seq.
-                    actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
-                    run_id: r.get(3)?,
-                    event: r.get(4)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
-                    prev_hash: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            },
+            record_from_row,
         )
     }
 
-    /// The newest `limit` audit records of `event`, newest first.
+    /// The newest `limit` audit records of either event, newest first (an index on the
+    /// event finds them without reading the log).
     pub fn audit_latest(
         &self,
-        event: crate::audit::Event,
+        events: [Event; 2],
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         self.lock()?.rows(
-            "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit WHERE event = ?1 ORDER BY seq DESC LIMIT ?2",
-            p![event.as_str(), limit as i64],
-            |r| {
-                let actor: String = r.get(2)?;
-                let detail: String = r.get(5)?;
-                Ok(Record {
-                    seq: r.get::<i64>(0)? as u64,
-                    ts: r.get(1)?,
-                    actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
-                    run_id: r.get(3)?,
-                    event: r.get(4)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
-                    prev_hash: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            },
+            "SELECT seq, ts, actor, run_id, event, detail, prev_hash, hash FROM audit \
+             WHERE event = ?1 OR event = ?2 ORDER BY seq DESC LIMIT ?3",
+            p![events[0], events[1], limit as i64],
+            record_from_row,
         )
     }
 
@@ -913,6 +905,23 @@ fn migrate(conn: &Conn) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// An audit row as a record. A row whose JSON was tampered with still yields a record;
+/// verify then reports the hash mismatch at its seq.
+fn record_from_row(r: &db::Row<'_>) -> Result<Record, StoreError> {
+    let actor: String = r.get(2)?;
+    let detail: String = r.get(5)?;
+    Ok(Record {
+        seq: r.get::<i64>(0)? as u64,
+        ts: r.get(1)?,
+        actor: serde_json::from_str(&actor).unwrap_or(Actor::System(actor)),
+        run_id: r.get(3)?,
+        event: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
 }
 
 /// Migration `i` as PostgreSQL runs it: the same schema in its types; the one data
@@ -1603,15 +1612,18 @@ impl Store {
             return Ok(out);
         }
         let conn = self.lock()?;
-        let (status, before, reference) = (filter.status, filter.before, filter.reference);
+        let f = filter;
         conn.each(
             concat!(
                 run_select!(),
                 " WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR (created_at, id) < \
                  (SELECT created_at, id FROM runs WHERE id = ?2)) AND (CAST(?3 AS TEXT) IS NULL OR ref = ?3) \
+                 AND (CAST(?4 AS TEXT) IS NULL OR runbook = ?4) AND (CAST(?5 AS TEXT) IS NULL OR initiator_party = ?5) \
+                 AND (CAST(?6 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM host_results h WHERE h.run_id = runs.id AND h.host = ?6)) \
+                 AND (CAST(?7 AS TEXT) IS NULL OR created_at >= ?7) AND (CAST(?8 AS TEXT) IS NULL OR created_at < ?8) \
                  ORDER BY created_at DESC, id DESC"
             ),
-            p![status, before, reference],
+            p![f.status, f.before, f.reference, f.runbook, f.party, f.host, f.since, f.until],
             |row| {
                 let mut r = run_from_row(row)?;
                 r.review = review(&conn, &r.id)?;
@@ -1645,27 +1657,26 @@ impl Store {
     }
 
     /// The newest result of each of `hosts` (the run, its host status, when it ended or
-    /// started), for the console's hosts page; hosts that never ran are absent. One indexed
-    /// lookup per host (`host_results_host`), newest run first.
+    /// started), for the console's hosts page (a page of hosts at a time). One indexed read
+    /// per host; hosts that never ran are absent.
     pub fn last_host_results(&self, hosts: &[&str]) -> Result<Vec<LastHostResult>, StoreError> {
         let conn = self.lock()?;
         let mut out = Vec::with_capacity(hosts.len());
         for host in hosts {
-            let found = conn.row(
-                "SELECT h.run_id, h.status, COALESCE(h.finished_at, h.started_at) \
-                 FROM host_results h JOIN runs r ON r.id = h.run_id \
-                 WHERE h.host = ?1 ORDER BY r.created_at DESC, r.id DESC LIMIT 1",
-                p![host],
+            out.extend(conn.row(
+                "SELECT h.host, h.run_id, h.status, COALESCE(h.finished_at, h.started_at) \
+                 FROM host_results h JOIN runs r ON r.id = h.run_id WHERE h.host = ?1 \
+                 ORDER BY r.created_at DESC, r.id DESC LIMIT 1",
+                p![*host],
                 |r| {
                     Ok(LastHostResult {
-                        host: host.to_string(),
-                        run_id: r.get(0)?,
-                        status: r.get(1)?,
-                        at: r.get(2)?,
+                        host: r.get(0)?,
+                        run_id: r.get(1)?,
+                        status: r.get(2)?,
+                        at: r.get(3)?,
                     })
                 },
-            )?;
-            out.extend(found);
+            )?);
         }
         Ok(out)
     }
@@ -1960,6 +1971,70 @@ mod tests {
             Some("INC-1")
         );
         assert_eq!(store.run("r1").unwrap().unwrap().reference, None);
+    }
+
+    /// The console's filters (runbook, party, host, a time range) narrow the scan in SQL.
+    #[test]
+    fn runs_where_filters_by_runbook_party_host_and_time() {
+        let (_dir, store) = store();
+        for (id, runbook, party, host) in [
+            ("r0", "disk", "a", "web1"),
+            ("r1", "disk", "b", "web2"),
+            ("r2", "patch", "a", "web2"),
+        ] {
+            let hosts = [host.to_string()];
+            store
+                .tx(|tx| {
+                    tx.insert_run(&NewRun {
+                        id,
+                        runbook,
+                        version: "v",
+                        status: RunStatus::Succeeded,
+                        initiator_user: "u",
+                        initiator_party: party,
+                        digest: "d",
+                        plan: &Plan::default(),
+                        break_glass: false,
+                        reason: None,
+                        slot: None,
+                        reference: None,
+                        hosts: &hosts,
+                        parent_run: None,
+                    })
+                })
+                .unwrap();
+        }
+        let ids = |filter: RunFilter<'_>| -> Vec<String> {
+            let runs = store.runs_where(&filter, 10, |_| true).unwrap();
+            runs.into_iter().map(|r| r.id).collect()
+        };
+        let all = RunFilter::default();
+        let disk = RunFilter {
+            runbook: Some("disk"),
+            ..all
+        };
+        assert_eq!(ids(disk), ["r1", "r0"]);
+        let a = RunFilter {
+            party: Some("a"),
+            ..all
+        };
+        assert_eq!(ids(a), ["r2", "r0"]);
+        let web2 = RunFilter {
+            host: Some("web2"),
+            ..all
+        };
+        assert_eq!(ids(web2), ["r2", "r1"]);
+        let created = store.run("r1").unwrap().unwrap().created_at;
+        let since = RunFilter {
+            since: Some(&created),
+            ..all
+        };
+        assert!(ids(since).contains(&"r1".to_string()));
+        let until = RunFilter {
+            until: Some("2000-01-01T00:00:00Z"),
+            ..all
+        };
+        assert!(ids(until).is_empty());
     }
 
     /// The observer hears committed records of the events it watches, and nothing of a

@@ -12,8 +12,9 @@ use axum::{Extension, Form, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{blocking, csrf_ok, esc, login_form, page, Sessions, Signed};
-use crate::config::User;
+use super::{blocking, esc, page, posted_by, Sessions, Signed};
+use crate::config::{Transport, User};
+use crate::run::words::run_in_words;
 use crate::run::App;
 use crate::state::{GateStatus, ReviewStatus};
 use crate::store::{LogLine, RunRow};
@@ -89,9 +90,9 @@ fn json_cell(v: &Value) -> String {
 const PAGE_LOG_LINES: i64 = 200;
 
 #[derive(Deserialize)]
-struct RunPageQuery {
+pub(super) struct RunPageQuery {
     /// Show the log's lines after this line number instead of its last lines.
-    log_after: Option<i64>,
+    pub log_after: Option<i64>,
 }
 
 async fn run_page(
@@ -100,55 +101,77 @@ async fn run_page(
     Path(id): Path<String>,
     Query(q): Query<RunPageQuery>,
 ) -> Response {
-    let (a, u) = (app.clone(), user.clone());
-    let rid = id.clone();
-    let (run, log, total) = match blocking(move || {
-        // Rule 10: the log is read only after the run is known to be visible.
-        let run = a.visible_run(&u, &rid)?;
-        let total = a.store.log_len(&rid)?;
-        let from = q
-            .log_after
-            .unwrap_or(total - PAGE_LOG_LINES)
-            .clamp(0, total);
-        let log = a.store.log_lines(&rid, from, PAGE_LOG_LINES as usize)?;
-        Ok((run, log, total))
-    })
-    .await
-    {
+    let (run, log, total) = match run_and_log(&app, &user, &id, q.log_after).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let script = app
-        .catalog()
-        .get(&run.runbook)
-        .filter(|rb| rb.version == run.version)
-        .map(|rb| rb.script.clone());
+    let script = script_of(&app, &run);
     page(
         StatusCode::OK,
         &format!("Run {}", run.id),
         &format!(
             "{}{}",
             run_body(&run, &user, &csrf, script.as_deref()),
-            log_body(&run.id, &log, total)
+            log_body(&format!("/approvals/{}", run.id), &log, total, None)
         ),
     )
 }
 
+/// The run `id` as `user` may see it, with a page of its log (its last lines, or those
+/// after line `log_after`) and the log's length.
+pub(super) async fn run_and_log(
+    app: &Arc<App>,
+    user: &User,
+    id: &str,
+    log_after: Option<i64>,
+) -> Result<(RunRow, Vec<LogLine>, i64), Response> {
+    let (a, u, rid) = (app.clone(), user.clone(), id.to_string());
+    blocking(move || {
+        // Rule 10: the log is read only after the run is known to be visible.
+        let run = a.visible_run(&u, &rid)?;
+        let total = a.store.log_len(&rid)?;
+        let from = log_after.unwrap_or(total - PAGE_LOG_LINES).clamp(0, total);
+        let log = a.store.log_lines(&rid, from, PAGE_LOG_LINES as usize)?;
+        Ok((run, log, total))
+    })
+    .await
+}
+
+/// The script of the runbook version `run` was planned from, while the catalog holds it.
+pub(super) fn script_of(app: &App, run: &RunRow) -> Option<String> {
+    app.catalog()
+        .get(&run.runbook)
+        .filter(|rb| rb.version == run.version)
+        .map(|rb| rb.script.clone())
+}
+
 /// A page of a run's log, rendered safe (control characters shown as escapes, then
 /// HTML-escaped), with links to the lines before and after it.
-fn log_body(id: &str, log: &[LogLine], total: i64) -> String {
+/// `base` is the page the links page through (`/approvals/ID` or `/runs/ID`).
+/// With `follow` (the URL of the run's live log) and the page at the log's end, the
+/// console's script appends new lines as they come.
+pub(super) fn log_body(base: &str, log: &[LogLine], total: i64, follow: Option<&str>) -> String {
     let mut b = format!("<h2>Log</h2><p id=\"log-count\">{total} lines</p>");
     let first = log.first().map_or(total + 1, |l| l.id);
     let last = log.last().map_or(total, |l| l.id);
     if first > 1 {
         let _ = write!(
             b,
-            "<p><a id=\"log-earlier\" href=\"/approvals/{}?log_after={}\">earlier lines</a></p>",
-            esc(id),
+            "<p><a id=\"log-earlier\" href=\"{}?log_after={}\">earlier lines</a></p>",
+            esc(base),
             (first - 1 - PAGE_LOG_LINES).max(0)
         );
     }
-    b.push_str("<pre id=\"log\">");
+    match follow {
+        Some(url) if last >= total => {
+            let _ = write!(
+                b,
+                "<pre id=\"log\" data-follow=\"{}&amp;after={last}\">",
+                esc(url)
+            );
+        }
+        _ => b.push_str("<pre id=\"log\">"),
+    }
     for l in log {
         let host = l
             .host
@@ -162,8 +185,8 @@ fn log_body(id: &str, log: &[LogLine], total: i64) -> String {
     if last < total {
         let _ = write!(
             b,
-            "<p><a id=\"log-later\" href=\"/approvals/{}?log_after={last}\">later lines</a></p>",
-            esc(id)
+            "<p><a id=\"log-later\" href=\"{}?log_after={last}\">later lines</a></p>",
+            esc(base)
         );
     }
     b
@@ -171,9 +194,10 @@ fn log_body(id: &str, log: &[LogLine], total: i64) -> String {
 
 /// Everything an approver approves: runbook version, params, targets, scope, digest,
 /// initiator, the script itself, and the decisions so far.
-fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> String {
+pub(super) fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> String {
     let plan = &run.plan;
-    let mut b = String::new();
+    let words = run_in_words(run);
+    let mut b = format!("<p id=\"plan-words\">{}</p>", esc(&words.summary));
     let _ = write!(
         b,
         "<table id=\"summary\"><tr><th>Runbook</th><td>{}</td></tr><tr><th>Version</th><td><code>{}</code></td></tr>\
@@ -232,13 +256,15 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
     }
     b.push_str("</table><h2>Targets</h2><table><tr><th>Host</th><th>Address</th><th>Owner</th><th>Pinned host key</th></tr>");
     for t in &plan.targets {
+        // A local host runs on this machine: there is no address, user or port to show.
+        let address = match t.transport {
+            Transport::Local => "local (this machine)".to_string(),
+            Transport::Ssh => esc(&format!("{}@{}:{}", t.user, t.address, t.port)),
+        };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}@{}:{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td>{address}</td><td>{}</td><td><code>{}</code></td></tr>",
             esc(&t.name),
-            esc(&t.user),
-            esc(&t.address),
-            t.port,
             esc(&t.owner),
             t.host_key
                 .as_deref()
@@ -269,6 +295,13 @@ fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&str>) -> Stri
         let _ = write!(b, "<h2>Script</h2><pre>{}</pre>", esc(s));
     }
     b.push_str("<h2>Approvals</h2>");
+    if !words.why.is_empty() {
+        b.push_str("<ul id=\"why-approval\">");
+        for w in &words.why {
+            let _ = write!(b, "<li>{}</li>", esc(w));
+        }
+        b.push_str("</ul>");
+    }
     for g in &run.gates {
         let need: Vec<String> = g
             .requirements
@@ -353,6 +386,9 @@ struct ActionForm {
     comment: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// `home`: the decision was made from the home page, which is where it goes back to.
+    #[serde(default)]
+    back: Option<String>,
 }
 
 async fn act(
@@ -362,19 +398,20 @@ async fn act(
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let Some((user, csrf)) = sessions.get(&app.config(), &headers) else {
-        return page(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            &login_form(
-                &format!("/approvals/{id}"),
-                Some("Your session ended; sign in again."),
-            ),
-        );
+    let user = match posted_by(
+        &app,
+        &sessions,
+        &headers,
+        &f.csrf,
+        &format!("/approvals/{id}"),
+    ) {
+        Ok(u) => u,
+        Err(r) => return *r,
     };
-    if !csrf_ok(&csrf, &f.csrf) {
-        return page(StatusCode::FORBIDDEN, "Refused", "<p class=\"error\">The form's CSRF token is not valid. Reload the page and try again.</p>");
-    }
+    let back = match f.back.as_deref() {
+        Some("home") => "/".to_string(),
+        _ => format!("/approvals/{id}"),
+    };
     let rid = id.clone();
     let result = match action.as_str() {
         "approve" => {
@@ -401,7 +438,7 @@ async fn act(
         }
     };
     match result {
-        Ok(_) => Redirect::to(&format!("/approvals/{id}")).into_response(),
+        Ok(_) => Redirect::to(&back).into_response(),
         Err(resp) => resp,
     }
 }

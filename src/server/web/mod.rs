@@ -364,6 +364,32 @@ impl FromRequestParts<Arc<App>> for Signed {
     }
 }
 
+/// The user of a form POST: a live session whose CSRF token the form carries. Otherwise
+/// the page to answer with: sign in again (coming back to `back`), or the refusal.
+pub(crate) fn posted_by(
+    app: &App,
+    sessions: &Sessions,
+    headers: &HeaderMap,
+    presented_csrf: &str,
+    back: &str,
+) -> Result<User, Box<Response>> {
+    let Some((user, csrf)) = sessions.get(&app.config(), headers) else {
+        return Err(Box::new(page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            &login_form(back, Some("Your session ended; sign in again.")),
+        )));
+    };
+    if !csrf_ok(&csrf, presented_csrf) {
+        return Err(Box::new(page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "<p class=\"error\">The form's CSRF token is not valid. Reload the page and try again.</p>",
+        )));
+    }
+    Ok(user)
+}
+
 /// Percent-encodes a query value.
 pub(crate) fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
