@@ -24,6 +24,9 @@ fn estate_config() -> StandardConfig {
         .extra(
             "secrets:\n  edr_token: { env: T_EDR_TOKEN, owner: internal }\n  psa_token: { env: T_PSA_TOKEN, owner: provider }\n",
         )
+        .extra(
+            "calendars:\n  holidays:\n    description: office closed\n    periods:\n      - { from: \"2027-01-10T00:00:00+01:00\", to: \"2027-01-11T00:00:00+01:00\", reason: \"new year freeze\" }\n",
+        )
 }
 
 /// Runbooks covering the matrix's cases: mixed owners, approval `from` and quorum, an
@@ -39,7 +42,8 @@ const RUNBOOKS: &[(&str, &str)] = &[
         "patch",
         "name: patch\ndescription: monthly patching\nowner: internal\ntargets: [h1, h3]\n\
          scope: { commands: [\"true\"] }\nallowed: { parties: [internal, provider], roles: [operator, admin] }\n\
-         approval: { quorum: 2 }\nschedule: { cron: \"0 3 * * SUN\", timezone: Europe/Berlin }\n\
+         approval: { quorum: 2 }\n\
+         schedule: { cron: \"0 3 * * SUN\", timezone: Europe/Berlin, window: 2h, blackout: [holidays] }\n\
          script: 'sh(\"true\")'\n",
     ),
     (
@@ -53,7 +57,8 @@ const RUNBOOKS: &[(&str, &str)] = &[
         "monitor",
         "name: monitor\ndescription: the provider's own monitoring\nowner: provider\ntargets: [h3]\n\
          scope: { commands: [\"true\"], http: [\"GET https://psa.provider.example/api/tickets\"], secrets: [psa_token] }\n\
-         allowed: { parties: [provider], roles: [operator] }\nscript: 'sh(\"true\")'\n",
+         allowed: { parties: [provider], roles: [operator] }\nschedule: { cron: \"0 4 1 1 *\" }\n\
+         script: 'sh(\"true\")'\n",
     ),
     (
         "audit-web",
@@ -405,6 +410,10 @@ fn an_owner_freezes_a_host_from_the_hosts_page_and_lifts_it() {
     assert_eq!(status, 201, "{run}");
     let (_, freezes) = daemon.get("/api/v1/freezes", &token("ivan"));
     assert_eq!(freezes, serde_json::json!([]));
+    // The new run is each target's last run.
+    browser.navigate(&format!("{}/hosts", daemon.url()));
+    let row = browser.text(&browser.find("#host-h1"));
+    assert!(row.contains(run["id"].as_str().unwrap()), "{row}");
 }
 
 #[test]
@@ -447,4 +456,217 @@ fn the_hosts_page_lists_only_what_a_party_may_see_and_filters() {
     assert!(html.contains("id=\"host-h1\"") && html.contains("id=\"host-h3\""));
     assert!(!html.contains("id=\"host-h2\""), "{html}");
     assert!(html.contains("2 hosts match"), "{html}");
+}
+
+#[test]
+fn the_schedules_page_shows_approval_status_standing_approvals_and_the_month() {
+    let env = estate_env();
+    let daemon = Daemon::start(&env);
+    let browser = Browser::start();
+    browser_sign_in(&browser, &daemon, "ivan", "/schedules");
+    let row = browser.text(&browser.find("#sch-patch"));
+    assert!(row.contains("0 3 * * SUN"), "{row}");
+    assert!(row.contains("Europe/Berlin"), "{row}");
+    assert!(
+        row.contains("will skip: needs approval from internal, provider"),
+        "{row}"
+    );
+    // The next slots in the zone and in UTC: 03:00 in Berlin is 01:00 or 02:00 UTC.
+    assert!(
+        row.contains("03:00 (UTC+01:00) · 02:00 UTC")
+            || row.contains("03:00 (UTC+02:00) · 01:00 UTC"),
+        "{row}"
+    );
+    let summary = browser.text(&browser.find("#schedules-summary"));
+    assert!(summary.contains("will skip their next slot"), "{summary}");
+    // Rule 10: the provider's own schedule is not internal's to see.
+    assert!(browser.find_all("#sch-monitor").is_empty());
+
+    // Standing approvals from both parties, two approvers each (quorum 2).
+    for user in ["ivan", "iona", "pete", "pam"] {
+        let (status, body) = daemon.post(
+            "/api/v1/schedules/patch/standing",
+            &token(user),
+            &serde_json::json!({"for": "30d"}),
+        );
+        assert_eq!(status, 201, "{user}: {body}");
+    }
+    browser.navigate(&format!("{}/schedules", daemon.url()));
+    let row = browser.text(&browser.find("#sch-patch"));
+    assert!(row.contains("approved"), "{row}");
+    assert!(
+        row.contains("standing approval by iona (internal) until"),
+        "{row}"
+    );
+    assert!(row.contains("pete (provider) until"), "{row}");
+    let (_, api) = daemon.get("/api/v1/schedules", &token("ivan"));
+    let patch = api
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["runbook"] == "patch")
+        .unwrap();
+    assert_eq!(patch["next_slot_approved"], true, "{patch}");
+    assert_eq!(patch["standing"].as_array().unwrap().len(), 4, "{patch}");
+
+    // The month calendar: Sundays at 03:00 with a two-hour window; the blackout day
+    // is drawn and its slot marked skipped.
+    browser.navigate(&format!(
+        "{}/schedules?runbook=patch&month=2027-01",
+        daemon.url()
+    ));
+    let sunday = browser.text(&browser.find("#day-2027-01-03"));
+    assert!(sunday.contains("03:00"), "{sunday}");
+    assert!(sunday.contains("window to 05:00"), "{sunday}");
+    assert!(!sunday.contains("skipped"), "{sunday}");
+    let blackout = browser.text(&browser.find("#day-2027-01-10"));
+    assert!(blackout.contains("blackout holidays"), "{blackout}");
+    assert!(blackout.contains("03:00 skipped"), "{blackout}");
+    let monday = browser.text(&browser.find("#day-2027-01-04"));
+    assert!(!monday.contains("03:00"), "{monday}");
+    browser.click(&browser.find("#cal-next"));
+    browser.find("#day-2027-02-07");
+    browser.save_screens("schedules");
+
+    // The provider sees its own schedule; a month of one it may not see is refused.
+    let client = page_client();
+    let (_, cookie) = sign_in(&client, &daemon, "paula", "/schedules");
+    let html = client
+        .get(format!("{}/schedules", daemon.url()))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(html.contains("id=\"sch-monitor\""), "{html}");
+    let (_, cookie) = sign_in(&client, &daemon, "alice", "/schedules");
+    let response = client
+        .get(format!("{}/schedules?runbook=monitor", daemon.url()))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}
+
+#[test]
+fn the_audit_page_verifies_the_chain_shows_checkpoints_and_only_what_a_party_may_see() {
+    let env = Env::new();
+    let witness = env.path().join("internal-witness.jsonl");
+    let config = estate_config()
+        .user("pat", "provider", &["auditor"])
+        .extra(&format!(
+            "audit:\n  checkpoint_records: 3\n  checkpoint_interval: 1s\n  witnesses:\n    - {{ party: internal, file: {} }}\n",
+            serde_json::Value::from(witness.to_string_lossy().to_string())
+        ));
+    env.write_config(&config.to_yaml());
+    for (name, yaml) in RUNBOOKS {
+        env.write_runbook(&format!("{name}.yaml"), yaml);
+    }
+    let daemon = Daemon::start(&env);
+    // The provider's own run: internal is not concerned (rule 10).
+    let (status, run) = daemon.post(
+        "/api/v1/runs",
+        &token("paula"),
+        &serde_json::json!({"runbook": "monitor"}),
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    crate::harness::wait_for(std::time::Duration::from_secs(30), "the run ends", || {
+        let (_, r) = daemon.get(&format!("/api/v1/runs/{id}"), &token("paula"));
+        (r["status"] == "succeeded").then_some(())
+    });
+    let (status, _) = daemon.post(
+        "/api/v1/freezes",
+        &token("ivan"),
+        &serde_json::json!({"targets": ["h2"], "reason": "audit page test"}),
+    );
+    assert_eq!(status, 200);
+    crate::harness::wait_for(
+        std::time::Duration::from_secs(30),
+        "a checkpoint delivered to the witness file",
+        || {
+            let (_, log) = daemon.get("/api/v1/audit", &token("audrey"));
+            log.to_string()
+                .contains("checkpoint_delivered")
+                .then_some(())
+        },
+    );
+
+    let browser = Browser::start();
+    browser_sign_in(&browser, &daemon, "audrey", "/audit");
+    let chain = browser.text(&browser.find("#chain-status"));
+    assert!(chain.contains("The chain verifies"), "{chain}");
+    let checkpoints = browser.text(&browser.find("#checkpoints"));
+    assert!(
+        checkpoints.contains("delivered internal (file, 1 attempt)"),
+        "{checkpoints}"
+    );
+    browser.save_screens("audit");
+    // Filter by event from the form.
+    browser.click(&browser.find("#f-event option[value='']"));
+    browser.send_keys(&browser.find("#f-event"), "host_frozen");
+    browser.click(&browser.find("#f-apply"));
+    crate::harness::wait_until(
+        std::time::Duration::from_secs(10),
+        "the filtered page",
+        || browser.current_url().contains("event=host_frozen"),
+    );
+    let records = browser.text(&browser.find("#records"));
+    assert!(records.contains("host_frozen"), "{records}");
+    assert!(records.contains("ivan (internal)"), "{records}");
+    assert!(!records.contains("run_requested"), "{records}");
+
+    // Plain HTTP: the page shows each record as GET /api/v1/audit does for the same
+    // party, whole or redacted, for both parties' auditors.
+    let client = page_client();
+    for auditor in ["audrey", "pat"] {
+        let (_, api) = daemon.get("/api/v1/audit?limit=50", &token(auditor));
+        let (_, cookie) = sign_in(&client, &daemon, auditor, "/audit");
+        let html = client
+            .get(format!("{}/audit", daemon.url()))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let mut redacted = 0;
+        for e in api.as_array().unwrap() {
+            let seq = e["seq"].as_u64().unwrap();
+            if e["redacted"] == true {
+                redacted += 1;
+                assert!(
+                    html.contains(&format!("id=\"rec-{seq}\" class=\"muted\"")),
+                    "{auditor}: {seq} should be redacted"
+                );
+            } else {
+                let row = format!("<tr id=\"rec-{seq}\"><td>{seq}</td>");
+                assert!(html.contains(&row), "{auditor}: {seq} should be whole");
+            }
+        }
+        assert!(
+            redacted > 0,
+            "{auditor} sees another party's records redacted"
+        );
+        // The provider's run, filtered by its id: internal sees none of it.
+        let filtered = client
+            .get(format!("{}/audit?run={id}", daemon.url()))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert_eq!(
+            filtered.contains("<td>run_requested</td>"),
+            auditor == "pat",
+            "{auditor}: {filtered}"
+        );
+    }
+    // Without the auditor or admin role, no audit page (as the API).
+    let (_, cookie) = sign_in(&client, &daemon, "alice", "/audit");
+    let response = client
+        .get(format!("{}/audit", daemon.url()))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
 }

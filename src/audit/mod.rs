@@ -190,16 +190,42 @@ where
     walk(entries, |_, _| Ok(()))
 }
 
+/// [`verify_entries`] continued: checks `entries`, the records after those `so_far`
+/// verified, against its head, and returns the whole chain's [`Verified`]. What lets a
+/// reader verify an append-only log incrementally.
+pub fn verify_more<I>(so_far: &Verified, entries: I) -> Result<Verified, Broken>
+where
+    I: IntoIterator<Item = Result<Entry, Broken>>,
+{
+    let more = walk_from(so_far.count, &so_far.head, entries, |_, _| Ok(()))?;
+    Ok(Verified {
+        count: more.count,
+        head: more.head,
+        redacted: so_far.redacted + more.redacted,
+        checkpoints: so_far.checkpoints,
+    })
+}
+
 /// The chain walk; `at(seq, hash)` is called for every record that fits.
-fn walk<I>(
+fn walk<I>(entries: I, at: impl FnMut(u64, &str) -> Result<(), Broken>) -> Result<Verified, Broken>
+where
+    I: IntoIterator<Item = Result<Entry, Broken>>,
+{
+    walk_from(0, GENESIS, entries, at)
+}
+
+/// The chain walk after `count` records whose last hash is `head`.
+fn walk_from<I>(
+    count: u64,
+    head: &str,
     entries: I,
     mut at: impl FnMut(u64, &str) -> Result<(), Broken>,
 ) -> Result<Verified, Broken>
 where
     I: IntoIterator<Item = Result<Entry, Broken>>,
 {
-    let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1u64;
+    let mut prev = head.to_string();
+    let mut expected_seq = count + 1;
     let mut redacted = 0u64;
     for e in entries {
         let e = e?;

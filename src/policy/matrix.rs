@@ -304,3 +304,37 @@ impl Matrix {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        for (n, want) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (1143, "1,143"),
+            (1234567, "1,234,567"),
+        ] {
+            assert_eq!(thousands(n), want);
+        }
+        assert_eq!(owns_of(1, 1), "owns 1 of 1 target");
+        assert_eq!(owns_of(238, 1143), "owns 238 of 1,143 targets");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        for (field, want) in [
+            ("plain", "plain"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("two\nlines", "\"two\nlines\""),
+            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("-1", "'-1"),
+        ] {
+            assert_eq!(csv_field(field), want, "{field:?}");
+        }
+    }
+}

@@ -22,7 +22,13 @@ pub(super) struct EstateCache {
     matrix: Mutex<Option<(Arc<Catalog>, Arc<Matrix>)>>,
     /// Per party, the hosts it may see ([`App::hosts_for`]).
     hosts_seen: Mutex<Option<(Arc<Catalog>, HostsByParty)>>,
+    /// The schedules' facts ([`App::schedule_facts`]).
+    pub(super) schedules: Mutex<Option<(Arc<Catalog>, SchedulesFacts)>>,
+    /// The audit chain verified so far ([`App::chain_status`]).
+    chain: Mutex<Option<ChainStatus>>,
 }
+
+type SchedulesFacts = Arc<Vec<super::schedule::ScheduleFacts>>;
 
 /// What the hosts page asks for; every field narrows.
 #[derive(Debug, Clone, Default)]
@@ -216,14 +222,27 @@ impl App {
             .map(|r| (r.host.clone(), r))
             .collect();
         let mut rows = Vec::with_capacity(shown.len());
+        // Whether the party sees each run met: hosts of one run share it, and reading a
+        // run's plan (every target) is the costly part.
+        let mut seen_runs: HashMap<String, bool> = HashMap::new();
         for h in shown {
             // A run on a host the party owns concerns it (rule 10); another's, only if seen.
             let last = match last.remove(&h.name) {
                 Some(r) if h.owner == user.party => Some(r),
-                Some(r) => match self.store.run(&r.run_id)? {
-                    Some(run) if self.sees(user, &run) => Some(r),
-                    _ => None,
-                },
+                Some(r) => {
+                    let sees = match seen_runs.get(&r.run_id) {
+                        Some(v) => *v,
+                        None => {
+                            let v = self
+                                .store
+                                .run(&r.run_id)?
+                                .is_some_and(|run| self.sees(user, &run));
+                            seen_runs.insert(r.run_id.clone(), v);
+                            v
+                        }
+                    };
+                    sees.then_some(r)
+                }
                 None => None,
             };
             let freeze = freezes.get(&h.name);
@@ -244,5 +263,346 @@ impl App {
             page,
             per_page: HOSTS_PER_PAGE,
         })
+    }
+}
+
+/// One day of a schedule's month calendar.
+#[derive(Debug, Clone)]
+pub struct CalendarDay {
+    pub date: chrono::NaiveDate,
+    /// Slots starting this day (in the schedule's zone): local start, local end of the
+    /// maintenance window if any, and the blackout calendar that skips it.
+    pub slots: Vec<CalendarSlot>,
+    /// Blackout calendars covering part of this day, with their reasons.
+    pub blackouts: Vec<(String, Option<String>)>,
+}
+
+/// A slot in the month calendar.
+#[derive(Debug, Clone)]
+pub struct CalendarSlot {
+    pub local: chrono::NaiveDateTime,
+    pub window_end: Option<chrono::NaiveDateTime>,
+    pub utc: chrono::DateTime<chrono::Utc>,
+    pub blackout: Option<String>,
+}
+
+/// A schedule's month: its zone and each day.
+#[derive(Debug, Clone)]
+pub struct CalendarMonth {
+    pub runbook: String,
+    pub timezone: String,
+    pub year: i32,
+    pub month: u32,
+    pub days: Vec<CalendarDay>,
+}
+
+/// At most this many slots are drawn in one month (an every-minute schedule).
+const MAX_MONTH_SLOTS: usize = 400;
+
+impl App {
+    /// The month calendar of `runbook`'s schedule, if `user`'s party may see it: slots,
+    /// their maintenance windows, and blackouts, by the scheduler's own arithmetic
+    /// ([`crate::scheduler::Schedule::next`], `window_end`, `blackout_at`). `month` is
+    /// `(year, month)`; `None`: the current month in the schedule's zone.
+    pub fn schedule_month(
+        &self,
+        user: &User,
+        runbook: &str,
+        month: Option<(i32, u32)>,
+    ) -> Result<CalendarMonth, RunError> {
+        use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+        self.visible_schedule(user, runbook)?;
+        let facts = self.schedule_facts();
+        let f = facts
+            .iter()
+            .find(|f| f.runbook == runbook)
+            .ok_or_else(|| RunError::UnknownRunbook(runbook.to_string()))?;
+        let sch = &f.schedule;
+        let tz = sch.tz;
+        let today = Utc::now().with_timezone(&tz).date_naive();
+        let (year, mon) = month.unwrap_or((today.year(), today.month()));
+        let bad = || RunError::Invalid(format!("no such month {year}-{mon:02}"));
+        let first = NaiveDate::from_ymd_opt(year, mon, 1).ok_or_else(bad)?;
+        let next_first = if mon == 12 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(year, mon + 1, 1)
+        }
+        .ok_or_else(bad)?;
+        // Local midnight of a day as an instant; a midnight in a DST gap takes the earliest
+        // instant after it.
+        let start_of = |d: NaiveDate| -> chrono::DateTime<Utc> {
+            let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+            tz.from_local_datetime(&midnight)
+                .earliest()
+                .or_else(|| {
+                    tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                        .earliest()
+                })
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+        };
+        let (from, to) = (start_of(first), start_of(next_first));
+        let config = self.config();
+        let mut days: Vec<CalendarDay> = Vec::new();
+        let mut d = first;
+        while d < next_first {
+            // A blackout is looked for at each hour of the day: periods are drawn per day.
+            let mut blackouts: Vec<(String, Option<String>)> = Vec::new();
+            let day_start = start_of(d);
+            for h in 0..24 {
+                let t = day_start + chrono::Duration::hours(h);
+                if let Some((name, why)) = sch.blackout_at(&config.calendars, t) {
+                    if !blackouts.iter().any(|(n, _)| n == name) {
+                        blackouts.push((name.to_string(), why.map(str::to_string)));
+                    }
+                }
+            }
+            days.push(CalendarDay {
+                date: d,
+                slots: Vec::new(),
+                blackouts,
+            });
+            d = d.succ_opt().ok_or_else(bad)?;
+        }
+        // `next` gives slots strictly after its start: begin a second earlier.
+        for slot in sch.next(from - chrono::Duration::seconds(1), MAX_MONTH_SLOTS) {
+            if slot >= to {
+                break;
+            }
+            let local = slot.with_timezone(&tz).naive_local();
+            if let Some(day) = days.iter_mut().find(|x| x.date == local.date()) {
+                day.slots.push(CalendarSlot {
+                    local,
+                    window_end: sch
+                        .window_end(slot)
+                        .map(|e| e.with_timezone(&tz).naive_local()),
+                    utc: slot,
+                    blackout: sch
+                        .blackout_at(&config.calendars, slot)
+                        .map(|b| b.0.to_string()),
+                });
+            }
+        }
+        Ok(CalendarMonth {
+            runbook: f.runbook.clone(),
+            timezone: tz.name().to_string(),
+            year,
+            month: mon,
+            days,
+        })
+    }
+}
+
+/// The audit chain as the console last verified it.
+#[derive(Debug, Clone)]
+pub struct ChainStatus {
+    /// Records verified, and the head hash after them.
+    pub verified: crate::audit::Verified,
+    /// The first record that breaks the chain, if one does: nothing after it is verified.
+    pub broken: Option<crate::audit::Broken>,
+    /// When the check ran.
+    pub checked_at: String,
+}
+
+/// What the audit page asks for; every field narrows (full records only).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub event: Option<String>,
+    pub run_id: Option<String>,
+    /// A user name (or `system`).
+    pub actor: Option<String>,
+    /// RFC 3339 bounds on the record's time, inclusive.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl AuditFilter {
+    fn is_empty(&self) -> bool {
+        self.event.is_none()
+            && self.run_id.is_none()
+            && self.actor.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+    }
+
+    fn admits(&self, r: &crate::audit::Record) -> bool {
+        let actor = match &r.actor {
+            crate::audit::Actor::System(s) => s.as_str(),
+            crate::audit::Actor::User { user, .. } => user.as_str(),
+        };
+        self.event.as_deref().map_or(true, |e| r.event == e)
+            && self
+                .run_id
+                .as_deref()
+                .map_or(true, |id| r.run_id.as_deref() == Some(id))
+            && self.actor.as_deref().map_or(true, |a| actor == a)
+            && self.from.as_deref().map_or(true, |f| r.ts.as_str() >= f)
+            && self.to.as_deref().map_or(true, |t| r.ts.as_str() <= t)
+    }
+}
+
+/// A page of the audit log as a party sees it.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub entries: Vec<crate::audit::Entry>,
+    /// The seq to continue after, when the log goes on.
+    pub next_after: Option<u64>,
+    /// Records looked at for this page (a sparse filter stops after [`AUDIT_SCAN`]).
+    pub scanned: u64,
+}
+
+/// Records shown per audit page.
+pub const AUDIT_PER_PAGE: usize = 50;
+
+/// At most this many records are read to fill one filtered page; the page then offers to
+/// continue from where it stopped.
+pub const AUDIT_SCAN: u64 = 20_000;
+
+/// Records read from the store at a time while verifying or browsing.
+const AUDIT_BATCH: usize = 2_000;
+
+impl App {
+    /// Rule 10 for the audit log, the same for `GET /api/v1/audit` and the audit page:
+    /// `party`'s view of `records`, those that do not concern it redacted to their chain
+    /// links. Blocking (reads runs from the store).
+    pub fn audit_party_view(
+        &self,
+        party: &str,
+        records: Vec<crate::audit::Record>,
+    ) -> Result<Vec<crate::audit::Entry>, crate::store::StoreError> {
+        let (config, catalog) = (self.config(), self.catalog());
+        super::reads::AuditScope::new(&self.store, &config, &catalog).view(party, records)
+    }
+
+    /// Reading the audit log needs the auditor or admin role (as `GET /api/v1/audit`).
+    pub fn may_read_audit(&self, user: &User) -> Result<(), RunError> {
+        use crate::config::Role;
+        if user.has_role(Role::Auditor) || user.has_role(Role::Admin) {
+            Ok(())
+        } else {
+            Err(RunError::Forbidden(
+                "reading the audit log needs the auditor or admin role".into(),
+            ))
+        }
+    }
+
+    /// The chain's verify status by [`crate::audit::verify_more`], the code of
+    /// `tandem audit verify`: each call verifies only the records appended since the last
+    /// one (the log is append-only), so it stays fast on a long log. Blocking.
+    pub fn chain_status(&self) -> Result<ChainStatus, RunError> {
+        let mut cache = match self.estate.chain.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        let mut status = cache.clone().unwrap_or_else(|| ChainStatus {
+            verified: crate::audit::Verified {
+                count: 0,
+                head: crate::audit::GENESIS.to_string(),
+                redacted: 0,
+                checkpoints: 0,
+            },
+            broken: None,
+            checked_at: String::new(),
+        });
+        while status.broken.is_none() {
+            let batch = self
+                .store
+                .audit_records(status.verified.count, AUDIT_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len();
+            match crate::audit::verify_more(
+                &status.verified,
+                batch.into_iter().map(|r| Ok(crate::audit::Entry::Full(r))),
+            ) {
+                Ok(v) => status.verified = v,
+                Err(b) => status.broken = Some(b),
+            }
+            if n < AUDIT_BATCH {
+                break;
+            }
+        }
+        status.checked_at = crate::store::now();
+        *cache = Some(status.clone());
+        Ok(status)
+    }
+
+    /// A page of the audit log after seq `after` as `user`'s party sees it (rule 10, as
+    /// the API). With a filter only whole records that match are shown: a redacted record
+    /// says nothing, not even that it matched.
+    pub fn audit_page(
+        &self,
+        user: &User,
+        filter: &AuditFilter,
+        after: u64,
+    ) -> Result<AuditPage, RunError> {
+        self.may_read_audit(user)?;
+        let mut entries = Vec::new();
+        let mut cursor = after;
+        let mut scanned = 0u64;
+        let mut more = true;
+        while entries.len() < AUDIT_PER_PAGE && scanned < AUDIT_SCAN {
+            let batch = self.store.audit_records(cursor, AUDIT_BATCH)?;
+            if batch.is_empty() {
+                more = false;
+                break;
+            }
+            let read = batch.len();
+            for e in self.audit_party_view(&user.party, batch)? {
+                let seq = e.seq();
+                if entries.len() == AUDIT_PER_PAGE {
+                    break;
+                }
+                cursor = seq;
+                scanned += 1;
+                let keep = match &e {
+                    crate::audit::Entry::Full(r) => filter.admits(r),
+                    crate::audit::Entry::Redacted(_) => filter.is_empty(),
+                };
+                if keep {
+                    entries.push(e);
+                }
+            }
+            if read < AUDIT_BATCH && entries.len() < AUDIT_PER_PAGE {
+                more = false;
+                break;
+            }
+        }
+        Ok(AuditPage {
+            entries,
+            next_after: more.then_some(cursor),
+            scanned,
+        })
+    }
+
+    /// The newest signed checkpoints and delivery outcomes, as `user`'s party may see them.
+    pub fn checkpoints_for(
+        &self,
+        user: &User,
+        limit: usize,
+    ) -> Result<(Vec<crate::audit::Record>, Vec<crate::audit::Record>), RunError> {
+        use crate::audit::{Entry, Event};
+        self.may_read_audit(user)?;
+        let full = |records| -> Result<Vec<crate::audit::Record>, RunError> {
+            Ok(self
+                .audit_party_view(&user.party, records)?
+                .into_iter()
+                .filter_map(|e| match e {
+                    Entry::Full(r) => Some(r),
+                    Entry::Redacted(_) => None,
+                })
+                .collect())
+        };
+        let signed = full(
+            self.store
+                .audit_latest([Event::CheckpointSigned, Event::CheckpointSigned], limit)?,
+        )?;
+        let delivered = self.store.audit_latest(
+            [Event::CheckpointDelivered, Event::CheckpointDeliveryFailed],
+            limit * 4,
+        )?;
+        Ok((signed, full(delivered)?))
     }
 }

@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde_json::Value;
-
 use super::{App, RunError};
 use crate::audit::{Entry, Event, Record};
 use crate::config::{Config, User};
@@ -127,19 +125,16 @@ impl App {
     }
 
     /// The schedules of runbooks `user`'s party owns, whose targets it owns or whose
-    /// approval it gives (`GET /api/v1/schedules`).
-    pub fn schedules_for(&self, user: &User, count: usize) -> Result<Vec<Value>, RunError> {
-        let catalog = self.catalog();
-        Ok(self
-            .schedules_view(count)?
-            .into_iter()
-            .filter(|s| {
-                s["runbook"]
-                    .as_str()
-                    .and_then(|name| catalog.get(name))
-                    .is_some_and(|rb| self.sees_runbook(user, rb, false))
-            })
-            .collect())
+    /// approval it gives (`GET /api/v1/schedules`, the schedules page).
+    pub fn schedules_for(
+        &self,
+        user: &User,
+        count: usize,
+    ) -> Result<Vec<super::schedule::ScheduleView>, RunError> {
+        let grants = self.config().read_grants.clone();
+        Ok(self.schedules_view(count, &|f| {
+            policy::may_see_run(&user.party, &f.concerns, &grants)
+        })?)
     }
 
     /// The witnesses of `user`'s party whose latest checkpoint delivery failed (the

@@ -60,6 +60,91 @@ pub fn system_initiator(rb: &Runbook) -> Initiator {
     }
 }
 
+/// Whether standing approvals cover `digest` of `runbook`'s schedule at `at` for every
+/// party in `approvals` (quorum distinct approvers each).
+fn standing_covers(
+    tx: &Tx<'_>,
+    runbook: &str,
+    digest: &str,
+    approvals: &[crate::policy::ApprovalRequirement],
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    if approvals.is_empty() {
+        return Ok(true);
+    }
+    let granted = tx.standing_at(runbook, digest, &crate::store::now_at(at))?;
+    Ok(approvals.iter().all(|req| {
+        granted
+            .iter()
+            .filter(|(party, _)| *party == req.party)
+            .count() as u32
+            >= req.quorum
+    }))
+}
+
+/// A schedule's facts that depend only on the config and catalog in force
+/// ([`App::schedule_facts`]).
+#[derive(Debug)]
+pub struct ScheduleFacts {
+    pub runbook: String,
+    pub spec: crate::runbook::ScheduleSpec,
+    pub schedule: Schedule,
+    /// The whole schedule's plan digest and the approvals it needs (reasons left out);
+    /// `None` when no plan can be made.
+    pub whole: Option<(String, Vec<crate::policy::ApprovalRequirement>)>,
+    /// The parties it concerns (rule 10, [`crate::policy::runbook_parties`]).
+    pub concerns: std::collections::BTreeSet<String>,
+}
+
+/// One schedule as `GET /api/v1/schedules` and the schedules page show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScheduleView {
+    pub runbook: String,
+    pub cron: Option<String>,
+    pub rrule: Option<String>,
+    pub timezone: String,
+    pub offset: Option<String>,
+    pub window: Option<String>,
+    pub overlap: &'static str,
+    pub misfire: &'static str,
+    pub next: Vec<SlotView>,
+    pub approval_needed_from: Vec<String>,
+    pub schedule_digest: Option<String>,
+    /// Whether the next slot is approved (a standing approval, or a run queued for it);
+    /// `None` when there is no next slot.
+    pub next_slot_approved: Option<bool>,
+    /// Standing approvals of the schedule's digest in force now.
+    pub standing: Vec<StandingView>,
+    pub last: Option<LastSlot>,
+}
+
+/// A coming slot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SlotView {
+    pub utc: String,
+    /// In the schedule's zone.
+    pub local: String,
+    /// The slot plus its jitter.
+    pub fires_at: String,
+    /// The blackout calendar that skips it.
+    pub blackout: Option<String>,
+}
+
+/// A standing approval in force: who gave it and until when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StandingView {
+    pub party: String,
+    pub user: String,
+    pub until: String,
+}
+
+/// The newest scheduled run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastSlot {
+    pub slot: String,
+    pub status: RunStatus,
+}
+
 /// Each handled schedule's next event time (none: nothing more to do).
 type NextEvents = Vec<(String, Option<DateTime<Utc>>)>;
 
@@ -84,17 +169,7 @@ impl App {
         whole: &Plan,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        if whole.approvals.is_empty() {
-            return Ok(true);
-        }
-        let granted = tx.standing_at(&rb.name, &whole.digest, &crate::store::now_at(at))?;
-        Ok(whole.approvals.iter().all(|req| {
-            granted
-                .iter()
-                .filter(|(party, _)| *party == req.party)
-                .count() as u32
-                >= req.quorum
-        }))
+        standing_covers(tx, &rb.name, &whole.digest, &whole.approvals, at)
     }
 
     /// Handles every schedule whose next event is due at `now`: fires slots, audits skipped
@@ -482,49 +557,131 @@ impl App {
         }
     }
 
-    /// The schedules for `GET /api/v1/schedules`: next slots, last outcome, and whether the
-    /// next slot is approved.
-    pub fn schedules_view(&self, count: usize) -> Result<Vec<Value>, StoreError> {
-        let catalog = self.catalog();
+    /// What the view of every schedule needs that depends only on the config and catalog in
+    /// force: parsed schedules, the whole-schedule plan's digest and approvals, and who each
+    /// concerns. Making a schedule's plan resolves and hashes every target, which at
+    /// thousands of hosts and hundreds of schedules took seconds per request: it is made
+    /// once per loaded config and catalog instead.
+    pub(super) fn schedule_facts(&self) -> Arc<Vec<ScheduleFacts>> {
+        let loaded = self.loaded();
+        let mut cache = match self.estate.schedules.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((catalog, facts)) = cache.as_ref() {
+            if Arc::ptr_eq(catalog, &loaded.catalog) {
+                return facts.clone();
+            }
+        }
+        let mut facts = Vec::new();
+        for rb in loaded.catalog.runbooks.values() {
+            let Some(spec) = &rb.schedule else { continue };
+            let Ok(schedule) = Schedule::parse(spec) else {
+                continue;
+            };
+            let targets =
+                crate::runbook::plan::resolve_targets(rb, &loaded.config).unwrap_or_default();
+            let whole = crate::runbook::plan::make_plan(
+                rb,
+                &loaded.config,
+                &Map::new(),
+                system_initiator(rb),
+                None,
+            )
+            .ok()
+            .map(|w| {
+                // Only who and how many are kept: the reasons name every host.
+                let approvals = w
+                    .approvals
+                    .into_iter()
+                    .map(|a| crate::policy::ApprovalRequirement {
+                        reasons: Vec::new(),
+                        ..a
+                    })
+                    .collect();
+                (w.digest, approvals)
+            });
+            facts.push(ScheduleFacts {
+                runbook: rb.name.clone(),
+                spec: spec.clone(),
+                schedule,
+                whole,
+                concerns: crate::policy::runbook_parties(rb, &targets, false),
+            });
+        }
+        let facts = Arc::new(facts);
+        *cache = Some((loaded.catalog.clone(), facts.clone()));
+        facts
+    }
+
+    /// The next `count` slots of each schedule `wanted` admits, with approval status
+    /// (`GET /api/v1/schedules`, the console's schedules page).
+    pub fn schedules_view(
+        &self,
+        count: usize,
+        wanted: &dyn Fn(&ScheduleFacts) -> bool,
+    ) -> Result<Vec<ScheduleView>, StoreError> {
+        let facts = self.schedule_facts();
+        let config = self.config();
         let now = Utc::now();
+        let now_s = crate::store::now_at(now);
         let mut out = Vec::new();
         self.store.tx(|tx| {
-            for rb in catalog.runbooks.values() {
-                let Some(spec) = &rb.schedule else { continue };
-                let Ok(sch) = Schedule::parse(spec) else { continue };
+            for f in facts.iter().filter(|f| wanted(f)) {
+                let sch = &f.schedule;
                 let next = sch.next(now, count);
-                let whole = self.schedule_plan(rb).ok();
-                let needs: Vec<String> = whole.iter().flat_map(|w| w.approvals.iter().map(|a| a.party.clone())).collect();
-                let approved = match (next.first(), &whole) {
-                    (None, _) => Value::Null,
-                    (Some(_), Some(w)) if w.approvals.is_empty() => json!(true),
-                    (Some(slot), Some(w)) => {
-                        let pre = tx.run_for_slot(&slot_key(&rb.name, *slot))?.is_some_and(|(_, s)| s == RunStatus::Queued);
-                        json!(pre || self.standing_covers(tx, rb, w, *slot)?)
+                let approved = match (next.first(), &f.whole) {
+                    (None, _) => None,
+                    (Some(_), Some((_, approvals))) if approvals.is_empty() => Some(true),
+                    (Some(slot), Some((digest, approvals))) => {
+                        let pre = tx
+                            .run_for_slot(&slot_key(&f.runbook, *slot))?
+                            .is_some_and(|(_, s)| s == RunStatus::Queued);
+                        Some(pre || standing_covers(tx, &f.runbook, digest, approvals, *slot)?)
                     }
-                    (Some(_), None) => json!(false),
+                    (Some(_), None) => Some(false),
                 };
-                let last = tx.last_scheduled(&rb.name)?;
-                out.push(json!({
-                    "runbook": rb.name,
-                    "cron": spec.cron,
-                    "rrule": spec.rrule,
-                    "timezone": sch.tz.name(),
-                    "offset": spec.offset,
-                    "window": spec.window,
-                    "overlap": sch.overlap.name(),
-                    "misfire": sch.misfire.name(),
-                    "next": next.iter().map(|t| json!({
-                        "utc": ts(*t),
-                        "local": t.with_timezone(&sch.tz).to_rfc3339_opts(SecondsFormat::Secs, false),
-                        "fires_at": ts(sch.fire_time(&rb.name, *t)),
-                        "blackout": sch.blackout_at(&self.config().calendars, *t).map(|b| b.0),
-                    })).collect::<Vec<_>>(),
-                    "approval_needed_from": needs,
-                    "schedule_digest": whole.as_ref().map(|w| w.digest.clone()),
-                    "next_slot_approved": approved,
-                    "last": last.map(|(slot, st)| json!({"slot": slot, "status": st})),
-                }));
+                let standing = match &f.whole {
+                    Some((digest, approvals)) if !approvals.is_empty() => tx
+                        .standing_list(&f.runbook, digest, &now_s)?
+                        .into_iter()
+                        .map(|(party, user, until)| StandingView { party, user, until })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let last = tx.last_scheduled(&f.runbook)?;
+                out.push(ScheduleView {
+                    runbook: f.runbook.clone(),
+                    cron: f.spec.cron.clone(),
+                    rrule: f.spec.rrule.clone(),
+                    timezone: sch.tz.name().to_string(),
+                    offset: f.spec.offset.clone(),
+                    window: f.spec.window.clone(),
+                    overlap: sch.overlap.name(),
+                    misfire: sch.misfire.name(),
+                    next: next
+                        .iter()
+                        .map(|t| SlotView {
+                            utc: ts(*t),
+                            local: t
+                                .with_timezone(&sch.tz)
+                                .to_rfc3339_opts(SecondsFormat::Secs, false),
+                            fires_at: ts(sch.fire_time(&f.runbook, *t)),
+                            blackout: sch
+                                .blackout_at(&config.calendars, *t)
+                                .map(|b| b.0.to_string()),
+                        })
+                        .collect(),
+                    approval_needed_from: f
+                        .whole
+                        .iter()
+                        .flat_map(|(_, a)| a.iter().map(|a| a.party.clone()))
+                        .collect(),
+                    schedule_digest: f.whole.as_ref().map(|(d, _)| d.clone()),
+                    next_slot_approved: approved,
+                    standing,
+                    last: last.map(|(slot, status)| LastSlot { slot, status }),
+                });
             }
             Ok(())
         })?;

@@ -558,15 +558,13 @@ async fn audit(
     Ok(Json(entries).into_response())
 }
 
-/// Rule 10 for the audit log: `party`'s view of `records`, those that do not concern it
-/// redacted to their chain links. Blocking (reads runs from the store).
+/// Rule 10 for the audit log: `party`'s view of `records` ([`App::audit_party_view`]).
 fn party_view(
     app: &App,
     party: &str,
     records: Vec<crate::audit::Record>,
 ) -> Result<Vec<crate::audit::Entry>, StoreError> {
-    let (config, catalog) = (app.config(), app.catalog());
-    crate::run::reads::AuditScope::new(&app.store, &config, &catalog).view(party, records)
+    app.audit_party_view(party, records)
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {

@@ -1770,6 +1770,21 @@ impl Tx<'_> {
         )
     }
 
+    /// The standing approvals of a schedule's `digest` in force at `at`: (party, user, until),
+    /// the longest-standing of each approver.
+    pub fn standing_list(
+        &self,
+        runbook: &str,
+        digest: &str,
+        at: &str,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.tx.rows(
+            "SELECT party, \"user\", MAX(until) FROM standing_approvals WHERE runbook = ?1 AND digest = ?2 AND granted_at <= ?3 AND until > ?3 GROUP BY party, \"user\" ORDER BY party, \"user\"",
+            p![runbook, digest, at],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+
     /// The newest scheduled run of a runbook: (slot, status).
     pub fn last_scheduled(&self, runbook: &str) -> Result<Option<(String, RunStatus)>, StoreError> {
         self.tx.row(

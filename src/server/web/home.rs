@@ -10,7 +10,6 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::Utc;
-use serde_json::Value;
 
 use super::{blocking, esc, page, Signed};
 use crate::audit::Record;
@@ -34,7 +33,7 @@ struct Needs {
     reviews: Vec<RunRow>,
     failed: Vec<RunRow>,
     frozen: Vec<FreezeRow>,
-    skipping: Vec<Value>,
+    skipping: Vec<crate::run::schedule::ScheduleView>,
     undelivered: Vec<Record>,
 }
 
@@ -74,7 +73,7 @@ fn read(app: &App, user: &crate::config::User) -> Result<Needs, crate::run::RunE
     let skipping = app
         .schedules_for(user, 1)?
         .into_iter()
-        .filter(|s| s["next_slot_approved"] == Value::Bool(false))
+        .filter(|s| s.next_slot_approved == Some(false))
         .collect();
     Ok(Needs {
         approvals: app.approvals_for(user)?,
@@ -196,19 +195,14 @@ async fn home(State(app): State<Arc<App>>, Signed { user, csrf }: Signed) -> Res
             plural(needs.skipping.len(), "schedule", "schedules")
         );
         for s in &needs.skipping {
-            let from: Vec<&str> = s["approval_needed_from"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let next = s.next.first();
             let _ = write!(
                 b,
                 "<li>{} at {} (UTC; local {}) needs the approval of {}</li>",
-                esc(s["runbook"].as_str().unwrap_or_default()),
-                esc(s["next"][0]["utc"].as_str().unwrap_or_default()),
-                esc(s["next"][0]["local"].as_str().unwrap_or_default()),
-                esc(&from.join(", ")),
+                esc(&s.runbook),
+                esc(next.map_or("", |n| n.utc.as_str())),
+                esc(next.map_or("", |n| n.local.as_str())),
+                esc(&s.approval_needed_from.join(", ")),
             );
         }
         b.push_str("</ul><p><a href=\"/schedules\">schedules</a></p></section>");
