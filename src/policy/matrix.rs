@@ -224,21 +224,6 @@ fn row(config: &Config, rb: &Runbook) -> MatrixRow {
     }
 }
 
-/// One CSV field, quoted when it holds a comma, quote or line break (RFC 4180). A field
-/// that a spreadsheet would read as a formula gets a leading `'`.
-pub fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
 impl Matrix {
     /// The header of [`Matrix::to_csv`].
     pub const CSV_HEADER: &'static str = "runbook,owner,description,targets,target_owners,apis_and_secrets,starting_party,may_start_roles,may_start_users,must_approve,break_glass,break_glass_review";
@@ -296,7 +281,10 @@ impl Matrix {
                         String::new()
                     },
                 ];
-                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                let line: Vec<String> = fields
+                    .iter()
+                    .map(|f| crate::report::render::csv_field(f))
+                    .collect();
                 out.push_str(&line.join(","));
                 out.push_str("\r\n");
             }
@@ -322,19 +310,5 @@ mod tests {
         }
         assert_eq!(owns_of(1, 1), "owns 1 of 1 target");
         assert_eq!(owns_of(238, 1143), "owns 238 of 1,143 targets");
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_and_never_formulas() {
-        for (field, want) in [
-            ("plain", "plain"),
-            ("a,b", "\"a,b\""),
-            ("say \"hi\"", "\"say \"\"hi\"\"\""),
-            ("two\nlines", "\"two\nlines\""),
-            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
-            ("-1", "'-1"),
-        ] {
-            assert_eq!(csv_field(field), want, "{field:?}");
-        }
     }
 }

@@ -507,7 +507,7 @@ pub fn html_document(r: &Report) -> String {
 
 /// One CSV field, quoted when it needs to be (RFC 4180). Text that a spreadsheet would take
 /// for a formula (a break-glass reason is typed by a user) gets a leading `'`.
-fn field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err();
     let s = if formula {
         format!("'{s}")
@@ -689,7 +689,7 @@ pub fn csv(r: &Report) -> String {
     }
     let mut out = String::from("section,item,metric,value\n");
     for r in rows {
-        let line: Vec<String> = r.iter().map(|f| field(f)).collect();
+        let line: Vec<String> = r.iter().map(|f| csv_field(f)).collect();
         out.push_str(&line.join(","));
         out.push('\n');
     }
@@ -717,12 +717,12 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_and_never_formulas() {
-        assert_eq!(field("plain"), "plain");
-        assert_eq!(field("a,b"), "\"a,b\"");
-        assert_eq!(field("say \"hi\"\nnow"), "\"say \"\"hi\"\"\nnow\"");
-        assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(field("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(field("-5"), "-5");
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\"\nnow"), "\"say \"\"hi\"\"\nnow\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("-5"), "-5");
     }
 
     #[test]

@@ -243,23 +243,10 @@ async fn schedules_page(
 /// The month as a table, Monday first: each day's slots (with their windows) and blackouts.
 fn calendar(c: &CalendarMonth) -> String {
     let name = |m: u32| {
-        [
-            "January",
-            "February",
-            "March",
-            "April",
-            "May",
-            "June",
-            "July",
-            "August",
-            "September",
-            "October",
-            "November",
-            "December",
-        ]
-        .get(m as usize - 1)
-        .copied()
-        .unwrap_or("?")
+        crate::scheduler::cron::MONTH_NAMES
+            .get(m as usize - 1)
+            .copied()
+            .unwrap_or("?")
     };
     let (py, pm) = if c.month == 1 {
         (c.year - 1, 12)
