@@ -330,6 +330,26 @@ fn a_follow_up_is_a_run_of_its_own_with_its_own_rule_1_and_approvals() {
     let child = wait_final_as(&daemon, "alice", &kids[0], RUN_TIMEOUT);
     assert_eq!(child["status"], "succeeded", "{child:#}");
     assert_eq!(child["parent_run"], parent_id.as_str());
+    // The log stream's closing `end` event is the run as its follower may see it: cut too.
+    let stream = reqwest::blocking::Client::new()
+        .get(format!(
+            "{}/api/v1/runs/{}/log?follow=1",
+            daemon.url(),
+            kids[0]
+        ))
+        .bearer_auth(crate::harness::token("pete"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let end = stream
+        .split("\n\n")
+        .find_map(|e| e.strip_prefix("event: end\ndata: "))
+        .unwrap_or_else(|| panic!("no end event in {stream}"));
+    let end: Value = serde_json::from_str(end).unwrap();
+    assert_eq!(end["status"], "succeeded", "{end:#}");
+    assert_eq!(end["parent_run"], Value::Null, "{end:#}");
+    assert!(!stream.contains(parent_id.as_str()), "{stream}");
 }
 
 #[test]

@@ -22,7 +22,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use tokio::sync::broadcast;
 
-use crate::run::App;
+use crate::config::User;
+use crate::run::{App, RunError};
 use crate::store::{render, LineRef, LiveChunk, StoreError};
 
 /// Lines sent to a follower in one piece from the store: about 100 KiB of events.
@@ -110,6 +111,8 @@ impl Events {
 
 struct Follow {
     app: Arc<App>,
+    /// The follower: the final run it gets is the run as it may see it (rule 10).
+    user: User,
     id: String,
     after: i64,
     /// The run's chunks as they are written (before they are durable).
@@ -188,6 +191,7 @@ type StoreRead = (Vec<u8>, i64, Option<Option<crate::store::RunRow>>);
 /// ended; once it has, the lines it stored last.
 fn read_store(
     app: &App,
+    user: &User,
     id: &str,
     after: i64,
     lines: bool,
@@ -212,7 +216,12 @@ fn read_store(
     // status, so a read of the log after the run's sees all of them. The status alone
     // first: this runs after every commit.
     let run = match app.store.run_status(id)? {
-        Some(s) if s.is_final() => app.store.run(id)?,
+        // Its chain links cut to what the follower may see, as every read of a run.
+        Some(s) if s.is_final() => match app.visible_run(user, id) {
+            Ok(run) => Some(run),
+            Err(RunError::Store(e)) => return Err(e),
+            Err(_) => None,
+        },
         Some(_) => return Ok((body, last, Some(None))),
         None => None,
     };
@@ -224,6 +233,7 @@ fn read_store(
 /// in order, then one `end` event with the final run when the run is over.
 pub(super) fn follow(
     app: Arc<App>,
+    user: User,
     id: String,
     after: i64,
     framing: Framing,
@@ -232,6 +242,7 @@ pub(super) fn follow(
     let live = app.store.follow_live(&id);
     let state = Follow {
         app,
+        user,
         id,
         after,
         live,
@@ -257,10 +268,12 @@ pub(super) fn follow(
             if st.read_store || st.check_end {
                 let lines = std::mem::take(&mut st.read_store);
                 st.check_end = false;
-                let (a, id, after, framing) = (st.app.clone(), st.id.clone(), st.after, st.framing);
-                let read =
-                    tokio::task::spawn_blocking(move || read_store(&a, &id, after, lines, framing))
-                        .await;
+                let (a, user, id) = (st.app.clone(), st.user.clone(), st.id.clone());
+                let (after, framing) = (st.after, st.framing);
+                let read = tokio::task::spawn_blocking(move || {
+                    read_store(&a, &user, &id, after, lines, framing)
+                })
+                .await;
                 let Ok(Ok((read, last, run))) = read else {
                     st.done = true;
                     return Some((

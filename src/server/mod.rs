@@ -622,8 +622,8 @@ async fn run_log(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
     let user = caller(&app, &headers)?;
-    let (a, rid) = (app.clone(), id.clone());
-    blocking(move || Ok(a.visible_run(&user, &rid)?)).await?;
+    let (a, u, rid) = (app.clone(), user.clone(), id.clone());
+    blocking(move || Ok(a.visible_run(&u, &rid)?)).await?;
     let after = q.after.unwrap_or(0);
     if flag(&q.raw) {
         if flag(&q.follow) {
@@ -643,13 +643,15 @@ async fn run_log(
     } else {
         follow::Framing::Line
     };
-    Ok(follow_response(app, id, after, framing))
+    Ok(follow_response(app, user, id, after, framing))
 }
 
 /// A run's log as server-sent events from line `after` on (see [`follow`]); the API and the
-/// console's run page serve the same stream. The caller has checked that the run is visible.
+/// console's run page serve the same stream. The caller has checked that the run is visible
+/// to `user`.
 pub(crate) fn follow_response(
     app: Arc<App>,
+    user: User,
     id: String,
     after: i64,
     framing: follow::Framing,
@@ -659,7 +661,7 @@ pub(crate) fn follow_response(
             (axum::http::header::CONTENT_TYPE, "text/event-stream"),
             (axum::http::header::CACHE_CONTROL, "no-cache"),
         ],
-        axum::body::Body::from_stream(follow::follow(app, id, after, framing)),
+        axum::body::Body::from_stream(follow::follow(app, user, id, after, framing)),
     )
         .into_response()
 }

@@ -413,12 +413,13 @@ async fn log_feed(
     if !matches!(q.follow.as_deref(), Some("1" | "true")) {
         return Redirect::to(&format!("/runs/{}", urlencode(&id))).into_response();
     }
-    let (a, rid) = (app.clone(), id.clone());
-    if let Err(r) = blocking(move || a.visible_run(&user, &rid)).await {
+    let (a, u, rid) = (app.clone(), user.clone(), id.clone());
+    if let Err(r) = blocking(move || a.visible_run(&u, &rid)).await {
         return r;
     }
     crate::server::follow_response(
         app,
+        user,
         id,
         q.after.unwrap_or(0).max(0),
         crate::server::follow::Framing::Line,
