@@ -120,7 +120,7 @@ fn each_party_sees_only_its_runs_in_the_list() {
             "{user} sees the other party's run {theirs}: {ids:?}"
         );
         if user == "paula" {
-            browser.screenshots("runs");
+            browser.save_screens("runs");
         }
     }
 
@@ -177,7 +177,7 @@ fn a_run_reads_in_words_and_is_approved_from_the_home_page_by_keyboard() {
         !source.contains("@127.0.0.1:22"),
         "a local host is shown as an SSH address"
     );
-    browser.screenshots("run");
+    browser.save_screens("run");
 
     browser.navigate(&format!("{}/", daemon.url()));
     let item = browser.text(&browser.find("section#need-approvals"));
@@ -185,7 +185,7 @@ fn a_run_reads_in_words_and_is_approved_from_the_home_page_by_keyboard() {
         item.contains(&id) && item.contains("paula (provider)"),
         "{item}"
     );
-    browser.screenshots("home");
+    browser.save_screens("home");
     browser.tab_to_and_press_enter(&format!("approve-{id}"), 40);
     wait_status(&daemon, &id, "succeeded");
     wait_until(Duration::from_secs(10), "back on the home page", || {
@@ -213,7 +213,7 @@ fn a_run_starts_from_the_form_and_its_live_log_arrives() {
         .collect();
     // Rule 1: disk-report and echo-msg are paula's to start; the list says only those.
     assert!(names.contains(&"echo-msg".to_string()), "{names:?}");
-    browser.screenshots("start");
+    browser.save_screens("start");
     browser.navigate(&format!("{}/start/echo-msg", daemon.url()));
     assert!(browser
         .text(&browser.find("#p-message-hint"))
@@ -247,7 +247,7 @@ fn a_run_starts_from_the_form_and_its_live_log_arrives() {
     );
     assert_eq!(browser.find_all("script").len(), 1, "{source}");
     assert!(browser.find_all("img").is_empty(), "{source}");
-    browser.screenshots("start-preview");
+    browser.save_screens("start-preview");
     browser.tab_to_and_press_enter("start", 60);
 
     wait_until(Duration::from_secs(10), "the run page", || {

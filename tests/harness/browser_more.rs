@@ -1,9 +1,6 @@
-//! More of the browser for the console's tests: window sizes and screenshots (saved as test
-//! artifacts), the focused element, and keys pressed like a person at a keyboard.
+//! More of the browser for the console's tests: the focused element, and keys pressed like a
+//! person at a keyboard (screenshots are in `screens`).
 
-use std::path::PathBuf;
-
-use base64::Engine as _;
 use serde_json::json;
 
 use super::{Browser, Element};
@@ -14,30 +11,6 @@ const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
 
 impl Browser {
-    /// Resizes the window to `width` × `height` CSS pixels.
-    pub fn window_size(&self, width: u32, height: u32) {
-        self.command(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
-        );
-    }
-
-    /// Saves a PNG of the page at 1280×800 and at 390×844 (a phone) as
-    /// `target/screenshots/<name>-<width>.png`, and leaves the window at 1280×800.
-    pub fn screenshots(&self, name: &str) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-        std::fs::create_dir_all(&dir).expect("create target/screenshots");
-        for (w, h) in [(390, 844), (1280, 800)] {
-            self.window_size(w, h);
-            let shot = self.command("GET", "/screenshot", None);
-            let png = base64::engine::general_purpose::STANDARD
-                .decode(shot.as_str().unwrap_or_default())
-                .expect("a screenshot is base64");
-            std::fs::write(dir.join(format!("{name}-{w}.png")), png).expect("save screenshot");
-        }
-    }
-
     /// Empties the input `element`.
     pub fn clear(&self, element: &Element) {
         self.command("POST", &format!("/element/{}/clear", element.0), None);
