@@ -125,16 +125,22 @@ async fn expiry_loop(app: std::sync::Arc<App>) {
 }
 
 /// Several nodes (SPEC §10), every third of the lease: renews the leases of the runs this
-/// node executes, then takes over the runs whose node stopped renewing theirs.
+/// node executes, takes over the runs whose node stopped renewing theirs, then starts the
+/// runs another node accepted but left queued (it drained), see [`App::take_up_held`].
 async fn lease_loop(app: std::sync::Arc<App>, lease: Duration) {
     let mut tick = tokio::time::interval(lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     loop {
         tick.tick().await;
         let a = app.clone();
+        let seen = seen.clone();
         let pass = tokio::task::spawn_blocking(move || -> Result<usize> {
             a.store.renew_leases()?;
-            Ok(a.take_over_expired()?)
+            let taken = a.take_over_expired()?;
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            a.take_up_held(&mut seen)?;
+            Ok(taken)
         })
         .await;
         match pass {

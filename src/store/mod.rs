@@ -1732,6 +1732,16 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 
+    /// Whether a scheduled run of this runbook is running (on any node).
+    pub fn scheduled_run_running(&self, runbook: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.tx.one(
+            "SELECT COUNT(*) FROM runs WHERE runbook = ?1 AND slot IS NOT NULL AND status = ?2",
+            p![runbook, RunStatus::Running],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Queued scheduled runs, oldest slot first: (id, runbook, slot key). One query, so a
     /// daemon with thousands of schedules pays for the few runs that wait, not for them all.
     pub fn queued_slot_runs(&self) -> Result<Vec<(String, String, String)>, StoreError> {
