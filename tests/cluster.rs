@@ -383,3 +383,51 @@ fn a_follower_on_one_node_sees_output_written_by_another() {
     next("second-line");
     assert_eq!(next("end")["status"], "succeeded");
 }
+
+/// A run approved through a node that is draining (SIGTERM, a run still under way) is
+/// recorded and left queued there, and a live node takes it up and runs it once, while the
+/// draining node still waits for its own run.
+#[test]
+fn a_run_approved_while_one_node_drains_is_run_by_another_node() {
+    let pg = Postgres::start();
+    let env = cluster_env(&pg);
+    write_marker_runbook(&env, "asks", "[web1]", "approval: { from: internal }");
+    let go_on = env.path().join("go-on");
+    let yaml = format!(
+        "name: hold\ndescription: keeps its node draining\nowner: internal\ntargets: [web1]\n\
+         scope:\n  commands: [\"sh -c *\"]\n\
+         allowed: {{ parties: [internal], roles: [operator] }}\n\
+         script: |\n  sh_ok(\"sh -c 'while [ ! -e {} ]; do sleep 0.05; done'\");\n",
+        go_on.display()
+    );
+    env.write_runbook("hold.yaml", &yaml);
+    let mut nodes: Vec<Daemon> = (0..2)
+        .map(|_| Daemon::start_with(&env, &[("TANDEM_LOG", "info")]))
+        .collect();
+    let id = request_pending(&nodes[0], "paula", "asks");
+    let hold = id_of(&start_run(&nodes[0], "alice", "hold", json!({})));
+    wait_until(SETTLE, "the holding run to run", || {
+        count(&nodes[1], &hold, "action_intent") == 1
+    });
+    nodes[0].sigterm();
+    wait_until(SETTLE, "node 0 to drain", || {
+        nodes[0].stderr().contains("stopping: no new runs")
+    });
+    let digest = get_run(&nodes[0], &id)["digest"].clone();
+    let (status, body) = approve_with(&nodes[0], "ivan", &id, json!({"digest": digest}));
+    assert_eq!(status, 200, "{body}");
+    let run = wait_for(TAKEOVER, "another node to run the approved run", || {
+        let run = get_run(&nodes[1], &id);
+        (run["status"] != "queued" && run["status"] != "running").then_some(run)
+    });
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(ran(&env, &id, ""), "the approved run did not run");
+    assert_eq!(count(&nodes[1], &id, "run_started"), 1);
+    // Node 0 was draining all along: it still waits for its own run.
+    assert_eq!(get_run(&nodes[1], &hold)["status"], "running");
+    std::fs::write(&go_on, b"").unwrap();
+    assert_eq!(nodes[0].wait_exit(SETTLE), Some(0), "{}", nodes[0].stderr());
+    assert_eq!(get_run(&nodes[1], &hold)["status"], "succeeded");
+    drop(nodes);
+    assert_audit_verifies(&env);
+}

@@ -124,17 +124,37 @@ async fn expiry_loop(app: std::sync::Arc<App>) {
     }
 }
 
-/// Several nodes (SPEC §10), every third of the lease: renews the leases of the runs this
-/// node executes, then takes over the runs whose node stopped renewing theirs.
+/// How often a node looks for runs whose lease lapsed (at most): a dead node's runs are
+/// taken over within `lease_timeout` plus this. The look is one read.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Several nodes (SPEC §10): every [`SWEEP_EVERY`] (or third of the lease, if shorter)
+/// takes over the runs whose node stopped renewing their lease; every third of the lease
+/// renews the leases of the runs this node executes (a write) and starts the runs another
+/// node accepted but left queued (it drained), see [`App::take_up_held`].
 async fn lease_loop(app: std::sync::Arc<App>, lease: Duration) {
-    let mut tick = tokio::time::interval(lease / 3);
+    let sweep = (lease / 3).min(SWEEP_EVERY);
+    let sweeps_per_renewal = ((lease / 3).as_millis() / sweep.as_millis().max(1)).max(1);
+    let mut tick = tokio::time::interval(sweep);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let mut sweeps: u128 = 0;
     loop {
         tick.tick().await;
+        let renew = sweeps % sweeps_per_renewal == 0;
+        sweeps = sweeps.wrapping_add(1);
         let a = app.clone();
+        let seen = seen.clone();
         let pass = tokio::task::spawn_blocking(move || -> Result<usize> {
-            a.store.renew_leases()?;
-            Ok(a.take_over_expired()?)
+            if renew {
+                a.store.renew_leases()?;
+            }
+            let taken = a.take_over_expired()?;
+            if renew {
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                a.take_up_held(&mut seen)?;
+            }
+            Ok(taken)
         })
         .await;
         match pass {

@@ -28,6 +28,11 @@ struct Site {
 }
 
 fn site() -> Site {
+    site_with(|config| crate::store::Store::open(&config.state_dir).unwrap())
+}
+
+/// A site whose store `open` makes from the config.
+fn site_with(open: impl FnOnce(&crate::config::Config) -> crate::store::Store) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let (a, i) = ("a".repeat(64), "b".repeat(64));
     let config = format!(
@@ -60,7 +65,7 @@ fn site() -> Site {
     std::fs::write(dir.path().join("runbooks/ticker.yaml"), ticker).unwrap();
     let config = crate::config::Config::load(&dir.path().join("tandem.yaml")).unwrap();
     let catalog = crate::runbook::Catalog::load_dir(&config.runbooks_dir, &config).unwrap();
-    let store = crate::store::Store::open(&config.state_dir).unwrap();
+    let store = open(&config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -264,13 +269,18 @@ fn cancel_racing_approval_never_starts_a_cancelled_run() {
 
 /// A scheduled run approved ahead of its slot, queued for a slot that has just come.
 fn queued_for_slot(app: &Arc<App>, runbook: &str) -> String {
-    let catalog = app.catalog();
-    let rb = catalog.get(runbook).unwrap();
     // A fresh slot each round, each a second before the last: all have come.
     static BASE: std::sync::OnceLock<chrono::DateTime<chrono::Utc>> = std::sync::OnceLock::new();
     static BACK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
     let back = BACK.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let at = *BASE.get_or_init(chrono::Utc::now) - chrono::Duration::seconds(back);
+    queued_at(app, runbook, at)
+}
+
+/// A scheduled run of `runbook` queued for the slot at `at`.
+fn queued_at(app: &Arc<App>, runbook: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let catalog = app.catalog();
+    let rb = catalog.get(runbook).unwrap();
     let key = slot_key(&rb.name, at);
     let plan = app
         .plan(rb, &Map::new(), system_initiator(rb), Some(key))
@@ -280,6 +290,41 @@ fn queued_for_slot(app: &Arc<App>, runbook: &str) -> String {
         .tx(|tx| record_run(tx, &id, rb, &plan, &Actor::system(), None, None, None, None))
         .unwrap();
     id
+}
+
+/// Several nodes on PostgreSQL: a node's start interrupts a scheduled run left queued for
+/// a slot long past (its leader died between queueing and starting it), as a restart does
+/// on SQLite. A run queued for a slot that has just come is left to the leader, and so is
+/// one waiting for its schedule's run under way on another node (`overlap: queue`).
+#[test]
+fn on_postgres_a_start_settles_a_scheduled_run_left_queued_for_a_slot_long_past() {
+    let pg = crate::store::test_postgres::Postgres::start();
+    let url = pg.database();
+    let site = site_with(|_| crate::store::Store::connect(&url).unwrap());
+    let app = &site.app;
+    let _in = site.rt.enter();
+    assert!(app.store.cluster().is_some());
+    let now = chrono::Utc::now();
+    let old = queued_at(app, "ticker", now - chrono::Duration::hours(1));
+    let fresh = queued_at(app, "ticker", now - chrono::Duration::seconds(1));
+    let under_way = queued_at(app, "race0", now - chrono::Duration::hours(2));
+    assert!(crate::store::RunStore::start_run(
+        app.store.as_ref(),
+        &under_way,
+        &Actor::system(),
+        serde_json::json!({}),
+        ("event", "started"),
+    )
+    .unwrap());
+    let waiting = queued_at(app, "race0", now - chrono::Duration::hours(1));
+    assert_eq!(app.recover().unwrap(), 1);
+    let status = |id: &str| app.store.run(id).unwrap().unwrap().status;
+    assert_eq!(status(&old), RunStatus::Interrupted);
+    assert_eq!(status(&fresh), RunStatus::Queued);
+    assert_eq!(status(&waiting), RunStatus::Queued);
+    assert_eq!(status(&under_way), RunStatus::Running);
+    let records = app.store.audit_records(0, 1000).unwrap();
+    crate::audit::verify(records.into_iter().map(Ok)).unwrap();
 }
 
 #[test]

@@ -424,7 +424,7 @@ impl App {
         if self.store.cluster().is_some() {
             // Other nodes may be executing runs right now: only the runs whose lease
             // expired are over, and the sweep takes them (see `take_over_expired`).
-            return self.take_over_expired();
+            return Ok(self.take_over_expired()? + self.settle_missed_slot_runs()?);
         }
         let open = self.store.open_actions()?;
         let now = chrono::Utc::now();
@@ -505,6 +505,66 @@ impl App {
             }
         }
         Ok(interrupted)
+    }
+
+    /// Several nodes, at a node's start: a scheduled run still queued for a slot long past
+    /// (beyond the scheduler's grace) is interrupted, as after a restart on SQLite: no node
+    /// started it at its slot (its leader died or drained between queueing and starting
+    /// it). Left alone while a scheduled run of the same runbook is running somewhere: then
+    /// it waits its turn (`overlap: queue`) and the leader starts it. Returns how many.
+    fn settle_missed_slot_runs(&self) -> Result<usize, StoreError> {
+        let now = chrono::Utc::now();
+        self.store.tx(|tx| {
+            let mut interrupted = 0;
+            for (id, runbook, slot) in tx.queued_slot_runs()? {
+                let passed =
+                    !schedule::slot_time(&slot).is_some_and(|t| t >= now - schedule::MISFIRE_GRACE);
+                if !passed || tx.scheduled_run_running(&runbook)? {
+                    continue;
+                }
+                if lifecycle::end(
+                    tx,
+                    &id,
+                    &[RunStatus::Queued],
+                    RunStatus::Interrupted,
+                    Some("interrupted: no node started it at its slot; it never started"),
+                    &Actor::system(),
+                )? {
+                    interrupted += 1;
+                }
+            }
+            Ok(interrupted)
+        })
+    }
+
+    /// Several nodes, at each lease sweep: runs accepted but not started that wait for no
+    /// slot and were already waiting at the previous sweep (`seen`) start here. The node
+    /// that accepts a run starts it at once, unless it is draining, so a run still queued a
+    /// sweep later was left by a node that drained (or died); the start is a
+    /// compare-and-set, so it runs once whichever nodes try. A draining node takes up
+    /// nothing. Returns how many runs this node started.
+    pub fn take_up_held(
+        self: &Arc<Self>,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Result<usize, StoreError> {
+        if self.draining() {
+            seen.clear();
+            return Ok(0);
+        }
+        let held = crate::store::RunStore::startable_runs(self.store.as_ref())?;
+        let mut waiting = std::collections::HashSet::new();
+        let mut started = 0;
+        for (id, runbook) in held {
+            if seen.contains(&id) && !self.is_active(&id) {
+                if self.spawn(id.clone(), &runbook) {
+                    started += 1;
+                }
+            } else {
+                waiting.insert(id);
+            }
+        }
+        *seen = waiting;
+        Ok(started)
     }
 
     /// Starts the runs accepted but not started by the last daemon (approved while it was

@@ -330,6 +330,9 @@ impl Cluster {
     }
 }
 
+/// The most runs one query of a listing reads (see [`Store::runs_where`]).
+const RUNS_PER_QUERY: usize = 256;
+
 /// The default lease of a run's executing node (SPEC §10: at most 15 s).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
@@ -1729,6 +1732,16 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 
+    /// Whether a scheduled run of this runbook is running (on any node).
+    pub fn scheduled_run_running(&self, runbook: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.tx.one(
+            "SELECT COUNT(*) FROM runs WHERE runbook = ?1 AND slot IS NOT NULL AND status = ?2",
+            p![runbook, RunStatus::Running],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Queued scheduled runs, oldest slot first: (id, runbook, slot key). One query, so a
     /// daemon with thousands of schedules pays for the few runs that wait, not for them all.
     pub fn queued_slot_runs(&self) -> Result<Vec<(String, String, String)>, StoreError> {
@@ -1884,7 +1897,10 @@ impl Store {
     /// Up to `limit` runs that `keep` admits, newest first: optionally only in `status`,
     /// and only older than run `before` (a page cursor). `keep` sees each run with its
     /// review but before its hosts and gates are loaded, so a run it refuses costs two
-    /// indexed reads. The scan stops as soon as `limit` runs are kept.
+    /// indexed reads. The scan reads the runs a page of at most [`RUNS_PER_QUERY`] at a time
+    /// (a keyset on `(created_at, id)`), and stops as soon as `limit` runs are kept: a
+    /// listing reads only what it needs, on PostgreSQL too, where a query's rows all come
+    /// back at once.
     pub fn runs_where(
         &self,
         filter: &RunFilter<'_>,
@@ -1897,30 +1913,57 @@ impl Store {
         }
         let conn = self.lock()?;
         let f = filter;
-        conn.each(
-            concat!(
-                run_select!(),
-                " WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR (created_at, id) < \
-                 (SELECT created_at, id FROM runs WHERE id = ?2)) AND (CAST(?3 AS TEXT) IS NULL OR ref = ?3) \
-                 AND (CAST(?4 AS TEXT) IS NULL OR runbook = ?4) AND (CAST(?5 AS TEXT) IS NULL OR initiator_party = ?5) \
-                 AND (CAST(?6 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM host_results h WHERE h.run_id = runs.id AND h.host = ?6)) \
-                 AND (CAST(?7 AS TEXT) IS NULL OR created_at >= ?7) AND (CAST(?8 AS TEXT) IS NULL OR created_at < ?8) \
-                 ORDER BY created_at DESC, id DESC"
-            ),
-            p![f.status, f.before, f.reference, f.runbook, f.party, f.host, f.since, f.until],
-            |row| {
-                let mut r = run_from_row(row)?;
-                r.review = review(&conn, &r.id)?;
-                if !keep(&r) {
-                    return Ok(true);
-                }
-                r.hosts = host_results(&conn, &r.id)?;
-                r.gates = gates(&conn, &r.id)?;
-                out.push(r);
-                Ok(out.len() < limit)
-            },
-        )?;
-        Ok(out)
+        let page = limit.clamp(16, RUNS_PER_QUERY);
+        // The last run read: the next page starts below it.
+        let mut last: Option<(String, String)> = None;
+        loop {
+            let mut read = 0;
+            let (after_ts, after_id) = match &last {
+                Some((ts, id)) => (Some(ts.clone()), Some(id.clone())),
+                None => (None, None),
+            };
+            conn.each(
+                concat!(
+                    run_select!(),
+                    " WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR (created_at, id) < \
+                     (SELECT created_at, id FROM runs WHERE id = ?2)) AND (CAST(?3 AS TEXT) IS NULL OR ref = ?3) \
+                     AND (CAST(?4 AS TEXT) IS NULL OR runbook = ?4) AND (CAST(?5 AS TEXT) IS NULL OR initiator_party = ?5) \
+                     AND (CAST(?6 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM host_results h WHERE h.run_id = runs.id AND h.host = ?6)) \
+                     AND (CAST(?7 AS TEXT) IS NULL OR created_at >= ?7) AND (CAST(?8 AS TEXT) IS NULL OR created_at < ?8) \
+                     AND (CAST(?9 AS TEXT) IS NULL OR (created_at, id) < (?9, ?10)) \
+                     ORDER BY created_at DESC, id DESC LIMIT ?11"
+                ),
+                p![
+                    f.status,
+                    f.before,
+                    f.reference,
+                    f.runbook,
+                    f.party,
+                    f.host,
+                    f.since,
+                    f.until,
+                    after_ts,
+                    after_id,
+                    page as i64
+                ],
+                |row| {
+                    read += 1;
+                    let mut r = run_from_row(row)?;
+                    last = Some((r.created_at.clone(), r.id.clone()));
+                    r.review = review(&conn, &r.id)?;
+                    if !keep(&r) {
+                        return Ok(true);
+                    }
+                    r.hosts = host_results(&conn, &r.id)?;
+                    r.gates = gates(&conn, &r.id)?;
+                    out.push(r);
+                    Ok(out.len() < limit)
+                },
+            )?;
+            if out.len() >= limit || read < page {
+                return Ok(out);
+            }
+        }
     }
 
     /// Every frozen host, by name.

@@ -540,6 +540,56 @@ pub(crate) mod contract {
         );
     }
 
+    /// A listing that keeps few of many runs reads them a page at a time: what it returns
+    /// is the same, newest first, across page boundaries and with a cursor.
+    pub fn listing_pages_through_many_runs(store: &impl RunStore) {
+        let p = plan();
+        let ids: Vec<String> = (0..70).map(|i| format!("r{i:02}")).collect();
+        for id in &ids {
+            create(store, id, RunStatus::Queued, &p);
+        }
+        let newest_first = |a: &RunRow, b: &RunRow| {
+            (b.created_at.as_str(), b.id.as_str()).cmp(&(a.created_at.as_str(), a.id.as_str()))
+        };
+        let mut all = store
+            .runs_visible(&RunFilter::default(), 1000, &|_| true)
+            .unwrap();
+        assert_eq!(all.len(), 70);
+        let listed: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
+        all.sort_by(newest_first);
+        let sorted: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(listed, sorted, "not newest first");
+        // Every 9th run (by name) is kept: the 16-run pages are each mostly refused.
+        let kept = |r: &RunRow| kept_id(&r.id);
+        let want: Vec<String> = sorted.iter().filter(|id| kept_id(id)).cloned().collect();
+        let got: Vec<String> = store
+            .runs_visible(&RunFilter::default(), 5, &kept)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(got, want[..5]);
+        // The next page, from the last one shown: the rest.
+        let rest: Vec<String> = store
+            .runs_visible(
+                &RunFilter {
+                    before: Some(&got[4]),
+                    ..RunFilter::default()
+                },
+                5,
+                &kept,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(rest, want[5..]);
+    }
+
+    fn kept_id(id: &str) -> bool {
+        id[1..].parse::<u32>().is_ok_and(|n| n % 9 == 0)
+    }
+
     /// Concurrent appends keep one linear, verifiable chain.
     pub fn the_audit_chain_stays_linear(store: &impl RunStore) {
         std::thread::scope(|s| {
@@ -641,6 +691,7 @@ pub(crate) mod contract {
         a_run_ends_once(&fresh());
         intents_and_results_are_recorded_with_their_records(&fresh());
         listing_and_startable_work(&fresh());
+        listing_pages_through_many_runs(&fresh());
         the_audit_chain_stays_linear(&fresh());
     }
 
