@@ -392,6 +392,27 @@ fn pages_need_a_session_and_a_valid_token() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
     assert!(response.headers().get("set-cookie").is_none());
+    // Where sign-in leads is a local path only: a hostile `next` leads home.
+    for next in [
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/runs\r\nSet-Cookie: x=1",
+        "/runs\u{0}",
+        "/r\u{e9}sum\u{e9}",
+    ] {
+        let response = client
+            .post(format!("{}/login", daemon.url()))
+            .form(&[("token", token("ivan").as_str()), ("next", next)])
+            .send()
+            .unwrap();
+        assert!(
+            response.status().is_redirection(),
+            "{next:?}: {}",
+            response.status()
+        );
+        assert_eq!(location(&response), "/", "{next:?}");
+    }
     // An approver's token is not a session either: the pages take only the cookie.
     let response = client
         .get(format!("{}/approvals/{id}", daemon.url()))

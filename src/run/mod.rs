@@ -443,21 +443,23 @@ impl App {
         let mut interrupted = 0;
         self.store.tx(|tx| {
             for a in &open {
-                tx.action_done(a.id, crate::state::ActionStatus::OutcomeUnknown)?;
-                tx.audit(
-                    &Actor::system(),
-                    Some(&a.run_id),
-                    Event::ActionResult,
-                    json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": crate::state::ActionStatus::OutcomeUnknown,
-                           "reason": "the daemon stopped while the action was in flight"}),
-                )?;
+                outcome_unknown(tx, a, "the daemon stopped while the action was in flight")?;
             }
             for (id, st) in &runs {
                 let why = match st {
-                    RunStatus::Running => "interrupted: the daemon stopped during the run; nothing was re-run",
+                    RunStatus::Running => {
+                        "interrupted: the daemon stopped during the run; nothing was re-run"
+                    }
                     _ => "interrupted: the daemon was down at the run's slot; it never started",
                 };
-                if lifecycle::end(tx, id, &[*st], RunStatus::Interrupted, Some(why), &Actor::system())? {
+                if lifecycle::end(
+                    tx,
+                    id,
+                    &[*st],
+                    RunStatus::Interrupted,
+                    Some(why),
+                    &Actor::system(),
+                )? {
                     interrupted += 1;
                 }
             }
@@ -479,14 +481,7 @@ impl App {
                     return Ok(false);
                 }
                 for a in tx.open_actions_of(&id)? {
-                    tx.action_done(a.id, crate::state::ActionStatus::OutcomeUnknown)?;
-                    tx.audit(
-                        &Actor::system(),
-                        Some(&a.run_id),
-                        Event::ActionResult,
-                        json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": crate::state::ActionStatus::OutcomeUnknown,
-                               "reason": "the node running the action stopped while it was in flight"}),
-                    )?;
+                    outcome_unknown(tx, &a, "the node running the action stopped while it was in flight")?;
                 }
                 let ended = lifecycle::end(
                     tx,
@@ -1134,6 +1129,24 @@ impl App {
 
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
+}
+
+/// Rule 8 for an action whose result will never be known (its daemon or node stopped while
+/// it was in flight): recorded `outcome_unknown` with why, never re-run.
+fn outcome_unknown(
+    tx: &crate::store::Tx<'_>,
+    a: &crate::store::OpenAction,
+    why: &str,
+) -> Result<(), StoreError> {
+    let unknown = crate::state::ActionStatus::OutcomeUnknown;
+    tx.action_done(a.id, unknown)?;
+    tx.audit(
+        &Actor::system(),
+        Some(&a.run_id),
+        Event::ActionResult,
+        json!({"host": a.host, "kind": a.kind, "target": a.target, "outcome": unknown, "reason": why}),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -238,11 +238,15 @@ struct NextQuery {
 }
 
 /// Only local paths may be redirected to after sign-in: one leading `/`, no scheme, host or
-/// backslash.
+/// backslash, and only visible ASCII (a control character would not make a header).
 fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
-            if n.starts_with('/') && !n.contains("//") && !n.contains('\\') && !n.contains(':') =>
+            if n.starts_with('/')
+                && !n.contains("//")
+                && !n.contains('\\')
+                && !n.contains(':')
+                && n.chars().all(|c| c.is_ascii_graphic()) =>
         {
             n.to_string()
         }
