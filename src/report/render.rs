@@ -7,8 +7,9 @@ use super::chart::{bars, Bar};
 use super::Report;
 use crate::server::web::esc;
 
-/// The formats `tandem report --format` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The formats `tandem report --format` writes (and `GET /api/v1/report?format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Html,
     Csv,
