@@ -17,7 +17,8 @@ use crate::approvals::{
     write_marker_runbook, write_runbook,
 };
 use crate::harness::{
-    token, unindent, wait_for, wait_until, Browser, Daemon, Env, FocusStop, ENTER, SPACE,
+    token, unindent, wait_for, wait_until, Browser, Daemon, Env, FocusStop, ENTER, SCREEN_SIZES,
+    SPACE,
 };
 use crate::web::{page_client, sign_in};
 
@@ -157,9 +158,14 @@ fn walk(browser: &Browser, what: &str) -> Vec<FocusStop> {
     stops
 }
 
-/// Opens `path` and walks it ([`walk`]).
+/// Opens `path` and walks it ([`walk`]) at the phone's size, where wide tables scroll
+/// sideways, then at the desktop's (which it is left at). Returns the desktop's stops.
 fn open_and_walk(browser: &Browser, daemon: &Daemon, path: &str) -> Vec<FocusStop> {
+    let [desktop, phone] = SCREEN_SIZES;
+    browser.set_window(phone.0, phone.1);
     browser.navigate(&format!("{}{path}", daemon.url()));
+    walk(browser, &format!("{path} at {}x{}", phone.0, phone.1));
+    browser.set_window(desktop.0, desktop.1);
     walk(browser, path)
 }
 
