@@ -449,6 +449,28 @@ fn filters_preview_start_and_break_glass_by_keyboard_alone() {
         "the event filter kept other events: {shown}"
     );
     assert_no_console_errors(&browser, "/audit filtered");
+
+    // The report's period form: narrow to provider by typing in the select, then Enter on
+    // Show report; the page says whose view it is, as the API's JSON does.
+    browser.navigate(&format!("{}/reports", daemon.url()));
+    browser.tab_to("party", WALK_LIMIT);
+    browser.press("what concerns p");
+    browser.tab_to_and_press_enter("show-report", 3);
+    wait_until(SHOWN, "the narrowed report", || {
+        browser.current_url().contains("party=provider")
+    });
+    let meta = browser.text(&browser.find("p.report-meta"));
+    assert!(
+        meta.contains("what internal may see that concerns provider too"),
+        "{meta}"
+    );
+    let (status, report) = daemon.get("/api/v1/report?party=provider", &token("audrey"));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["viewer"], &report["party"]),
+        (&json!("internal"), &json!("provider"))
+    );
+    assert_no_console_errors(&browser, "/reports narrowed");
 }
 
 // ---------------------------------------------------------------------------------------
