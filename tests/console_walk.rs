@@ -33,8 +33,15 @@ const SHOWN: Duration = Duration::from_secs(20);
 /// `long` (provider's, runs until cancelled), `isolate` (emergency, break-glass), and
 /// `nightly` (scheduled).
 fn walk_env() -> Env {
+    walk_env_with("")
+}
+
+/// [`walk_env`] with more top-level YAML in its config.
+fn walk_env_with(extra: &str) -> Env {
     let env = site_env(
-        &site_config().extra("audit: { checkpoint_records: 100000, checkpoint_interval: 24h }"),
+        &site_config()
+            .extra("audit: { checkpoint_records: 100000, checkpoint_interval: 24h }")
+            .extra(extra),
     );
     write_marker_runbook(
         &env,
@@ -674,4 +681,36 @@ fn the_report_api_is_tandem_report_scoped_to_the_callers_party() {
     }
     let (status, _, body) = api_report(&client, &daemon, "", &q);
     assert_eq!(status, 401, "{body}");
+}
+
+#[test]
+fn a_read_grant_lets_the_report_api_show_the_other_partys_runs() {
+    let env = walk_env_with("read_grants:\n  - { party: provider, reads: internal }\n");
+    write_runbook(
+        &env,
+        "internal-job",
+        "[web1]",
+        "",
+        "log(\"internal only\");",
+    );
+    let daemon = Daemon::start(&env);
+    let internal = id_of(&request(&daemon, "alice", "internal-job"));
+    wait_status(&daemon, &internal, "succeeded");
+    let (from, to) = period();
+    let (status, _, body) = api_report(
+        &page_client(),
+        &daemon,
+        "paula",
+        &format!("from={from}&to={to}&party=internal"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    // The grant lets provider read internal's runs: internal's own run is in its report.
+    let runbooks: Vec<&str> = report["failures_by_runbook"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["runbook"].as_str().unwrap())
+        .collect();
+    assert!(runbooks.contains(&"internal-job"), "{report:#}");
 }
