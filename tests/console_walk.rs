@@ -25,6 +25,10 @@ use crate::web::{page_client, sign_in};
 /// Presses of Tab after which a walk gives up: far more than any page here has controls.
 const WALK_LIMIT: usize = 400;
 
+/// A value too long for a phone's screen, with nowhere to break it.
+const LONG: &str = "https://intranet.example/runbooks/disk-report/attachments/2026-12-02/\
+web1-df-output-before-and-after-the-cleanup-of-var-log-journal-and-tmp.txt";
+
 /// How long a page's effect may take to show.
 const SHOWN: Duration = Duration::from_secs(20);
 
@@ -202,7 +206,9 @@ fn every_page_is_walked_by_tab_with_names_a_drawn_focus_and_no_console_error() {
     let env = walk_env();
     let daemon = Daemon::start(&env);
     let pending = request_pending(&daemon, "paula", "disk-report");
-    let finished = start_as_paula(&daemon, "echo-msg", json!({"message": "hello"}));
+    // A long unbroken value: on a phone its log line, its parameter and its preview scroll
+    // sideways, and what scrolls must be reachable and named too.
+    let finished = start_as_paula(&daemon, "echo-msg", json!({"message": LONG}));
     wait_status_as(&daemon, "paula", &finished, "succeeded");
     let running = start_as_paula(&daemon, "long", json!({}));
     wait_status_as(&daemon, "paula", &running, "running");
@@ -244,7 +250,7 @@ fn every_page_is_walked_by_tab_with_names_a_drawn_focus_and_no_console_error() {
     open_and_walk(&browser, &daemon, "/start");
     open_and_walk(&browser, &daemon, "/start/echo-msg");
     browser.save_screens("start-form");
-    browser.send_keys(&browser.find("input#p-message"), "hi");
+    browser.send_keys(&browser.find("input#p-message"), LONG);
     browser.click(&browser.find("button#preview"));
     browser.find("code#digest");
     let stops = walk(&browser, "the preview of echo-msg");
