@@ -280,6 +280,9 @@ fn every_page_is_walked_by_tab_with_names_a_drawn_focus_and_no_console_error() {
     open_and_walk(&browser, &daemon, "/hosts");
     open_and_walk(&browser, &daemon, "/schedules");
     let stops = open_and_walk(&browser, &daemon, "/matrix");
+    let here = browser.find_all("nav a[aria-current='page']");
+    assert_eq!(here.len(), 1, "the navigation does not say where we are");
+    assert_eq!(browser.text(&here[0]), "Responsibilities");
     assert!(
         stops.iter().any(|s| s.name == "Download as CSV"),
         "{stops:#?}"

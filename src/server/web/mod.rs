@@ -208,7 +208,13 @@ connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let mut nav = String::new();
     for (href, label) in NAV {
-        nav.push_str(&format!("<a href=\"{href}\">{label}</a> "));
+        // A section's own page is titled with its label: say "you are here" to a reader.
+        let here = if *label == title {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        nav.push_str(&format!("<a href=\"{href}\"{here}>{label}</a> "));
     }
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · tandem</title>\
