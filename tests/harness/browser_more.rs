@@ -138,6 +138,14 @@ impl Browser {
              var drawn = (st.outlineStyle !== 'none' && parseFloat(st.outlineWidth) > 0) || st.boxShadow !== 'none';\
              return [d[0], d[1], drawn];"
         );
+        // Round again: nothing focused, so a screenshot shows no focused skip link.
+        let done = |stops: Vec<FocusStop>| {
+            self.execute(
+                "if (document.activeElement) { document.activeElement.blur(); }",
+                vec![],
+            );
+            stops
+        };
         let mut stops: Vec<FocusStop> = Vec::new();
         for _ in 0..limit {
             self.press(TAB);
@@ -146,11 +154,11 @@ impl Browser {
                 if stops.is_empty() {
                     continue;
                 }
-                return stops;
+                return done(stops);
             };
             let key = d[0].as_str().unwrap_or_default().to_string();
             if stops.first().is_some_and(|f| f.key == key) {
-                return stops;
+                return done(stops);
             }
             // One element may take several stops (a date field's day, month, year and
             // picker, whose focus Chromium draws itself): one stop, drawn if any was.
