@@ -159,6 +159,18 @@ fn api_errors_have_the_right_status_and_reveal_no_internals() {
             403,
             "forbidden",
         ),
+        (
+            "report over a date that is not one",
+            daemon.get("/api/v1/report?from=2026-02-30&to=2026-03-01", &alice),
+            400,
+            "bad_request",
+        ),
+        (
+            "report for no token",
+            daemon.get("/api/v1/report", ""),
+            401,
+            "unauthorized",
+        ),
     ];
     for (what, got, status, code) in cases {
         assert_error(&env, what, got, status, code);

@@ -9,6 +9,7 @@ mod audit_tamper;
 mod chains;
 mod cluster;
 mod console_runs;
+mod console_walk;
 mod crash_safety;
 mod estate;
 mod harness;

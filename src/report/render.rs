@@ -7,8 +7,9 @@ use super::chart::{bars, Bar};
 use super::Report;
 use crate::server::web::esc;
 
-/// The formats `tandem report --format` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The formats `tandem report --format` writes (and `GET /api/v1/report?format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Html,
     Csv,
@@ -66,9 +67,12 @@ fn day(ts: &str) -> &str {
     ts.get(..10).unwrap_or(ts)
 }
 
-/// A table: `head` cells, then rows of already-escaped cells. In the console, rows past
-/// [`SHOWN_ROWS`] fold into a `<details>` (no script needed); printed, all show.
-fn table(id: &str, head: &[&str], rows: &[Vec<String>], fold: bool) -> String {
+/// A table named `label` (its scroll box is a region of that name, which a keyboard reaches
+/// when the table is wider than the screen): `head` cells, then rows of already-escaped
+/// cells. In the console, rows past [`SHOWN_ROWS`] fold into a `<details>` (no script
+/// needed); printed, all show.
+fn table(id: &str, label: &str, head: &[&str], rows: &[Vec<String>], fold: bool) -> String {
+    let label = esc(label);
     let mut h = String::from("<tr>");
     for c in head {
         let _ = write!(h, "<th scope=\"col\">{}</th>", esc(c));
@@ -88,15 +92,15 @@ fn table(id: &str, head: &[&str], rows: &[Vec<String>], fold: bool) -> String {
     if fold && rows.len() > SHOWN_ROWS {
         let (shown, rest) = rows.split_at(SHOWN_ROWS);
         format!(
-            "<div class=\"table-wrap\"><table id=\"{id}\"><thead>{h}</thead><tbody>{}</tbody></table></div>\
-<details><summary>{} more</summary><div class=\"table-wrap\"><table><thead>{h}</thead><tbody>{}</tbody></table></div></details>",
+            "<div class=\"table-wrap\" role=\"region\" aria-label=\"{label}\"><table id=\"{id}\" aria-label=\"{label}\"><thead>{h}</thead><tbody>{}</tbody></table></div>\
+<details><summary>{} more</summary><div class=\"table-wrap\" role=\"region\" aria-label=\"{label}, more\"><table aria-label=\"{label}, more\"><thead>{h}</thead><tbody>{}</tbody></table></div></details>",
             body(shown),
             rest.len(),
             body(rest)
         )
     } else {
         format!(
-            "<div class=\"table-wrap\"><table id=\"{id}\"><thead>{h}</thead><tbody>{}</tbody></table></div>",
+            "<div class=\"table-wrap\" role=\"region\" aria-label=\"{label}\"><table id=\"{id}\" aria-label=\"{label}\"><thead>{h}</thead><tbody>{}</tbody></table></div>",
             body(rows)
         )
     }
@@ -214,6 +218,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
         } else {
             table(
                 "patch-table",
+                "Patch compliance per host",
                 &["Host", "Last patched", "Days since", "Packages changed", "Patch runs", "Not patched by a run"],
                 &rows,
                 fold,
@@ -283,6 +288,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
             .collect();
         restore.push_str(&table(
             "restore-table",
+            "Restore tests",
             &["Ended", "Host", "Result", "Duration", "Size", "Run"],
             &rows,
             fold,
@@ -322,6 +328,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
         incidents.push_str("<h3>Isolations</h3>");
         incidents.push_str(&table(
             "isolation-table",
+            "Isolations",
             &["Ended", "Runbook", "Hosts", "Started by", "Outcome"],
             &rows,
             fold,
@@ -347,6 +354,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
         incidents.push_str("<h3>Break-glass uses</h3>");
         incidents.push_str(&table(
             "break-glass-table",
+            "Break-glass uses",
             &["Started", "Runbook", "By", "Reason", "Time to review"],
             &rows,
             fold,
@@ -381,6 +389,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
         } else {
             table(
                 "approval-table",
+                "Approvals per party",
                 &["Party", "Asked", "Granted", "Denied", "Expired", "Median time to decision", "90th percentile"],
                 &rows,
                 fold,
@@ -414,7 +423,13 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
         ];
         format!(
             "<h3>By runbook</h3>{}",
-            table("runbook-table", &head, &rows, fold)
+            table(
+                "runbook-table",
+                "Runs and failures by runbook",
+                &head,
+                &rows,
+                fold
+            )
         )
     };
     if r.failures_by_host.is_empty() {
@@ -433,6 +448,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
             .collect();
         failures.push_str(&table(
             "host-failure-table",
+            "Failures by host",
             &["Host", "Failed", "Runbooks"],
             &rows,
             fold,
@@ -464,6 +480,7 @@ Every figure below can be recomputed from an audit export (<code>tandem audit ex
         } else {
             table(
                 "activity-table",
+                "Each party's activity",
                 &[
                     "Party",
                     "Runs requested",

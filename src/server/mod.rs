@@ -175,6 +175,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/schedules", get(schedules))
         .route("/api/v1/schedules/{runbook}/standing", post(standing))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/report", get(report))
         .route("/api/v1/freezes", post(freeze).get(freezes))
         .route("/api/v1/freezes/lift", post(unfreeze))
         .route("/api/v1/triggers/{name}", post(fire_trigger))
@@ -556,6 +557,44 @@ async fn audit(
     })
     .await?;
     Ok(Json(entries).into_response())
+}
+
+#[derive(Deserialize)]
+struct ReportApiQuery {
+    from: Option<String>,
+    to: Option<String>,
+    party: Option<String>,
+    format: Option<crate::report::render::Format>,
+}
+
+/// `GET /api/v1/report`: the business-review report of `tandem report`, as the caller's
+/// party may see it (rule 10), by the same code as the console's `/reports` (the same
+/// default period, the same narrowing to `party`), in `format` (JSON by default).
+async fn report(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ReportApiQuery>,
+) -> ApiResult<Response> {
+    let user = caller(&app, &headers)?;
+    let format = q.format.unwrap_or(crate::report::render::Format::Json);
+    let q = web::reports::ReportQuery {
+        from: q.from,
+        to: q.to,
+        party: q.party,
+    };
+    // The period's errors name their parameter (`from ... is not a date`).
+    let period = q.period().map_err(ApiError::BadRequest)?;
+    let party = q.party();
+    let report = blocking(move || {
+        app.report(&user, party.as_deref(), period)
+            .map_err(|e| match e {
+                // The only invalid input `report` finds is an unknown party.
+                RunError::Invalid(m) => ApiError::BadRequest(format!("party: {m}")),
+                e => e.into(),
+            })
+    })
+    .await?;
+    Ok(web::reports::download(&report, format))
 }
 
 /// Rule 10 for the audit log: `party`'s view of `records` ([`App::audit_party_view`]).

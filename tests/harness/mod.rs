@@ -26,6 +26,7 @@ pub use http_stub::*;
 mod browser;
 pub use browser::*;
 mod browser_more;
+pub use browser_more::{FocusStop, ENTER, SPACE, TAB};
 mod netns;
 pub use netns::*;
 mod screens;

@@ -44,7 +44,7 @@ async fn list_page(State(app): State<Arc<App>>, Signed { user, csrf }: Signed) -
     if pending.is_empty() {
         body.push_str("<p id=\"none\">Nothing is waiting for you.</p>");
     } else {
-        body.push_str(&run_table(&pending));
+        body.push_str(&run_table("Waiting for your decision", &pending));
     }
     let mine: Vec<RunRow> = reviews
         .into_iter()
@@ -56,13 +56,15 @@ async fn list_page(State(app): State<Arc<App>>, Signed { user, csrf }: Signed) -
         .collect();
     if !mine.is_empty() {
         body.push_str("<h2>Break-glass runs to review</h2>");
-        body.push_str(&run_table(&mine));
+        body.push_str(&run_table("Break-glass runs to review", &mine));
     }
     page(StatusCode::OK, "Approvals", &body)
 }
 
-fn run_table(runs: &[RunRow]) -> String {
-    let mut t = String::from("<table><tr><th>Run</th><th>Runbook</th><th>Initiator</th><th>Status</th><th>Requested</th></tr>");
+/// A table of runs named `label` (a table is a scroll box on a phone, which a keyboard
+/// reaches and a screen reader names).
+fn run_table(label: &str, runs: &[RunRow]) -> String {
+    let mut t = format!("<table aria-label=\"{}\"><tr><th>Run</th><th>Runbook</th><th>Initiator</th><th>Status</th><th>Requested</th></tr>", esc(label));
     for r in runs {
         let _ = write!(
             t,
@@ -210,7 +212,7 @@ pub(super) fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&st
     let mut b = String::new();
     let _ = write!(
         b,
-        "<table id=\"summary\"><tr><th>Runbook</th><td>{}</td></tr><tr><th>Version</th><td><code>{}</code></td></tr>\
+        "<table id=\"summary\" aria-label=\"Summary\"><tr><th>Runbook</th><td>{}</td></tr><tr><th>Version</th><td><code>{}</code></td></tr>\
 <tr><th>Status</th><td id=\"status\">{}</td></tr><tr><th>Initiator</th><td>{} ({})</td></tr><tr><th>Requested</th><td>{}</td></tr>\
 <tr><th>Plan digest</th><td><code id=\"digest\">{}</code></td></tr>",
         esc(&run.runbook),
@@ -236,7 +238,7 @@ pub(super) fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&st
     }
     b.push_str("</table>");
     if let Some(alert) = plan.trigger.as_ref().filter(|a| a.is_object()) {
-        b.push_str("<h2>Alert</h2><table id=\"alert\">");
+        b.push_str("<h2>Alert</h2><table id=\"alert\" aria-label=\"Alert\">");
         for (label, key) in [
             ("Trigger", "trigger"),
             ("Alert", "alertname"),
@@ -260,11 +262,11 @@ pub(super) fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&st
         let items: Vec<String> = plan.limit.iter().map(|l| esc(l)).collect();
         let _ = write!(b, "<p>Limited to: {}</p>", items.join(", "));
     }
-    b.push_str("<h2>Parameters</h2><table>");
+    b.push_str("<h2>Parameters</h2><table aria-label=\"Parameters\">");
     for (k, v) in &plan.params {
         let _ = write!(b, "<tr><th>{}</th><td>{}</td></tr>", esc(k), json_cell(v));
     }
-    b.push_str("</table><h2>Targets</h2><table><tr><th>Host</th><th>Address</th><th>Owner</th><th>Pinned host key</th></tr>");
+    b.push_str("</table><h2>Targets</h2><table aria-label=\"Targets\"><tr><th>Host</th><th>Address</th><th>Owner</th><th>Pinned host key</th></tr>");
     for t in &plan.targets {
         // A local host runs on this machine: there is no address, user or port to show.
         let address = match t.transport {
@@ -282,7 +284,7 @@ pub(super) fn run_body(run: &RunRow, user: &User, csrf: &str, script: Option<&st
                 .unwrap_or_else(|| "local".into())
         );
     }
-    b.push_str("</table><h2>Scope</h2><table>");
+    b.push_str("</table><h2>Scope</h2><table aria-label=\"Scope\">");
     for key in ["commands", "http", "secrets"] {
         let items: Vec<String> = plan.scope[key]
             .as_array()

@@ -154,7 +154,7 @@ async fn audit_page(
     if signed.is_empty() {
         body.push_str("<p id=\"checkpoints\" class=\"muted\">No checkpoint signed yet.</p>");
     } else {
-        body.push_str("<div class=\"scroll\"><table id=\"checkpoints\"><thead><tr><th scope=\"col\">Signed</th><th scope=\"col\">Covers records to</th><th scope=\"col\">Head</th><th scope=\"col\">Why</th><th scope=\"col\">Delivered to</th></tr></thead><tbody>");
+        body.push_str("<div class=\"scroll\" role=\"region\" aria-label=\"Signed checkpoints\"><table id=\"checkpoints\" aria-label=\"Signed checkpoints\"><thead><tr><th scope=\"col\">Signed</th><th scope=\"col\">Covers records to</th><th scope=\"col\">Head</th><th scope=\"col\">Why</th><th scope=\"col\">Delivered to</th></tr></thead><tbody>");
         for c in &signed {
             let seq = c.detail["seq"].as_u64().unwrap_or_default();
             let head = c.detail["head"].as_str().unwrap_or_default();
@@ -232,7 +232,7 @@ async fn audit_page(
     if recs.entries.is_empty() {
         body.push_str("<p id=\"no-records\">No records here.</p>");
     } else {
-        body.push_str("<div class=\"scroll\"><table id=\"records\"><thead><tr><th scope=\"col\">Seq</th><th scope=\"col\">Time</th><th scope=\"col\">Event</th><th scope=\"col\">Actor</th><th scope=\"col\">Run</th><th scope=\"col\">Detail</th></tr></thead><tbody>");
+        body.push_str("<div class=\"scroll\" role=\"region\" aria-label=\"Audit records\"><table id=\"records\" aria-label=\"Audit records\"><thead><tr><th scope=\"col\">Seq</th><th scope=\"col\">Time</th><th scope=\"col\">Event</th><th scope=\"col\">Actor</th><th scope=\"col\">Run</th><th scope=\"col\">Detail</th></tr></thead><tbody>");
         for e in &recs.entries {
             match e {
                 Entry::Full(r) => {

@@ -142,7 +142,7 @@ async fn hosts_page(
         }
     );
     let back = q.at_page(p.page).replace("&amp;", "&");
-    body.push_str("<div class=\"scroll\"><table id=\"hosts\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Owner</th><th scope=\"col\">Tags</th><th scope=\"col\">Reached by</th><th scope=\"col\">Freeze</th><th scope=\"col\">Last run</th></tr></thead><tbody>");
+    body.push_str("<div class=\"scroll\" role=\"region\" aria-label=\"Hosts\"><table id=\"hosts\" aria-label=\"Hosts\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Owner</th><th scope=\"col\">Tags</th><th scope=\"col\">Reached by</th><th scope=\"col\">Freeze</th><th scope=\"col\">Last run</th></tr></thead><tbody>");
     for v in &p.rows {
         let h = &v.host;
         let reached = match h.transport {
@@ -315,7 +315,7 @@ for the quarterly sign-off.</p>",
         esc(&user.party),
         esc(&user.name),
     );
-    body.push_str("<div class=\"scroll\"><table id=\"matrix\" class=\"matrix\"><thead><tr><th scope=\"col\">Runbook</th><th scope=\"col\">Owner</th><th scope=\"col\">May start</th><th scope=\"col\">Touches</th>");
+    body.push_str("<div class=\"scroll\" role=\"region\" aria-label=\"Responsibility matrix\"><table id=\"matrix\" class=\"matrix\" aria-label=\"Responsibility matrix\"><thead><tr><th scope=\"col\">Runbook</th><th scope=\"col\">Owner</th><th scope=\"col\">May start</th><th scope=\"col\">Touches</th>");
     for p in &m.parties {
         let _ = write!(body, "<th scope=\"col\">When {} starts it</th>", esc(p));
     }

@@ -37,7 +37,7 @@ mod approvals;
 mod audit;
 mod home;
 mod hosts;
-mod reports;
+pub(crate) mod reports;
 mod runs;
 mod schedules;
 mod start;
@@ -208,13 +208,20 @@ connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let mut nav = String::new();
     for (href, label) in NAV {
-        nav.push_str(&format!("<a href=\"{href}\">{label}</a> "));
+        // A section's own page is titled with its label: say "you are here" to a reader.
+        let here = if *label == title {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        nav.push_str(&format!("<a href=\"{href}\"{here}>{label}</a> "));
     }
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · tandem</title>\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/static/tandem.css\"><script src=\"/static/tandem.js\" defer></script></head><body>\
-<nav aria-label=\"sections\">{nav}</nav><main><h1>{title}</h1>{body}</main></body></html>",
+<a class=\"skip\" href=\"#main\">Skip to the page</a>\
+<nav aria-label=\"sections\">{nav}</nav><main id=\"main\" tabindex=\"-1\"><h1>{title}</h1>{body}</main></body></html>",
         title = esc(title),
     );
     let mut resp = (status, Html(html)).into_response();

@@ -14,7 +14,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::{blocking, esc, page, urlencode, Signed};
-use crate::report::render::{csv, html_fragment, json};
+use crate::report::render::{csv, html_document, html_fragment, json, Format};
 use crate::report::{Period, Report};
 use crate::run::App;
 
@@ -25,17 +25,18 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/reports/report.json", get(report_json))
 }
 
-/// The form's fields; all optional (the last 30 days, everything the party may see).
+/// The form's fields (and `GET /api/v1/report`'s); all optional (the last 30 days,
+/// everything the party may see).
 #[derive(Debug, Default, Deserialize)]
-struct ReportQuery {
-    from: Option<String>,
-    to: Option<String>,
-    party: Option<String>,
+pub(crate) struct ReportQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub party: Option<String>,
 }
 
 impl ReportQuery {
     /// The period asked for: the last 30 days by default.
-    fn period(&self) -> Result<Period, String> {
+    pub(crate) fn period(&self) -> Result<Period, String> {
         let today = chrono::Utc::now().date_naive();
         let to = match self.to.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(t) => t.to_string(),
@@ -52,7 +53,7 @@ impl ReportQuery {
         Period::parse(&from, &to)
     }
 
-    fn party(&self) -> Option<String> {
+    pub(crate) fn party(&self) -> Option<String> {
         self.party
             .as_deref()
             .map(str::trim)
@@ -158,8 +159,19 @@ Every figure is computed from the audit log, whose head and latest signed checkp
     }
 }
 
-/// A report download: `kind` its content type, `ext` the file name's extension.
-fn download(r: &Report, body: String, kind: &'static str, ext: &str) -> Response {
+/// The CSP of a standalone HTML report: its own inline stylesheet and SVG charts, no
+/// script, nothing fetched.
+const STANDALONE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; sandbox";
+
+/// A report as a download in `format` (HTML: the standalone file `tandem report` writes),
+/// named after its period. The page's downloads and `GET /api/v1/report` both answer with it.
+pub(crate) fn download(r: &Report, format: Format) -> Response {
+    let (body, kind, ext) = match format {
+        Format::Csv => (csv(r), "text/csv; charset=utf-8", "csv"),
+        Format::Json => (json(r), "application/json", "json"),
+        Format::Html => (html_document(r), "text/html; charset=utf-8", "html"),
+    };
     let name = format!(
         "attachment; filename=\"tandem-report-{}-{}.{ext}\"",
         r.period.from, r.period.to
@@ -173,8 +185,15 @@ fn download(r: &Report, body: String, kind: &'static str, ext: &str) -> Response
         body,
     )
         .into_response();
+    let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&name) {
-        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if format == Format::Html {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(STANDALONE_CSP),
+        );
     }
     resp
 }
@@ -188,8 +207,8 @@ async fn report_download(
     match compute(app, user, &q).await {
         Err(resp) => resp,
         Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
-        Ok(Ok(r)) if csv_format => download(&r, csv(&r), "text/csv; charset=utf-8", "csv"),
-        Ok(Ok(r)) => download(&r, json(&r), "application/json", "json"),
+        Ok(Ok(r)) if csv_format => download(&r, Format::Csv),
+        Ok(Ok(r)) => download(&r, Format::Json),
     }
 }
 

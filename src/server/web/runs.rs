@@ -295,7 +295,7 @@ fn hosts_in_short(run: &RunRow) -> String {
 
 fn runs_table(runs: &[RunRow]) -> String {
     let mut t = String::from(
-        "<table id=\"runs\"><tr><th>Run</th><th>Runbook</th><th>Started by</th><th>Targets</th><th>Status</th><th>Requested (UTC)</th><th>Ref</th></tr>",
+        "<table id=\"runs\" aria-label=\"Runs\"><tr><th>Run</th><th>Runbook</th><th>Started by</th><th>Targets</th><th>Status</th><th>Requested (UTC)</th><th>Ref</th></tr>",
     );
     for r in runs {
         let _ = write!(
@@ -377,7 +377,7 @@ fn hosts_table(run: &RunRow) -> String {
     if run.hosts.is_empty() {
         return String::new();
     }
-    let mut t = String::from("<h2>Results per host</h2><table id=\"hosts\"><tr><th>Host</th><th>Status</th><th>Exit code</th><th>Took</th><th>Error</th></tr>");
+    let mut t = String::from("<h2>Results per host</h2><table id=\"hosts\" aria-label=\"Results per host\"><tr><th>Host</th><th>Status</th><th>Exit code</th><th>Took</th><th>Error</th></tr>");
     for h in &run.hosts {
         let took = h
             .duration_ms

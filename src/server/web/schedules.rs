@@ -182,7 +182,7 @@ async fn schedules_page(
     }
     let page_no = q.page.unwrap_or(0);
     let first = page_no.saturating_mul(PER_PAGE);
-    body.push_str("<div class=\"scroll\"><table id=\"schedules\"><thead><tr><th scope=\"col\">Runbook</th><th scope=\"col\">When</th><th scope=\"col\">Next slots (local · UTC)</th><th scope=\"col\">Next slot's approval</th><th scope=\"col\">Last outcome</th></tr></thead><tbody>");
+    body.push_str("<div class=\"scroll\" role=\"region\" aria-label=\"Schedules\"><table id=\"schedules\" aria-label=\"Schedules\"><thead><tr><th scope=\"col\">Runbook</th><th scope=\"col\">When</th><th scope=\"col\">Next slots (local · UTC)</th><th scope=\"col\">Next slot's approval</th><th scope=\"col\">Last outcome</th></tr></thead><tbody>");
     for s in list.iter().skip(first).take(PER_PAGE) {
         let slots: Vec<String> = s
             .next
@@ -267,7 +267,7 @@ fn calendar(c: &CalendarMonth) -> String {
     let mut out = format!(
         "<section id=\"calendar\" aria-label=\"month calendar\"><h2>{} — {} {} ({})</h2><p class=\"pager\">{}{}</p>\
 <p><span class=\"slot\">slot</span> <span class=\"window\">maintenance window</span> <span class=\"blackout\">blackout</span></p>\
-<div class=\"scroll\"><table class=\"cal\"><thead><tr>",
+<div class=\"scroll\" role=\"region\" aria-label=\"Month calendar\"><table class=\"cal\" aria-label=\"Month calendar\"><thead><tr>",
         esc(&c.runbook),
         name(c.month),
         c.year,

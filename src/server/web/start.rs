@@ -37,7 +37,7 @@ async fn list_page(State(app): State<Arc<App>>, Signed { user, .. }: Signed) -> 
         let _ = write!(
             b,
             "<p>{} you may start. Pick one to fill in its parameters and see, before anything runs, what it will do and who must approve.</p>\
-<table id=\"runbooks\"><tr><th>Runbook</th><th>What it does</th><th>Owner</th><th>Break-glass</th></tr>",
+<table id=\"runbooks\" aria-label=\"Runbooks you may start\"><tr><th>Runbook</th><th>What it does</th><th>Owner</th><th>Break-glass</th></tr>",
             plural(runbooks.len(), "runbook", "runbooks")
         );
         for rb in &runbooks {
@@ -460,7 +460,7 @@ fn preview_html(rb: &Runbook, f: &Fields, plan: &Plan, frozen: &[&str]) -> Strin
         b.push_str("</ul></details>");
     }
     if !plan.params.is_empty() {
-        b.push_str("<table id=\"preview-params\"><tr><th>Parameter</th><th>Value</th></tr>");
+        b.push_str("<table id=\"preview-params\" aria-label=\"Parameters as they will run\"><tr><th>Parameter</th><th>Value</th></tr>");
         for (k, v) in &plan.params {
             let shown = match v {
                 Value::String(s) => s.clone(),
